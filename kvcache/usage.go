@@ -1,0 +1,109 @@
+package kvcache
+
+import "log/slog"
+
+// LayerUsage is one layer's memory: its current Policy, the Tokens it holds,
+// the Capacity in token slots allocated, and Bytes = Capacity × SlotBytes.
+type LayerUsage struct {
+	Policy   Policy
+	Tokens   int
+	Capacity int
+	Bytes    int64
+}
+
+// LogValue implements slog.LogValuer: policy, tokens, capacity, bytes.
+func (u LayerUsage) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("policy", u.Policy.String()),
+		slog.Int("tokens", u.Tokens),
+		slog.Int("capacity", u.Capacity),
+		slog.Int64("bytes", u.Bytes),
+	)
+}
+
+// Usage is the cache's memory: one LayerUsage per layer plus the total Tokens
+// (summed over layers, i.e. token-layers) and total Bytes.
+type Usage struct {
+	Layers []LayerUsage
+	Tokens int64
+	Bytes  int64
+}
+
+// LogValue implements slog.LogValuer: total tokens and bytes, the number of
+// full and streaming layers and the bytes held by each kind (per-layer detail
+// is left out to keep log lines short).
+func (u Usage) LogValue() slog.Value {
+	var nFull, nStream int
+	var bFull, bStream int64
+	for _, l := range u.Layers {
+		if l.Policy.IsStreaming() {
+			nStream++
+			bStream += l.Bytes
+		} else {
+			nFull++
+			bFull += l.Bytes
+		}
+	}
+	return slog.GroupValue(
+		slog.Int64("tokens", u.Tokens),
+		slog.Int64("bytes", u.Bytes),
+		slog.Int("full_layers", nFull),
+		slog.Int64("full_bytes", bFull),
+		slog.Int("streaming_layers", nStream),
+		slog.Int64("streaming_bytes", bStream),
+	)
+}
+
+// Usage reports the memory held now. Capacity is the number of allocated token
+// slots: full layers count every allocated block (blocks × BlockTokens, also
+// blocks kept for reuse by Reset), streaming layers Sink+Window once allocated.
+// It allocates only the returned Layers slice.
+func (c *Cache) Usage() Usage {
+	sb := SlotBytes(c.shape)
+	u := Usage{Layers: make([]LayerUsage, len(c.layers))}
+	for i := range c.layers {
+		l := &c.layers[i]
+		lu := LayerUsage{Policy: l.policy, Tokens: c.Len(i)}
+		if l.policy.IsStreaming() {
+			if l.k != nil {
+				lu.Capacity = l.policy.Sink + l.policy.Window
+			}
+		} else {
+			lu.Capacity = len(l.blocks) * c.bt
+		}
+		lu.Bytes = int64(lu.Capacity) * sb
+		u.Layers[i] = lu
+		u.Tokens += int64(lu.Tokens)
+		u.Bytes += lu.Bytes
+	}
+	return u
+}
+
+// Estimate returns the total Bytes that Usage would report for a new cache with
+// these policies after tokens tokens were appended to every layer (no Convert,
+// no Reset), without allocating (no allocation at all when opts is empty): a full layer ceil(tokens/BlockTokens) blocks,
+// a streaming layer Sink+Window slots once tokens > 0. It does not validate:
+// tokens < 0 counts as 0, a policy with Window > 0 counts as streaming and any
+// other as full, and a block size <= 0 falls back to [DefaultBlockTokens].
+func Estimate(s Shape, policies []Policy, tokens int, opts ...Option) int64 {
+	bt := int64(DefaultBlockTokens)
+	if len(opts) > 0 { // (buildOptions' struct escapes; skip it when there are no options)
+		bt = int64(buildOptions(opts).blockTokens)
+	}
+	if bt <= 0 {
+		bt = DefaultBlockTokens
+	}
+	if tokens <= 0 {
+		return 0
+	}
+	t := int64(tokens)
+	var slots int64
+	for _, p := range policies {
+		if p.IsStreaming() {
+			slots += int64(p.Sink) + int64(p.Window)
+		} else {
+			slots += (t + bt - 1) / bt * bt
+		}
+	}
+	return slots * SlotBytes(s)
+}
