@@ -1,0 +1,87 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// Qwen2.5-0.5B shapes: q/o_proj 896×896, gate/up 4864×896, down 896×4864 and the
+// tied lm_head 151936×896. MatVec reports GB/s of weights read; MatMul (512-token
+// prefill through down_proj-sized 4864×896 weights) reports GFLOP/s.
+var benchShapes = [][2]int{{896, 896}, {4864, 896}, {896, 4864}, {151936, 896}}
+
+// benchRoutes runs f on each route; MatVec has no AVX-512 variant (skip512).
+func benchRoutes(b *testing.B, skip512 bool, f func(b *testing.B)) {
+	defer setRoute(setRoute(route{}))
+	for _, r := range routes() {
+		if skip512 && r.avx512 {
+			continue
+		}
+		setRoute(r)
+		b.Run(r.name, f)
+	}
+}
+
+func BenchmarkMatVec(b *testing.B) {
+	for _, sz := range benchShapes {
+		rows, cols := sz[0], sz[1]
+		rng := rand.New(rand.NewPCG(1, 1))
+		w, x := randVec(rng, rows*cols), randVec(rng, cols)
+		wb, _ := toBF16(w)
+		dst := make([]float32, rows)
+		for _, threads := range []int{1, 2} {
+			name := fmt.Sprintf("%dx%d/threads=%d", rows, cols, threads)
+			b.Run("f32/"+name, func(b *testing.B) {
+				benchRoutes(b, true, func(b *testing.B) {
+					p := NewPool(threads)
+					defer p.Close()
+					b.SetBytes(int64(rows * cols * 4))
+					b.ReportAllocs()
+					for b.Loop() {
+						p.MatVec(dst, w, x, rows, cols)
+					}
+				})
+			})
+			b.Run("bf16/"+name, func(b *testing.B) {
+				benchRoutes(b, true, func(b *testing.B) {
+					p := NewPool(threads)
+					defer p.Close()
+					b.SetBytes(int64(rows * cols * 2))
+					b.ReportAllocs()
+					for b.Loop() {
+						p.MatVecBF16(dst, wb, x, rows, cols)
+					}
+				})
+			})
+		}
+	}
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	n, rows, cols := 512, 896, 4864
+	if testing.Short() {
+		n = 64
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	x, w := randVec(rng, n*cols), randVec(rng, rows*cols)
+	wb, _ := toBF16(w)
+	dst := make([]float32, n*rows)
+	flop := 2 * float64(n) * float64(rows) * float64(cols)
+	for _, threads := range []int{1, 2} {
+		name := fmt.Sprintf("%dx%dx%d/threads=%d", n, rows, cols, threads)
+		run := func(b *testing.B, f func(p *Pool)) {
+			benchRoutes(b, false, func(b *testing.B) {
+				p := NewPool(threads)
+				defer p.Close()
+				b.ReportAllocs()
+				for b.Loop() {
+					f(p)
+				}
+				b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		b.Run("f32/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMul(dst, x, w, n, rows, cols) }) })
+		b.Run("bf16/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMulBF16(dst, x, wb, n, rows, cols) }) })
+	}
+}

@@ -1,0 +1,14 @@
+// Package kernels holds the dense CPU math of the forward pass: matrix-vector and
+// matrix-matrix products against row-major weights (float32 or bf16), RMSNorm,
+// SiLU gating and residual adds.
+//
+// Weights are row-major [rows][cols], the Hugging Face [out][in] layout, so every
+// product is a set of dot products along cols. On amd64 with AVX2 and FMA the inner
+// loops run in Go assembly generated with avo (see asm/); elsewhere, with the purego
+// build tag, or when the CPU lacks those features, portable Go code computes the same
+// results. Both routes accumulate in float32 with several partial sums, so results
+// differ from a sequential sum by rounding only.
+//
+// Sizes are explicit; slices may be longer than needed and only their prefixes are
+// used. Every kernel panics on bad sizes (programmer error) and allocates nothing.
+package kernels
