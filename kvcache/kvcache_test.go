@@ -142,6 +142,7 @@ func checkView(t *testing.T, c *kvcache.Cache, layer, width int, want []tok, msg
 func checkUsage(t *testing.T, c *kvcache.Cache, n *naiveCache, s kvcache.Shape, msg string) {
 	t.Helper()
 	u := c.Usage()
+	require.Equal(t, u.Bytes, c.Bytes(), "Bytes must equal Usage().Bytes")
 	require.Len(t, u.Layers, len(n.layers), msg)
 	var tokens, bytes int64
 	for i := range n.layers {

@@ -63,20 +63,34 @@ func (c *Cache) Usage() Usage {
 	u := Usage{Layers: make([]LayerUsage, len(c.layers))}
 	for i := range c.layers {
 		l := &c.layers[i]
-		lu := LayerUsage{Policy: l.policy, Tokens: c.Len(i)}
-		if l.policy.IsStreaming() {
-			if l.k != nil {
-				lu.Capacity = l.policy.Sink + l.policy.Window
-			}
-		} else {
-			lu.Capacity = len(l.blocks) * c.bt
-		}
+		lu := LayerUsage{Policy: l.policy, Tokens: c.Len(i), Capacity: c.capacity(l)}
 		lu.Bytes = int64(lu.Capacity) * sb
 		u.Layers[i] = lu
 		u.Tokens += int64(lu.Tokens)
 		u.Bytes += lu.Bytes
 	}
 	return u
+}
+
+// capacity returns the token slots layer l has allocated.
+func (c *Cache) capacity(l *store) int {
+	if l.policy.IsStreaming() {
+		if l.k != nil {
+			return l.policy.Sink + l.policy.Window
+		}
+		return 0
+	}
+	return len(l.blocks) * c.bt
+}
+
+// Bytes returns the total Bytes that Usage reports, without allocating (for tracking peaks on
+// hot paths).
+func (c *Cache) Bytes() int64 {
+	var slots int64
+	for i := range c.layers {
+		slots += int64(c.capacity(&c.layers[i]))
+	}
+	return slots * SlotBytes(c.shape)
 }
 
 // Estimate returns the total Bytes that Usage would report for a new cache with
