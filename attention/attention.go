@@ -1,0 +1,298 @@
+package attention
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Params describes the head layout of one attention layer.
+//
+// Heads is the number of query heads, KVHeads the number of key/value heads
+// (Heads must be a positive multiple of KVHeads), HeadDim the width of one head.
+// Scale multiplies q·k before the softmax; 0 means float32(1/sqrt(HeadDim)).
+// Threads is the number of goroutines a call may use: 0 or 1 runs on the
+// caller's goroutine, more splits (KV head, query tile) work units over up to
+// that many goroutines (capped at 4·GOMAXPROCS and at the number of units, so
+// a single decode query uses at most KVHeads goroutines). Results are
+// bit-identical for every Threads value.
+type Params struct {
+	Heads, KVHeads, HeadDim int
+	Scale                   float32
+	Threads                 int
+}
+
+// scale returns the effective softmax scale.
+func (p Params) scale() float32 {
+	if p.Scale != 0 {
+		return p.Scale
+	}
+	return float32(1 / math.Sqrt(float64(p.HeadDim)))
+}
+
+func (p Params) check() {
+	if p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 {
+		panic(fmt.Sprintf("attention: bad params Heads=%d KVHeads=%d HeadDim=%d (need positive, Heads a multiple of KVHeads)",
+			p.Heads, p.KVHeads, p.HeadDim))
+	}
+}
+
+// Mask selects which keys a query sees. The zero value is plain causal
+// attention. With Window > 0 it is a streaming mask: key position kp is visible
+// to query position qp iff kp <= qp && (kp < Sink || kp > qp-Window), so the
+// window counts the query's own token. Sink and Window must not be negative.
+type Mask struct {
+	Sink, Window int
+}
+
+// Visible reports whether the key at position kp is visible to the query at
+// position qp under m.
+func (m Mask) Visible(qp, kp int32) bool {
+	if kp > qp {
+		return false
+	}
+	if m.Window <= 0 {
+		return true
+	}
+	return int64(kp) < int64(m.Sink) || int64(kp) > int64(qp)-int64(m.Window)
+}
+
+// KV is a set of cached keys and values split into segments. Slot order inside
+// a segment is arbitrary; pos gives each key's absolute position. Segment i
+// returns len(pos) tokens with k and v of length len(pos)*KVHeads*HeadDim
+// (token-major). kvcache's layer view satisfies KV structurally.
+type KV interface {
+	NumSegments() int
+	Segment(i int) (k, v []float32, pos []int32)
+}
+
+// Segment is one run of cached tokens: K and V are [len(Pos)][KVHeads*HeadDim]
+// and Pos holds each token's absolute position.
+type Segment struct {
+	K, V []float32
+	Pos  []int32
+}
+
+// Segments is a list of Segment values; it implements KV.
+type Segments []Segment
+
+// NumSegments returns len(s).
+func (s Segments) NumSegments() int { return len(s) }
+
+// Segment returns the keys, values and positions of segment i.
+func (s Segments) Segment(i int) (k, v []float32, pos []int32) {
+	return s[i].K, s[i].V, s[i].Pos
+}
+
+// Attend computes causal softmax attention of len(qpos) queries at absolute
+// positions qpos over every key in kv that m makes visible, writing
+// out [n][Heads*HeadDim] from q [n][Heads*HeadDim] (n = len(qpos)). It never
+// materializes an n×n matrix (tiled, online softmax). If lse is not nil it
+// receives [n][Heads] the natural log-sum-exp of scale·q·k over the visible
+// keys; a query head with no visible key gets lse = -Inf and out = 0.
+// out must not overlap q, kv or lse. p.Threads goroutines share the work.
+// Attend panics on bad Params, a negative Mask or any size mismatch.
+func Attend(out, q []float32, qpos []int32, kv KV, m Mask, p Params, lse []float32) {
+	j := getJob(out, q, len(qpos), m, p, lse)
+	j.qpos = qpos
+	j.kv = kv
+	j.checkKV()
+	j.run()
+	putJob(j)
+}
+
+// Prefill is Attend for a fresh sequence: n tokens at positions 0..n-1 attend
+// over their own keys k and values v ([n][KVHeads*HeadDim] each). out and q are
+// [n][Heads*HeadDim]; lse, if not nil, is [n][Heads]. Panics on size mismatch.
+func Prefill(out, q, k, v []float32, n int, m Mask, p Params, lse []float32) {
+	if n < 0 {
+		panic(fmt.Sprintf("attention: negative n %d", n))
+	}
+	j := getJob(out, q, n, m, p, lse)
+	j.single = seg{k: k, v: v, n: n}
+	j.checkSeg(&j.single)
+	j.run()
+	putJob(j)
+}
+
+// Decode computes attention of one query at position pos over kv: q and out
+// are [Heads*HeadDim]. It equals Attend with a single query and no lse, and is
+// the generation fast path. Panics on size mismatch.
+func Decode(out, q []float32, pos int32, kv KV, m Mask, p Params) {
+	j := getJob(out, q, 1, m, p, nil)
+	j.qbase = pos
+	j.kv = kv
+	j.checkKV()
+	j.run()
+	putJob(j)
+}
+
+// seg is one key segment; pos == nil means positions base, base+1, ...
+type seg struct {
+	k, v []float32
+	pos  []int32
+	base int32
+	n    int
+}
+
+func (s *seg) at(i int) int32 {
+	if s.pos != nil {
+		return s.pos[i]
+	}
+	return s.base + int32(i)
+}
+
+// Tile sizes. keyTile keys are scored at once; a query tile holds
+// max(1, rowTarget/G) queries of one KV head group (G query heads each).
+const (
+	keyTile   = 64
+	rowTarget = 32
+)
+
+// job holds one call's arguments and the work-unit counter.
+type job struct {
+	out, q []float32
+	lse    []float32
+	qpos   []int32 // nil: qbase, qbase+1, ...
+	qbase  int32
+	n      int
+	kv     KV // nil: single
+	single seg
+	mask   Mask
+	heads  int
+	kvh    int
+	d      int
+	g      int // query heads per KV head
+	scale  float32
+	tq     int // queries per tile
+	nqt    int // query tiles
+	gper   int // KV heads per work unit
+	units  int
+	nthr   int // Params.Threads
+	next   atomic.Int64
+	wg     sync.WaitGroup
+}
+
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+func getJob(out, q []float32, n int, m Mask, p Params, lse []float32) *job {
+	p.check()
+	if m.Sink < 0 || m.Window < 0 {
+		panic(fmt.Sprintf("attention: negative mask Sink=%d Window=%d", m.Sink, m.Window))
+	}
+	w := n * p.Heads * p.HeadDim
+	if len(q) != w || len(out) != w {
+		panic(fmt.Sprintf("attention: len(q)=%d len(out)=%d, want %d (n=%d × Heads=%d × HeadDim=%d)",
+			len(q), len(out), w, n, p.Heads, p.HeadDim))
+	}
+	if lse != nil && len(lse) != n*p.Heads {
+		panic(fmt.Sprintf("attention: len(lse)=%d, want %d (n=%d × Heads=%d)", len(lse), n*p.Heads, n, p.Heads))
+	}
+	j := jobPool.Get().(*job)
+	j.out, j.q, j.lse, j.n = out, q, lse, n
+	j.mask = m
+	j.heads, j.kvh, j.d = p.Heads, p.KVHeads, p.HeadDim
+	j.g = p.Heads / p.KVHeads
+	j.scale = p.scale()
+	j.tq = max(1, rowTarget/j.g)
+	j.nqt = (n + j.tq - 1) / j.tq
+	// One goroutine walks all KV heads per key tile (contiguous K/V reads);
+	// several split KV heads into separate units.
+	j.gper = j.kvh
+	if p.Threads > 1 {
+		j.gper = 1
+	}
+	j.units = j.nqt * (j.kvh / j.gper)
+	j.nthr = p.Threads
+	j.next.Store(0)
+	return j
+}
+
+func putJob(j *job) {
+	// Drop references so pooled jobs do not keep caller memory alive.
+	j.out, j.q, j.lse, j.qpos, j.kv, j.single = nil, nil, nil, nil, nil, seg{}
+	j.qbase = 0
+	jobPool.Put(j)
+}
+
+func (j *job) checkSeg(s *seg) {
+	w := s.n * j.kvh * j.d
+	if len(s.k) != w || len(s.v) != w {
+		panic(fmt.Sprintf("attention: segment len(k)=%d len(v)=%d, want %d (%d tokens × KVHeads=%d × HeadDim=%d)",
+			len(s.k), len(s.v), w, s.n, j.kvh, j.d))
+	}
+}
+
+func (j *job) checkKV() {
+	if j.kv == nil {
+		panic("attention: nil KV")
+	}
+	for i, ns := 0, j.kv.NumSegments(); i < ns; i++ {
+		k, v, pos := j.kv.Segment(i)
+		s := seg{k: k, v: v, pos: pos, n: len(pos)}
+		j.checkSeg(&s)
+	}
+}
+
+func (j *job) numSegs() int {
+	if j.kv == nil {
+		return 1
+	}
+	return j.kv.NumSegments()
+}
+
+func (j *job) segment(i int, s *seg) {
+	if j.kv == nil {
+		*s = j.single
+		return
+	}
+	k, v, pos := j.kv.Segment(i)
+	*s = seg{k: k, v: v, pos: pos, n: len(pos)}
+}
+
+func (j *job) qposAt(t int) int32 {
+	if j.qpos != nil {
+		return j.qpos[t]
+	}
+	return j.qbase + int32(t)
+}
+
+// run executes every work unit, on the caller's goroutine or over
+// min(Threads, units) goroutines pulling units from an atomic counter.
+func (j *job) run() {
+	if j.units == 0 {
+		return
+	}
+	t := min(j.nthr, j.units, 4*runtime.GOMAXPROCS(0))
+	if t <= 1 {
+		sc := getScratch(j)
+		for u := 0; u < j.units; u++ {
+			j.unit(u, sc)
+		}
+		scratchPool.Put(sc)
+		return
+	}
+	j.wg.Add(t - 1)
+	for i := 1; i < t; i++ {
+		go j.worker(true)
+	}
+	j.worker(false)
+	j.wg.Wait()
+}
+
+func (j *job) worker(done bool) {
+	sc := getScratch(j)
+	for {
+		u := int(j.next.Add(1) - 1)
+		if u >= j.units {
+			break
+		}
+		j.unit(u, sc)
+	}
+	scratchPool.Put(sc)
+	if done {
+		j.wg.Done()
+	}
+}

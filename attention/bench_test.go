@@ -1,0 +1,144 @@
+package attention
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+var benchLong = flag.Bool("attention.long", false, "run attention benchmarks above 4K context (16K prefill is ~120 GFLOP)")
+
+// Qwen2.5-0.5B attention layout.
+var benchParams = Params{Heads: 14, KVHeads: 2, HeadDim: 64}
+
+var benchMasks = []struct {
+	name string
+	m    Mask
+}{{"full", Mask{}}, {"streaming", Mask{Sink: 4, Window: 1020}}}
+
+func benchThreads() []int {
+	if n := runtime.GOMAXPROCS(0); n > 1 {
+		return []int{1, n}
+	}
+	return []int{1}
+}
+
+// visibleKeys counts the (query, key) pairs m lets through for a prefill of n.
+func visibleKeys(m Mask, n int) int64 {
+	var c int64
+	for q := 0; q < n; q++ {
+		if m.Window == 0 {
+			c += int64(q + 1)
+		} else {
+			c += int64(min(q+1, m.Window) + min(m.Sink, max(0, q+1-m.Window)))
+		}
+	}
+	return c
+}
+
+// BenchmarkPrefill measures Prefill of n tokens (Qwen2.5-0.5B heads) with
+// causal and streaming masks; gflop/s counts 4·HeadDim flops per visible
+// (query head, key) pair. Sizes above 4K need -attention.long.
+func BenchmarkPrefill(b *testing.B) {
+	p := benchParams
+	for _, bm := range benchMasks {
+		for _, n := range []int{1 << 10, 4 << 10, 16 << 10} {
+			for _, th := range benchThreads() {
+				b.Run(fmt.Sprintf("%s/%dK/t%d", bm.name, n>>10, th), func(b *testing.B) {
+					if n > 4<<10 && !*benchLong {
+						b.Skip("needs -attention.long")
+					}
+					r := rand.New(rand.NewPCG(1, 2))
+					q := randSlice(r, n*p.Heads*p.HeadDim, 1)
+					k := randSlice(r, n*p.KVHeads*p.HeadDim, 1)
+					v := randSlice(r, n*p.KVHeads*p.HeadDim, 1)
+					out := make([]float32, len(q))
+					lse := make([]float32, n*p.Heads)
+					pp := p
+					pp.Threads = th
+					b.ResetTimer()
+					for b.Loop() {
+						Prefill(out, q, k, v, n, bm.m, pp, lse)
+					}
+					flops := float64(visibleKeys(bm.m, n)) * float64(p.Heads*p.HeadDim*4)
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "gflop/s")
+				})
+			}
+		}
+	}
+}
+
+// benchKV builds the cache a layer holds after ctx tokens: full layers as
+// 256-token blocks, streaming layers as a sink segment plus a ring of Window
+// slots whose oldest entry sits at slot ctx%Window.
+func benchKV(r *rand.Rand, m Mask, ctx int) (Segments, int) {
+	w := benchParams.KVHeads * benchParams.HeadDim
+	mk := func(pos []int32) Segment {
+		return Segment{K: randSlice(r, len(pos)*w, 1), V: randSlice(r, len(pos)*w, 1), Pos: pos}
+	}
+	var kv Segments
+	if m.Window == 0 {
+		for s := 0; s < ctx; s += 256 {
+			pos := make([]int32, min(256, ctx-s))
+			for i := range pos {
+				pos[i] = int32(s + i)
+			}
+			kv = append(kv, mk(pos))
+		}
+		return kv, ctx
+	}
+	sink := make([]int32, min(m.Sink, ctx))
+	for i := range sink {
+		sink[i] = int32(i)
+	}
+	ringN := min(m.Window, ctx-len(sink))
+	ring := make([]int32, ringN)
+	for i := 0; i < ringN; i++ {
+		p := ctx - ringN + i // the last ringN positions
+		ring[p%m.Window] = int32(p)
+	}
+	kv = append(kv, mk(sink), mk(ring))
+	return kv, len(sink) + ringN
+}
+
+// BenchmarkDecode measures one decode query at position ctx over the layer's
+// cache; MB/s is K and V bytes read (so streaming stays flat, full grows).
+func BenchmarkDecode(b *testing.B) {
+	p := benchParams
+	for _, bm := range benchMasks {
+		for _, ctx := range []int{1 << 10, 4 << 10, 16 << 10} {
+			for _, th := range benchThreads() {
+				b.Run(fmt.Sprintf("%s/%dK/t%d", bm.name, ctx>>10, th), func(b *testing.B) {
+					r := rand.New(rand.NewPCG(3, 4))
+					kv, held := benchKV(r, bm.m, ctx)
+					q := randSlice(r, p.Heads*p.HeadDim, 1)
+					out := make([]float32, len(q))
+					pp := p
+					pp.Threads = th
+					var v KV = kv
+					b.SetBytes(int64(held * 2 * p.KVHeads * p.HeadDim * 4))
+					b.ResetTimer()
+					for b.Loop() {
+						Decode(out, q, int32(ctx), v, bm.m, pp)
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkRope measures Apply on a 512-token chunk of Qwen2.5-0.5B queries.
+func BenchmarkRope(b *testing.B) {
+	rope := NewRope(testInvFreq(64, 1000000), 1, 32768)
+	x := make([]float32, 512*14*64)
+	pos := make([]int32, 512)
+	for i := range pos {
+		pos[i] = int32(1000 + i)
+	}
+	b.SetBytes(int64(len(x) * 4))
+	for b.Loop() {
+		rope.Apply(x, pos, 14, 64)
+	}
+}

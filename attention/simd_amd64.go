@@ -1,0 +1,47 @@
+package attention
+
+// useAVX2 selects the AVX2+FMA assembly kernels; tests flip it to check the
+// portable Go kernels against them.
+var useAVX2 = cpuHasAVX2FMA()
+
+func cpuHasAVX2FMA() bool {
+	_, _, c1, _ := cpuid(1, 0)
+	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
+	if c1&fma == 0 || c1&osxsave == 0 || c1&avx == 0 {
+		return false
+	}
+	if xcr0, _ := xgetbv(); xcr0&6 != 6 { // OS saves XMM and YMM state
+		return false
+	}
+	_, b7, _, _ := cpuid(7, 0)
+	return b7&(1<<5) != 0
+}
+
+//go:noescape
+func cpuid(eax, ecx uint32) (a, b, c, d uint32)
+
+//go:noescape
+func xgetbv() (eax, edx uint32)
+
+// dotTileAVX sets dst[j] = scale·q·k_j for j < nk (a multiple of 4), key j at
+// k + j·stride floats; d (a multiple of 8) floats per vector.
+//
+//go:noescape
+func dotTileAVX(dst, q, k *float32, d, stride, nk int, scale float32)
+
+// pvTileAVX adds Σ_j p[j]·v_j to o[:d] for j < nk, value j at v + j·stride
+// floats; d is a multiple of 8.
+//
+//go:noescape
+func pvTileAVX(o, p, v *float32, d, stride, nk int)
+
+// expTileAVX sets row[i] = exp(row[i]-m) for i < n (a multiple of 8, every
+// row[i] <= m) and returns their sum; arguments below -87.3 give 0.
+//
+//go:noescape
+func expTileAVX(row *float32, n int, m float32) float32
+
+// maxAVX returns the maximum of row[:n], n a positive multiple of 8.
+//
+//go:noescape
+func maxAVX(row *float32, n int) float32

@@ -1,0 +1,364 @@
+#include "textflag.h"
+
+// func cpuid(eax, ecx uint32) (a, b, c, d uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL eax+0(FP), AX
+	MOVL ecx+4(FP), CX
+	CPUID
+	MOVL AX, a+8(FP)
+	MOVL BX, b+12(FP)
+	MOVL CX, c+16(FP)
+	MOVL DX, d+20(FP)
+	RET
+
+// func xgetbv() (eax, edx uint32)
+TEXT ·xgetbv(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// func dotTileAVX(dst, q, k *float32, d, stride, nk int, scale float32)
+TEXT ·dotTileAVX(SB), NOSPLIT, $0-52
+	MOVQ dst+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ k+16(FP), DX
+	MOVQ d+24(FP), BX
+	MOVQ stride+32(FP), R8
+	MOVQ nk+40(FP), R9
+	VBROADCASTSS scale+48(FP), Y15
+	SHLQ $2, BX // d in bytes
+	SHLQ $2, R8 // stride in bytes
+
+dkeys:
+	CMPQ R9, $4
+	JL   ddone
+	MOVQ DX, R10
+	LEAQ (R10)(R8*1), R11
+	LEAQ (R11)(R8*1), R12
+	LEAQ (R12)(R8*1), R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ AX, AX
+
+dloop16:
+	LEAQ 64(AX), R14
+	CMPQ R14, BX
+	JG   dtail8
+	VMOVUPS (SI)(AX*1), Y8
+	VMOVUPS 32(SI)(AX*1), Y9
+	VFMADD231PS (R10)(AX*1), Y8, Y0
+	VFMADD231PS (R11)(AX*1), Y8, Y1
+	VFMADD231PS (R12)(AX*1), Y8, Y2
+	VFMADD231PS (R13)(AX*1), Y8, Y3
+	VFMADD231PS 32(R10)(AX*1), Y9, Y4
+	VFMADD231PS 32(R11)(AX*1), Y9, Y5
+	VFMADD231PS 32(R12)(AX*1), Y9, Y6
+	VFMADD231PS 32(R13)(AX*1), Y9, Y7
+	MOVQ R14, AX
+	JMP  dloop16
+
+dtail8:
+	CMPQ AX, BX
+	JGE  dreduce
+	VMOVUPS (SI)(AX*1), Y8
+	VFMADD231PS (R10)(AX*1), Y8, Y0
+	VFMADD231PS (R11)(AX*1), Y8, Y1
+	VFMADD231PS (R12)(AX*1), Y8, Y2
+	VFMADD231PS (R13)(AX*1), Y8, Y3
+
+dreduce:
+	VADDPS  Y4, Y0, Y0
+	VADDPS  Y5, Y1, Y1
+	VADDPS  Y6, Y2, Y2
+	VADDPS  Y7, Y3, Y3
+	VHADDPS Y1, Y0, Y0 // [a01 a23 b01 b23 | a45 a67 b45 b67]
+	VHADDPS Y3, Y2, Y2 // [c01 c23 e01 e23 | ...]
+	VHADDPS Y2, Y0, Y0 // [a0-3 b0-3 c0-3 e0-3 | a4-7 b4-7 c4-7 e4-7]
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS  X1, X0, X0
+	VMULPS  X15, X0, X0
+	VMOVUPS X0, (DI)
+	ADDQ    $16, DI
+	LEAQ    (DX)(R8*4), DX
+	SUBQ    $4, R9
+	JMP     dkeys
+
+ddone:
+	VZEROUPPER
+	RET
+
+// func pvTileAVX(o, p, v *float32, d, stride, nk int)
+// o[:d] += Σ_j p[j]·v_j for j < nk, v_j at v + j·stride floats, d a multiple
+// of 8. o is kept in registers over all keys, 64 floats (8 accumulators) at a
+// time, then 8 at a time.
+TEXT ·pvTileAVX(SB), NOSPLIT, $0-48
+	MOVQ o+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ v+16(FP), DX
+	MOVQ d+24(FP), BX
+	MOVQ stride+32(FP), R8
+	MOVQ nk+40(FP), R9
+	SHLQ $2, R8
+	TESTQ R9, R9
+	JLE  pdone
+
+pchunk64:
+	CMPQ BX, $64
+	JL   pchunk8
+	VMOVUPS 0(DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	MOVQ DX, R10
+	XORQ CX, CX
+
+pkey64:
+	VBROADCASTSS (SI)(CX*4), Y8
+	VFMADD231PS 0(R10), Y8, Y0
+	VFMADD231PS 32(R10), Y8, Y1
+	VFMADD231PS 64(R10), Y8, Y2
+	VFMADD231PS 96(R10), Y8, Y3
+	VFMADD231PS 128(R10), Y8, Y4
+	VFMADD231PS 160(R10), Y8, Y5
+	VFMADD231PS 192(R10), Y8, Y6
+	VFMADD231PS 224(R10), Y8, Y7
+	ADDQ R8, R10
+	INCQ CX
+	CMPQ CX, R9
+	JL   pkey64
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	VMOVUPS Y4, 128(DI)
+	VMOVUPS Y5, 160(DI)
+	VMOVUPS Y6, 192(DI)
+	VMOVUPS Y7, 224(DI)
+	ADDQ $256, DI
+	ADDQ $256, DX
+	SUBQ $64, BX
+	JMP  pchunk64
+
+pchunk8:
+	CMPQ BX, $8
+	JL   pdone
+	VMOVUPS (DI), Y0
+	MOVQ DX, R10
+	XORQ CX, CX
+
+pkey8:
+	VBROADCASTSS (SI)(CX*4), Y8
+	VFMADD231PS (R10), Y8, Y0
+	ADDQ R8, R10
+	INCQ CX
+	CMPQ CX, R9
+	JL   pkey8
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, DX
+	SUBQ $8, BX
+	JMP  pchunk8
+
+pdone:
+	VZEROUPPER
+	RET
+
+// Constants for expTileAVX, each replicated over 8 lanes (32 bytes).
+DATA expc<>+0(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+4(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+8(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+12(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+16(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+20(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+24(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+28(SB)/4, $0xc2aeac4f // lo
+DATA expc<>+32(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+36(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+40(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+44(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+48(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+52(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+56(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+60(SB)/4, $0x3fb8aa3b // log2e
+DATA expc<>+64(SB)/4, $0x3f000000 // half
+DATA expc<>+68(SB)/4, $0x3f000000 // half
+DATA expc<>+72(SB)/4, $0x3f000000 // half
+DATA expc<>+76(SB)/4, $0x3f000000 // half
+DATA expc<>+80(SB)/4, $0x3f000000 // half
+DATA expc<>+84(SB)/4, $0x3f000000 // half
+DATA expc<>+88(SB)/4, $0x3f000000 // half
+DATA expc<>+92(SB)/4, $0x3f000000 // half
+DATA expc<>+96(SB)/4, $0x3f318000 // c1
+DATA expc<>+100(SB)/4, $0x3f318000 // c1
+DATA expc<>+104(SB)/4, $0x3f318000 // c1
+DATA expc<>+108(SB)/4, $0x3f318000 // c1
+DATA expc<>+112(SB)/4, $0x3f318000 // c1
+DATA expc<>+116(SB)/4, $0x3f318000 // c1
+DATA expc<>+120(SB)/4, $0x3f318000 // c1
+DATA expc<>+124(SB)/4, $0x3f318000 // c1
+DATA expc<>+128(SB)/4, $0xb95e8083 // c2
+DATA expc<>+132(SB)/4, $0xb95e8083 // c2
+DATA expc<>+136(SB)/4, $0xb95e8083 // c2
+DATA expc<>+140(SB)/4, $0xb95e8083 // c2
+DATA expc<>+144(SB)/4, $0xb95e8083 // c2
+DATA expc<>+148(SB)/4, $0xb95e8083 // c2
+DATA expc<>+152(SB)/4, $0xb95e8083 // c2
+DATA expc<>+156(SB)/4, $0xb95e8083 // c2
+DATA expc<>+160(SB)/4, $0x39506967 // p0
+DATA expc<>+164(SB)/4, $0x39506967 // p0
+DATA expc<>+168(SB)/4, $0x39506967 // p0
+DATA expc<>+172(SB)/4, $0x39506967 // p0
+DATA expc<>+176(SB)/4, $0x39506967 // p0
+DATA expc<>+180(SB)/4, $0x39506967 // p0
+DATA expc<>+184(SB)/4, $0x39506967 // p0
+DATA expc<>+188(SB)/4, $0x39506967 // p0
+DATA expc<>+192(SB)/4, $0x3ab743ce // p1
+DATA expc<>+196(SB)/4, $0x3ab743ce // p1
+DATA expc<>+200(SB)/4, $0x3ab743ce // p1
+DATA expc<>+204(SB)/4, $0x3ab743ce // p1
+DATA expc<>+208(SB)/4, $0x3ab743ce // p1
+DATA expc<>+212(SB)/4, $0x3ab743ce // p1
+DATA expc<>+216(SB)/4, $0x3ab743ce // p1
+DATA expc<>+220(SB)/4, $0x3ab743ce // p1
+DATA expc<>+224(SB)/4, $0x3c088908 // p2
+DATA expc<>+228(SB)/4, $0x3c088908 // p2
+DATA expc<>+232(SB)/4, $0x3c088908 // p2
+DATA expc<>+236(SB)/4, $0x3c088908 // p2
+DATA expc<>+240(SB)/4, $0x3c088908 // p2
+DATA expc<>+244(SB)/4, $0x3c088908 // p2
+DATA expc<>+248(SB)/4, $0x3c088908 // p2
+DATA expc<>+252(SB)/4, $0x3c088908 // p2
+DATA expc<>+256(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+260(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+264(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+268(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+272(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+276(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+280(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+284(SB)/4, $0x3d2aa9c1 // p3
+DATA expc<>+288(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+292(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+296(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+300(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+304(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+308(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+312(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+316(SB)/4, $0x3e2aaaaa // p4
+DATA expc<>+320(SB)/4, $0x3f000000 // p5
+DATA expc<>+324(SB)/4, $0x3f000000 // p5
+DATA expc<>+328(SB)/4, $0x3f000000 // p5
+DATA expc<>+332(SB)/4, $0x3f000000 // p5
+DATA expc<>+336(SB)/4, $0x3f000000 // p5
+DATA expc<>+340(SB)/4, $0x3f000000 // p5
+DATA expc<>+344(SB)/4, $0x3f000000 // p5
+DATA expc<>+348(SB)/4, $0x3f000000 // p5
+DATA expc<>+352(SB)/4, $0x3f800000 // one
+DATA expc<>+356(SB)/4, $0x3f800000 // one
+DATA expc<>+360(SB)/4, $0x3f800000 // one
+DATA expc<>+364(SB)/4, $0x3f800000 // one
+DATA expc<>+368(SB)/4, $0x3f800000 // one
+DATA expc<>+372(SB)/4, $0x3f800000 // one
+DATA expc<>+376(SB)/4, $0x3f800000 // one
+DATA expc<>+380(SB)/4, $0x3f800000 // one
+DATA expc<>+384(SB)/4, $0x0000007f // i127
+DATA expc<>+388(SB)/4, $0x0000007f // i127
+DATA expc<>+392(SB)/4, $0x0000007f // i127
+DATA expc<>+396(SB)/4, $0x0000007f // i127
+DATA expc<>+400(SB)/4, $0x0000007f // i127
+DATA expc<>+404(SB)/4, $0x0000007f // i127
+DATA expc<>+408(SB)/4, $0x0000007f // i127
+DATA expc<>+412(SB)/4, $0x0000007f // i127
+GLOBL expc<>(SB), RODATA|NOPTR, $416
+
+// func expTileAVX(row *float32, n int, m float32) float32
+// row[i] = exp(row[i]-m) for i < n (a multiple of 8; every row[i] <= m),
+// returning the sum. Cephes-style: 2^k·p(r) with a degree-6 polynomial,
+// relative error ~1e-7; arguments below -87.3 (and -Inf) give exactly 0.
+TEXT ·expTileAVX(SB), NOSPLIT, $0-28
+	MOVQ row+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y14
+	VMOVUPS expc<>+32(SB), Y15
+	VMOVUPS expc<>+0(SB), Y12
+	VXORPS Y13, Y13, Y13
+	SHLQ $2, CX
+	XORQ AX, AX
+
+eloop:
+	CMPQ AX, CX
+	JGE  edone
+	VMOVUPS (DI)(AX*1), Y0
+	VSUBPS  Y14, Y0, Y0
+	VCMPPS  $13, Y12, Y0, Y4 // keep = x >= lo
+	VMAXPS  Y12, Y0, Y0
+	VMOVUPS expc<>+64(SB), Y1
+	VFMADD231PS Y15, Y0, Y1 // x·log2e + 0.5
+	VROUNDPS $1, Y1, Y1     // k = floor
+	VFNMADD231PS expc<>+96(SB), Y1, Y0
+	VFNMADD231PS expc<>+128(SB), Y1, Y0 // r = x - k·ln2
+	VMULPS  Y0, Y0, Y2      // r²
+	VMOVUPS expc<>+160(SB), Y3
+	VFMADD213PS expc<>+192(SB), Y0, Y3
+	VFMADD213PS expc<>+224(SB), Y0, Y3
+	VFMADD213PS expc<>+256(SB), Y0, Y3
+	VFMADD213PS expc<>+288(SB), Y0, Y3
+	VFMADD213PS expc<>+320(SB), Y0, Y3
+	VFMADD213PS Y0, Y2, Y3  // p·r² + r
+	VADDPS  expc<>+352(SB), Y3, Y3
+	VCVTTPS2DQ Y1, Y1
+	VPADDD  expc<>+384(SB), Y1, Y1
+	VPSLLD  $23, Y1, Y1     // 2^k
+	VMULPS  Y1, Y3, Y3
+	VANDPS  Y4, Y3, Y3
+	VMOVUPS Y3, (DI)(AX*1)
+	VADDPS  Y3, Y13, Y13
+	ADDQ    $32, AX
+	JMP     eloop
+
+edone:
+	VEXTRACTF128 $1, Y13, X0
+	VADDPS  X0, X13, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VMOVSS  X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func maxAVX(row *float32, n int) float32
+// Maximum of row[:n], n a multiple of 8 and > 0.
+TEXT ·maxAVX(SB), NOSPLIT, $0-20
+	MOVQ row+0(FP), DI
+	MOVQ n+8(FP), CX
+	SHLQ $2, CX
+	VMOVUPS (DI), Y0
+	MOVQ $32, AX
+
+mloop:
+	CMPQ AX, CX
+	JGE  mdone
+	VMAXPS (DI)(AX*1), Y0, Y0
+	ADDQ   $32, AX
+	JMP    mloop
+
+mdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS  X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS  X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS  X1, X0, X0
+	VMOVSS  X0, ret+16(FP)
+	VZEROUPPER
+	RET
