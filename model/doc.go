@@ -1,0 +1,23 @@
+// Package model runs Llama-family language models (Llama, Mistral, Qwen2, Qwen3) on the CPU
+// with hybrid attention: every layer keeps either a full KV cache or, for the "lazy" layers of
+// the LightTransfer method, a streaming cache of a few attention-sink tokens plus a recent
+// window.
+//
+// Load reads a Hugging Face checkpoint directory into a read-only Model that any number of
+// goroutines may share. Each sequence runs in its own Session, which owns the absolute token
+// position, the per-layer KV cache and the activation buffers. A Session runs in one of three
+// attention modes:
+//
+//   - FullAttention: every layer keeps a full cache (the default, unless the checkpoint's
+//     config declares lazy layers).
+//   - TestMode: LightTransfer-Test. The first forward (the prefill) runs full attention in
+//     every layer, measures each layer's lazy ratio and, through a max-heap, turns the laziest
+//     layers into streaming layers as soon as enough layers have been seen, so peak KV memory
+//     stays bounded during the prefill.
+//   - FixedMode / WithPlan: a fixed list of lazy layers (LightTransfer-Train checkpoints and
+//     calibrated plans); the streaming mask applies to every query of those layers.
+//
+// Forward returns logits as a gorgonia.org/tensor Dense of shape [n][vocab] (for tests and
+// reference checks); Next returns only the last row, which is what generation needs; Generate
+// and GenerateTokens turn text or token prompts into continuations.
+package model

@@ -1,0 +1,305 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
+)
+
+// ErrStop, returned by a WithStream callback, ends generation cleanly: Generate then returns
+// the result with FinishCallback and a nil error.
+var ErrStop = errors.New("model: stop requested")
+
+// FinishReason says why generation ended.
+type FinishReason string
+
+// The reasons generation ends.
+const (
+	FinishLength   FinishReason = "length"   // the token budget (WithMaxTokens) was used up
+	FinishEOS      FinishReason = "eos"      // the model produced an end-of-sequence token
+	FinishStop     FinishReason = "stop"     // a stop string appeared in the text
+	FinishCallback FinishReason = "callback" // the stream callback returned ErrStop
+	FinishContext  FinishReason = "context"  // the session's context window is full
+	FinishCanceled FinishReason = "canceled" // ctx was cancelled or timed out
+)
+
+// Token is one generated token as the stream callback sees it. When generation ends with text
+// still held back (a partial stop-string match, an unfinished character), a last Token with
+// ID -1 carries it.
+type Token struct {
+	ID    int32  // the token id, or -1 for the final flush
+	Index int    // 0 for the first generated token
+	Text  string // text released with this token: whole UTF-8 characters, possibly empty
+}
+
+// Result is what a generation produced.
+type Result struct {
+	Text            string        // the generated text (prompt excluded), stop string excluded
+	Tokens          []int32       // the generated token ids (EOS excluded)
+	Finish          FinishReason  // why generation ended
+	PromptTokens    int           // tokens in the prompt, BOS included
+	GeneratedTokens int           // tokens generated, EOS included
+	Prefill         time.Duration // time to process the prompt
+	Decode          time.Duration // time spent generating after the prefill
+	Lazy            []int         // the session's streaming layers at the end
+	KV              kvcache.Usage // KV cache allocation at the end
+}
+
+// DecodeTokensPerSecond returns the decode speed (tokens after the first per second of Decode).
+func (r Result) DecodeTokensPerSecond() float64 {
+	if r.Decode <= 0 || r.GeneratedTokens < 2 {
+		return 0
+	}
+	return float64(r.GeneratedTokens-1) / r.Decode.Seconds()
+}
+
+// GenerateOption configures Generate, GenerateTokens and Chat.
+type GenerateOption func(*genOptions)
+
+type genOptions struct {
+	maxTokens int
+	sampling  Sampling
+	stops     []string
+	stream    func(Token) error
+	session   []SessionOption
+	ignoreEOS bool
+}
+
+// DefaultMaxTokens is the generation budget when WithMaxTokens is not given.
+const DefaultMaxTokens = 256
+
+// WithMaxTokens sets the most tokens to generate (default DefaultMaxTokens; must be > 0).
+func WithMaxTokens(n int) GenerateOption { return func(o *genOptions) { o.maxTokens = n } }
+
+// WithSampling sets the sampling parameters (default: greedy).
+func WithSampling(s Sampling) GenerateOption { return func(o *genOptions) { o.sampling = s } }
+
+// WithStop ends generation when any of the (non-empty) strings appears in the generated text;
+// the text is cut before it. Text that could be the start of a stop string is held back from
+// the stream until it cannot.
+func WithStop(stops ...string) GenerateOption {
+	return func(o *genOptions) { o.stops = append(o.stops, stops...) }
+}
+
+// WithStream calls f for every generated token, in order, from the generating goroutine, with
+// the text released so far. f returning ErrStop ends generation cleanly; any other error ends
+// it and is returned.
+func WithStream(f func(Token) error) GenerateOption { return func(o *genOptions) { o.stream = f } }
+
+// WithSessionOptions passes attention-mode and context options to the generation's session.
+func WithSessionOptions(opts ...SessionOption) GenerateOption {
+	return func(o *genOptions) { o.session = append(o.session, opts...) }
+}
+
+// WithIgnoreEOS keeps generating past end-of-sequence tokens (for benchmarks).
+func WithIgnoreEOS() GenerateOption { return func(o *genOptions) { o.ignoreEOS = true } }
+
+// Generate encodes prompt with the model's tokenizer (adding BOS when the tokenizer does) and
+// generates a continuation. An empty prompt generates from BOS alone; it is an error for a
+// tokenizer that adds no BOS. On cancellation Generate returns what was generated so far with
+// FinishCanceled together with ctx's error.
+func (m *Model) Generate(ctx context.Context, prompt string, opts ...GenerateOption) (Result, error) {
+	if m.tok == nil {
+		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
+	}
+	if !utf8.ValidString(prompt) {
+		return Result{}, fmt.Errorf("%w: prompt is not valid UTF-8", ErrOption)
+	}
+	ids, err := m.tok.Encode(prompt, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("model: encoding prompt: %w", err)
+	}
+	if len(ids) == 0 {
+		return Result{}, fmt.Errorf("%w: empty prompt and the tokenizer adds no BOS token", ErrOption)
+	}
+	return m.GenerateTokens(ctx, ids, opts...)
+}
+
+// Chat renders msgs with the checkpoint's chat template (adding the assistant's turn prompt)
+// and generates the reply.
+func (m *Model) Chat(ctx context.Context, msgs []tokenizer.Message, opts ...GenerateOption) (Result, error) {
+	if m.tok == nil {
+		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
+	}
+	text, err := m.tok.ApplyChatTemplate(msgs, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("model: chat template: %w", err)
+	}
+	ids, err := m.tok.Encode(text, false)
+	if err != nil {
+		return Result{}, fmt.Errorf("model: encoding chat: %w", err)
+	}
+	return m.GenerateTokens(ctx, ids, opts...)
+}
+
+// GenerateTokens generates a continuation of prompt (token ids, BOS included if the model
+// expects one). Text in the result and in stream callbacks needs the model's tokenizer; without
+// one they are empty and only ids are reported.
+func (m *Model) GenerateTokens(ctx context.Context, prompt []int32, opts ...GenerateOption) (Result, error) {
+	o := genOptions{maxTokens: DefaultMaxTokens}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.maxTokens <= 0 {
+		return Result{}, fmt.Errorf("%w: max tokens %d must be > 0", ErrOption, o.maxTokens)
+	}
+	if err := o.sampling.Validate(); err != nil {
+		return Result{}, err
+	}
+	for i, s := range o.stops {
+		if s == "" {
+			return Result{}, fmt.Errorf("%w: stop string %d is empty", ErrOption, i)
+		}
+	}
+	if len(prompt) == 0 {
+		return Result{}, fmt.Errorf("%w: empty prompt", ErrOption)
+	}
+	s, err := m.NewSession(o.session...)
+	if err != nil {
+		return Result{}, err
+	}
+	defer s.Close()
+	g := generation{m: m, s: s, o: &o, res: Result{PromptTokens: len(prompt)}}
+	err = g.run(ctx, prompt)
+	g.res.Lazy = s.Lazy()
+	g.res.KV = s.Usage()
+	return g.res, err
+}
+
+// generation is the state of one GenerateTokens call.
+type generation struct {
+	m    *Model
+	s    *Session
+	o    *genOptions
+	res  Result
+	dec  *tokenizer.StreamDecoder
+	hold stopHolder
+}
+
+func (g *generation) run(ctx context.Context, prompt []int32) error {
+	m, s, o := g.m, g.s, g.o
+	g.hold.stops = o.stops
+	smp := newSampler(o.sampling, m.cfg.VocabSize)
+	for _, id := range prompt {
+		smp.observe(id)
+	}
+	start := time.Now()
+	logits, err := s.Next(ctx, prompt)
+	g.res.Prefill = time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			g.res.Finish = FinishCanceled
+		}
+		return err
+	}
+	if m.tok != nil {
+		// Prime the decoder with the prompt so the first generated token is decoded in context
+		// (a sentencepiece "▁word" keeps its space after the prompt).
+		g.dec = m.tok.NewDecoder(true)
+		for _, id := range prompt {
+			if _, err := g.dec.Add(id); err != nil {
+				return fmt.Errorf("model: decoding prompt token %d: %w", id, err)
+			}
+		}
+	}
+	start = time.Now()
+	defer func() { g.res.Decode = time.Since(start) }()
+	eos := m.eos
+	for i := 0; ; i++ {
+		id := smp.next(logits)
+		smp.observe(id)
+		g.res.GeneratedTokens++
+		if !o.ignoreEOS && slices.Contains(eos, id) {
+			g.res.Finish = FinishEOS
+			return g.finish()
+		}
+		g.res.Tokens = append(g.res.Tokens, id)
+		piece, stopped, err := g.release(id)
+		if err != nil {
+			return err
+		}
+		if stopped {
+			if err := g.emit(id, i, piece); err != nil && !errors.Is(err, ErrStop) {
+				return err
+			}
+			g.res.Finish = FinishStop
+			return nil
+		}
+		if err := g.emit(id, i, piece); err != nil {
+			if errors.Is(err, ErrStop) {
+				g.res.Finish = FinishCallback
+				return g.finish()
+			}
+			return err
+		}
+		if g.res.GeneratedTokens >= o.maxTokens {
+			g.res.Finish = FinishLength
+			return g.finish()
+		}
+		if s.Pos() >= s.MaxContext() {
+			g.res.Finish = FinishContext
+			return g.finish()
+		}
+		if err := ctx.Err(); err != nil {
+			g.res.Finish = FinishCanceled
+			g.finish()
+			return err
+		}
+		logits, err = s.Next(ctx, []int32{id})
+		if err != nil {
+			if ctx.Err() != nil {
+				g.res.Finish = FinishCanceled
+				g.finish()
+			}
+			return err
+		}
+	}
+}
+
+// release decodes id and passes the text through the stop-string holder.
+func (g *generation) release(id int32) (string, bool, error) {
+	if g.dec == nil {
+		return "", false, nil
+	}
+	piece, err := g.dec.Add(id)
+	if err != nil {
+		return "", false, fmt.Errorf("model: decoding token %d: %w", id, err)
+	}
+	out, stopped := g.hold.push(piece)
+	g.res.Text += out
+	return out, stopped, nil
+}
+
+// emit calls the stream callback, if any.
+func (g *generation) emit(id int32, i int, text string) error {
+	if g.o.stream == nil {
+		return nil
+	}
+	return g.o.stream(Token{ID: id, Index: i, Text: text})
+}
+
+// finish releases text still held back by the decoder and the stop holder.
+func (g *generation) finish() error {
+	if g.dec == nil {
+		return nil
+	}
+	out, stopped := g.hold.push(g.dec.Flush())
+	if !stopped {
+		out += g.hold.flush()
+	} else {
+		g.res.Finish = FinishStop
+	}
+	g.res.Text += out
+	if out != "" && g.o.stream != nil {
+		if err := g.o.stream(Token{ID: -1, Index: g.res.GeneratedTokens, Text: out}); err != nil && !errors.Is(err, ErrStop) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,285 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
+	"gorgonia.org/tensor"
+)
+
+const defaultChunk = 512
+
+// Session is one sequence being processed by a Model: its absolute position, its per-layer
+// KV cache and its activation buffers. A Session is not safe for concurrent use; give each
+// goroutine its own (they may share the Model).
+type Session struct {
+	m      *Model
+	mode   Mode
+	sink   int
+	window int
+	last   int
+	keep   float64
+	maxCtx int
+	chunk  int
+
+	cache    *kvcache.Cache
+	masks    []attention.Mask // per layer: zero = causal, else streaming
+	pos      int
+	selected bool // Test mode: the selecting prefill has run
+	online   *layerselect.Online
+	ratios   []float64
+	lazy     []int
+	peakKV   int64 // most KV bytes held at any point
+	err      error // set when a forward was interrupted half way; the session is then unusable
+
+	d   dense
+	buf buffers
+	ckv chunkKV
+}
+
+// buffers are a session's activations, sized for the largest span seen so far.
+type buffers struct {
+	rows                int
+	x, xn, q, k, v, att []float32
+	lse                 []float32
+	pos                 []int32
+	gate, up            []float32 // [chunk][intermediate]
+	logits              []float32 // [vocab], the last row
+	tmp                 []float32 // [hidden]
+}
+
+// chunkKV presents a layer's cache view followed by the span's own keys and values as one
+// attention.KV, so a span attends to earlier tokens and to itself before it is appended.
+type chunkKV struct {
+	view kvcache.View
+	k, v []float32
+	pos  []int32
+}
+
+var _ attention.KV = (*chunkKV)(nil)
+
+func (c *chunkKV) NumSegments() int { return c.view.NumSegments() + 1 }
+
+func (c *chunkKV) Segment(i int) (k, v []float32, pos []int32) {
+	if i < c.view.NumSegments() {
+		return c.view.Segment(i)
+	}
+	return c.k, c.v, c.pos
+}
+
+// NewSession starts a sequence at position 0. Without a mode option the session uses full
+// attention, or fixed mode when the checkpoint's config declares lazy layers.
+func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
+	var o sessionOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg := m.cfg
+	L := cfg.NumLayers
+	if !o.modeSet && len(cfg.LazyLayers) > 0 {
+		o.mode, o.lazy = ModeFixed, cfg.LazyLayers
+	}
+	s := &Session{m: m, mode: o.mode, maxCtx: cfg.MaxPositions, chunk: defaultChunk}
+	if o.maxContext != 0 {
+		if o.maxContext < 0 || o.maxContext > cfg.MaxPositions {
+			return nil, fmt.Errorf("%w: max context %d outside [1, %d]", ErrOption, o.maxContext, cfg.MaxPositions)
+		}
+		s.maxCtx = o.maxContext
+	}
+	if o.chunk != 0 {
+		if o.chunk < 0 {
+			return nil, fmt.Errorf("%w: chunk size %d must be positive", ErrOption, o.chunk)
+		}
+		s.chunk = o.chunk
+	}
+	s.sink, s.window, s.last, s.keep = DefaultSink, DefaultWindow, DefaultLast, DefaultKeep
+	if s.mode == ModeFixed && cfg.StreamingWindow > 0 {
+		s.sink, s.window = cfg.StreamingSink, cfg.StreamingWindow
+	}
+	if o.plan != nil {
+		if err := o.plan.Validate(L); err != nil {
+			return nil, fmt.Errorf("%w: plan: %w", ErrOption, err)
+		}
+		o.lazy, s.sink, s.window = o.plan.Lazy, o.plan.Sink, o.plan.Window
+	}
+	st := o.stream
+	if st.sinkSet {
+		s.sink = st.sink
+	}
+	if st.windowSet {
+		s.window = st.window
+	}
+	if st.lastSet {
+		s.last = st.last
+	}
+	if st.keepSet {
+		s.keep = st.keep
+	}
+	if s.sink < 0 {
+		return nil, fmt.Errorf("%w: sink %d must be >= 0", ErrOption, s.sink)
+	}
+	if s.window <= 0 {
+		return nil, fmt.Errorf("%w: window %d must be > 0", ErrOption, s.window)
+	}
+	if s.last <= 0 {
+		return nil, fmt.Errorf("%w: w_last %d must be > 0", ErrOption, s.last)
+	}
+	policies := make([]kvcache.Policy, L)
+	s.masks = make([]attention.Mask, L)
+	switch s.mode {
+	case ModeTest:
+		on, err := layerselect.NewOnline(L, s.keep)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOption, err)
+		}
+		s.online = on
+	case ModeFixed:
+		if err := layerselect.ValidateLayers(o.lazy, L); err != nil {
+			return nil, fmt.Errorf("%w: lazy layers: %w", ErrOption, err)
+		}
+		s.lazy = slices.Sorted(slices.Values(o.lazy))
+		for _, l := range s.lazy {
+			policies[l] = kvcache.Streaming(s.sink, s.window)
+			s.masks[l] = attention.Mask{Sink: s.sink, Window: s.window}
+		}
+	}
+	c, err := kvcache.New(kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}, policies)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOption, err)
+	}
+	s.cache = c
+	s.d = dense{p: m.pool}
+	return s, nil
+}
+
+// Mode returns the session's attention mode.
+func (s *Session) Mode() Mode { return s.mode }
+
+// Pos returns the number of tokens the session has processed (the next token's position).
+func (s *Session) Pos() int { return s.pos }
+
+// MaxContext returns the most tokens the session can hold.
+func (s *Session) MaxContext() int { return s.maxCtx }
+
+// Lazy returns the streaming layers in increasing order: the fixed list, or in Test mode the
+// layers chosen so far (none before the first forward).
+func (s *Session) Lazy() []int { return slices.Clone(s.lazy) }
+
+// Ratios returns each layer's lazy ratio measured by Test mode's first forward, or nil when no
+// ratios were measured (other modes, or a prompt too short to select on).
+func (s *Session) Ratios() []float64 { return slices.Clone(s.ratios) }
+
+// Usage returns the KV cache's allocation per layer and in total.
+func (s *Session) Usage() kvcache.Usage { return s.cache.Usage() }
+
+// PeakKVBytes returns the most KV cache bytes the session has held at any moment, measured
+// after every layer's append and truncation (so it includes Test mode's prefill peak).
+func (s *Session) PeakKVBytes() int64 { return s.peakKV }
+
+// Close releases the session's cache and buffers. A closed session returns errors.
+func (s *Session) Close() {
+	s.cache.Reset()
+	s.buf = buffers{}
+	s.err = errors.New("model: session closed")
+}
+
+// Forward appends tokens to the sequence and returns their logits, a [len(tokens)][vocab]
+// float32 tensor: row t predicts the token after tokens[t].
+func (s *Session) Forward(ctx context.Context, tokens []int32) (*tensor.Dense, error) {
+	V := s.m.cfg.VocabSize
+	out := make([]float32, len(tokens)*V)
+	if err := s.run(ctx, tokens, out); err != nil {
+		return nil, err
+	}
+	return tensor.New(tensor.WithShape(len(tokens), V), tensor.WithBacking(out)), nil
+}
+
+// Next appends tokens to the sequence and returns the logits of the last one ([vocab]). The
+// slice belongs to the session and is overwritten by the next call. Only the last row goes
+// through the LM head.
+func (s *Session) Next(ctx context.Context, tokens []int32) ([]float32, error) {
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%w: no tokens", ErrOption)
+	}
+	if err := s.run(ctx, tokens, nil); err != nil {
+		return nil, err
+	}
+	return s.buf.logits, nil
+}
+
+// run checks tokens and pushes them through the model in spans. all, when non-nil, receives
+// every row's logits; otherwise only the last row's go to s.buf.logits.
+func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	V := s.m.cfg.VocabSize
+	for i, t := range tokens {
+		if t < 0 || int(t) >= V {
+			return fmt.Errorf("%w: token %d at index %d is outside the vocabulary [0, %d)", ErrToken, t, i, V)
+		}
+	}
+	if s.pos+len(tokens) > s.maxCtx {
+		return fmt.Errorf("%w: %d tokens after %d already held exceed the context of %d", ErrContext, len(tokens), s.pos, s.maxCtx)
+	}
+	selecting := s.mode == ModeTest && !s.selected && len(tokens) > 0
+	span := s.chunk
+	if selecting {
+		span = len(tokens)
+	}
+	for lo := 0; lo < len(tokens); lo += span {
+		hi := min(lo+span, len(tokens))
+		var rows []float32
+		if all != nil {
+			rows = all[lo*V : hi*V]
+		}
+		if err := s.forwardSpan(ctx, tokens[lo:hi], selecting, rows, hi == len(tokens)); err != nil {
+			return err
+		}
+	}
+	if selecting {
+		s.selected = true
+	}
+	return nil
+}
+
+// Sink returns the attention-sink size of the session's streaming layers.
+func (s *Session) Sink() int { return s.sink }
+
+// Window returns the recent window of the session's streaming layers.
+func (s *Session) Window() int { return s.window }
+
+// MakeStreaming turns full layers into streaming layers now, exactly as Test mode does when
+// it picks them: each cache is cut to its first sink tokens plus its last window−1 tokens and
+// later queries of that layer use the streaming mask. Layers already streaming are an error.
+// It lets experiments impose their own choice of lazy layers after a full-attention prefill.
+func (s *Session) MakeStreaming(layers ...int) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := layerselect.ValidateLayers(layers, s.m.cfg.NumLayers); err != nil {
+		return fmt.Errorf("%w: %w", ErrOption, err)
+	}
+	for _, l := range layers {
+		if s.masks[l].Window != 0 {
+			return fmt.Errorf("%w: layer %d is already streaming", ErrOption, l)
+		}
+	}
+	for _, l := range layers {
+		if err := s.cache.Convert(l, kvcache.Streaming(s.sink, s.window)); err != nil {
+			return fmt.Errorf("model: layer %d: %w", l, err)
+		}
+		s.masks[l] = attention.Mask{Sink: s.sink, Window: s.window}
+		s.lazy = append(s.lazy, l)
+	}
+	slices.Sort(s.lazy)
+	return nil
+}

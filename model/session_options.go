@@ -1,0 +1,131 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
+)
+
+// Mode is a session's attention mode.
+type Mode int
+
+const (
+	// ModeFull keeps a full KV cache in every layer.
+	ModeFull Mode = iota
+	// ModeTest is LightTransfer-Test: lazy layers are chosen online during the first forward.
+	ModeTest
+	// ModeFixed uses a fixed list of lazy layers from the start.
+	ModeFixed
+)
+
+// String returns "full", "test" or "fixed".
+func (m Mode) String() string {
+	switch m {
+	case ModeFull:
+		return "full"
+	case ModeTest:
+		return "test"
+	case ModeFixed:
+		return "fixed"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Defaults of the streaming layers and of Test-mode selection (DESIGN.md §1).
+const (
+	DefaultSink   = 4    // attention-sink tokens a lazy layer keeps
+	DefaultWindow = 1020 // recent tokens a lazy layer keeps, the query's own included
+	DefaultLast   = 32   // prompt queries the lazy ratio averages over
+	DefaultKeep   = 0.5  // fraction of layers Test mode keeps full
+)
+
+// SessionOption configures NewSession.
+type SessionOption func(*sessionOptions)
+
+type sessionOptions struct {
+	mode       Mode
+	modeSet    bool
+	lazy       []int
+	plan       *layerselect.Plan
+	stream     streamOptions
+	maxContext int
+	chunk      int
+}
+
+// StreamOption sets one parameter of the streaming layers or of Test-mode selection. Those not
+// given take the defaults: in fixed mode the checkpoint's streaming_sink/streaming_window when
+// it declares them, else DefaultSink, DefaultWindow; DefaultKeep, DefaultLast in Test mode.
+type StreamOption func(*streamOptions)
+
+type streamOptions struct {
+	sink, window, last          int
+	keep                        float64
+	sinkSet, windowSet, lastSet bool
+	keepSet                     bool
+}
+
+// WithSink sets the number of attention-sink tokens a lazy layer keeps (>= 0).
+func WithSink(n int) StreamOption {
+	return func(o *streamOptions) { o.sink, o.sinkSet = n, true }
+}
+
+// WithWindow sets the recent window of a lazy layer, the query's own token included (> 0).
+func WithWindow(n int) StreamOption {
+	return func(o *streamOptions) { o.window, o.windowSet = n, true }
+}
+
+// WithLast sets w_last, the number of final prompt queries the lazy ratio averages over (> 0).
+func WithLast(n int) StreamOption {
+	return func(o *streamOptions) { o.last, o.lastSet = n, true }
+}
+
+// WithKeep sets the fraction of layers Test mode keeps full, in (0, 1]. The count kept is
+// ceil(keep·L − 1e-9).
+func WithKeep(f float64) StreamOption {
+	return func(o *streamOptions) { o.keep, o.keepSet = f, true }
+}
+
+// FullAttention makes every layer keep a full cache, also for checkpoints that declare lazy
+// layers.
+func FullAttention() SessionOption {
+	return func(o *sessionOptions) { o.mode, o.modeSet, o.lazy, o.plan = ModeFull, true, nil, nil }
+}
+
+// TestMode selects LightTransfer-Test: the session's first forward runs full attention in
+// every layer, computes each layer's lazy ratio and turns the laziest layers (all but
+// ceil(keep·L) of them) into streaming layers as the prefill goes. A first forward of at most
+// sink+window tokens, or of fewer than w_last tokens, makes no layer lazy.
+func TestMode(opts ...StreamOption) SessionOption {
+	return func(o *sessionOptions) {
+		o.mode, o.modeSet, o.lazy, o.plan = ModeTest, true, nil, nil
+		for _, f := range opts {
+			f(&o.stream)
+		}
+	}
+}
+
+// FixedMode makes the given layers streaming from the start: the streaming mask applies to
+// every query of those layers, prompt included.
+func FixedMode(lazy []int, opts ...StreamOption) SessionOption {
+	return func(o *sessionOptions) {
+		o.mode, o.modeSet, o.lazy, o.plan = ModeFixed, true, append([]int(nil), lazy...), nil
+		for _, f := range opts {
+			f(&o.stream)
+		}
+	}
+}
+
+// WithPlan runs fixed mode with a plan's lazy layers, sink and window (see layerselect.Plan).
+func WithPlan(p layerselect.Plan) SessionOption {
+	return func(o *sessionOptions) {
+		o.mode, o.modeSet, o.lazy, o.plan = ModeFixed, true, nil, &p
+	}
+}
+
+// WithMaxContext caps the number of tokens a session can hold (default and upper bound: the
+// model's max_position_embeddings).
+func WithMaxContext(n int) SessionOption { return func(o *sessionOptions) { o.maxContext = n } }
+
+// WithChunkSize sets how many tokens a prefill pushes through all layers at once outside Test
+// mode's first forward (default 512). Smaller chunks use less activation memory.
+func WithChunkSize(n int) SessionOption { return func(o *sessionOptions) { o.chunk = n } }

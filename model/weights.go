@@ -1,0 +1,162 @@
+package model
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/lighttransfer/lighttransfer-go/loader"
+)
+
+// matrix is a row-major [rows][cols] weight matrix held either as float32 or as bfloat16 bits.
+// Exactly one of f32 and bf16 is set.
+type matrix struct {
+	rows, cols int
+	f32        []float32
+	bf16       []uint16
+}
+
+func (w *matrix) bytes() int64 {
+	return int64(4*len(w.f32) + 2*len(w.bf16))
+}
+
+func (w *matrix) format() string {
+	if w.bf16 != nil {
+		return "bf16"
+	}
+	return "f32"
+}
+
+// same reports whether w and x share storage (a tied LM head).
+func (w *matrix) same(x matrix) bool {
+	if w.f32 != nil && x.f32 != nil {
+		return &w.f32[0] == &x.f32[0]
+	}
+	if w.bf16 != nil && x.bf16 != nil {
+		return &w.bf16[0] == &x.bf16[0]
+	}
+	return false
+}
+
+// row widens row r into dst (len cols).
+func (w *matrix) row(dst []float32, r int) {
+	if w.f32 != nil {
+		copy(dst, w.f32[r*w.cols:(r+1)*w.cols])
+		return
+	}
+	src := w.bf16[r*w.cols : (r+1)*w.cols]
+	for i, b := range src {
+		dst[i] = math.Float32frombits(uint32(b) << 16)
+	}
+}
+
+// binder reads named tensors of a checkpoint into memory, checking shapes. The first error
+// sticks; later calls return zero values.
+type binder struct {
+	ck       *loader.Checkpoint
+	format   WeightFormat
+	progress func(done, total int64)
+	done     int64
+	total    int64
+	err      error
+}
+
+func (b *binder) info(name string, shape ...int) (loader.TensorInfo, bool) {
+	if b.err != nil {
+		return loader.TensorInfo{}, false
+	}
+	t, ok := b.ck.Tensor(name)
+	if !ok {
+		b.err = fmt.Errorf("%w: tensor %q not found (%w)", ErrWeights, name, loader.ErrNotFound)
+		return t, false
+	}
+	if !equalShape(t.Shape, shape) {
+		b.err = fmt.Errorf("%w: tensor %q in %s has shape %v, want %v", ErrWeights, name, t.File, t.Shape, shape)
+		return t, false
+	}
+	return t, true
+}
+
+func (b *binder) report(t loader.TensorInfo) {
+	b.done += t.Size
+	if b.progress != nil {
+		b.progress(b.done, b.total)
+	}
+}
+
+// vector reads a 1-D tensor of n elements as float32.
+func (b *binder) vector(name string, n int) []float32 {
+	t, ok := b.info(name, n)
+	if !ok {
+		return nil
+	}
+	d, err := b.ck.Float32(name)
+	if err != nil {
+		b.err = fmt.Errorf("%w: %w", ErrWeights, err)
+		return nil
+	}
+	out := append([]float32(nil), d.Data().([]float32)...)
+	b.report(t)
+	return out
+}
+
+// matrix reads a [rows][cols] tensor in the binder's weight format.
+func (b *binder) matrix(name string, rows, cols int) matrix {
+	t, ok := b.info(name, rows, cols)
+	if !ok {
+		return matrix{}
+	}
+	w := matrix{rows: rows, cols: cols}
+	bf16 := b.format == WeightsBF16 || (b.format == WeightsAuto && t.DType == loader.BF16)
+	switch {
+	case bf16 && t.DType == loader.BF16:
+		raw, _, _, err := b.ck.Raw(name)
+		if err != nil {
+			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
+			return matrix{}
+		}
+		w.bf16 = make([]uint16, rows*cols)
+		for i := range w.bf16 {
+			w.bf16[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		}
+	default:
+		d, err := b.ck.Float32(name)
+		if err != nil {
+			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
+			return matrix{}
+		}
+		src := d.Data().([]float32)
+		if bf16 {
+			w.bf16 = make([]uint16, len(src))
+			for i, x := range src {
+				w.bf16[i] = toBF16(x)
+			}
+		} else {
+			w.f32 = append([]float32(nil), src...)
+		}
+	}
+	b.report(t)
+	return w
+}
+
+// toBF16 rounds x to the nearest bfloat16 (ties to even), keeping NaN a NaN.
+func toBF16(x float32) uint16 {
+	u := math.Float32bits(x)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 0x40
+	}
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
