@@ -1,0 +1,187 @@
+// Command generate continues a prompt with a language model, streaming the text to stdout.
+//
+//	go run ./examples/generate -prompt "Once upon a time" -n 240
+//	go run ./examples/generate -model DIR -prompt "..." -mode test -keep 0.5 -sink 4 -window 1020
+//
+// stdout receives exactly the prompt followed by the generated text; the one-line summary
+// (tokens, tok/s, KV bytes) and errors go to stderr. Without -model it uses the small real
+// model in ../shared/models/stories260K when that folder exists.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
+	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
+	"github.com/lighttransfer/lighttransfer-go/model"
+)
+
+// defaultModel is the small real model shipped beside the repository for tests and demos.
+const defaultModel = "../shared/models/stories260K"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "generate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("model", "", "Hugging Face checkpoint `directory` (default "+defaultModel+" when present)")
+	prompt := fs.String("prompt", "", "prompt text (empty: start from BOS)")
+	chat := fs.Bool("chat", false, "treat -prompt as a user message and apply the chat template")
+	n := fs.Int("n", 128, "tokens to generate at most")
+	temp := fs.Float64("temp", 0, "sampling temperature (0: greedy)")
+	topK := fs.Int("top-k", 0, "keep the K most likely tokens (0: all)")
+	topP := fs.Float64("top-p", 0, "nucleus sampling threshold in (0, 1] (0: off)")
+	minP := fs.Float64("min-p", 0, "drop tokens below this fraction of the best one's probability")
+	rep := fs.Float64("repeat-penalty", 0, "repetition penalty (0 or 1: none)")
+	seed := fs.Uint64("seed", 0, "random seed for sampling")
+	var stops stringList
+	fs.Var(&stops, "stop", "stop `string` (repeatable)")
+	mode := fs.String("mode", "", "attention mode: full, test or fixed (default: fixed when the checkpoint declares lazy layers, else full)")
+	keep := fs.Float64("keep", model.DefaultKeep, "test mode: fraction of layers kept full")
+	sink := fs.Int("sink", model.DefaultSink, "streaming layers: attention-sink tokens")
+	window := fs.Int("window", model.DefaultWindow, "streaming layers: recent window")
+	last := fs.Int("last", model.DefaultLast, "test mode: prompt queries the lazy ratio averages over")
+	lazy := fs.String("lazy", "", "fixed mode: comma-separated lazy layers")
+	plan := fs.String("plan", "", "fixed mode: plan `file` written by selectlayers -calibrate")
+	threads := fs.Int("threads", 0, "threads (0: GOMAXPROCS)")
+	verbose := fs.Bool("v", false, "log loading details to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *dir == "" {
+		if _, err := os.Stat(defaultModel); err != nil {
+			return errors.New("no -model given and " + defaultModel + " is not here: download a Hugging Face " +
+				"checkpoint (config.json, *.safetensors, tokenizer.json), e.g. with `huggingface-cli download " +
+				"Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR`, and pass -model DIR")
+		}
+		*dir = defaultModel
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	sessOpts, err := sessionOptions(*mode, *keep, *sink, *window, *last, *lazy, *plan, set)
+	if err != nil {
+		return err
+	}
+
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	m, err := model.Load(ctx, *dir, model.WithThreads(*threads), model.WithLogger(logger))
+	if err != nil {
+		return err
+	}
+	opts := []model.GenerateOption{
+		model.WithMaxTokens(*n),
+		model.WithSampling(model.Sampling{Temperature: *temp, TopK: *topK, TopP: *topP, MinP: *minP,
+			RepetitionPenalty: *rep, Seed: *seed}),
+		model.WithStop(stops...),
+		model.WithSessionOptions(sessOpts...),
+		model.WithStream(func(t model.Token) error {
+			_, err := io.WriteString(stdout, t.Text)
+			return err
+		}),
+	}
+	var res model.Result
+	if *chat {
+		fmt.Fprint(stdout, *prompt)
+		res, err = m.Chat(ctx, []tokenizer.Message{{Role: "user", Content: *prompt}}, opts...)
+	} else {
+		fmt.Fprint(stdout, *prompt)
+		res, err = m.Generate(ctx, *prompt, opts...)
+	}
+	fmt.Fprintln(stdout)
+	if res.GeneratedTokens > 0 || err == nil {
+		fmt.Fprintf(stderr, "prompt %d tokens, generated %d (%s), prefill %.1f tok/s, decode %.1f tok/s, KV %d bytes, lazy layers %v\n",
+			res.PromptTokens, res.GeneratedTokens, res.Finish,
+			float64(res.PromptTokens)/max(res.Prefill.Seconds(), 1e-9), res.DecodeTokensPerSecond(), res.KV.Bytes, res.Lazy)
+	}
+	return err
+}
+
+// sessionOptions turns the hybrid-attention flags into session options. set names the flags
+// given on the command line, so unset ones keep the checkpoint's or library's defaults.
+func sessionOptions(mode string, keep float64, sink, window, last int, lazy, plan string, set map[string]bool) ([]model.SessionOption, error) {
+	var stream []model.StreamOption
+	if set["sink"] {
+		stream = append(stream, model.WithSink(sink))
+	}
+	if set["window"] {
+		stream = append(stream, model.WithWindow(window))
+	}
+	switch {
+	case plan != "":
+		if mode != "" && mode != "fixed" {
+			return nil, fmt.Errorf("-plan needs -mode fixed, not %q", mode)
+		}
+		f, err := os.Open(plan)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		p, err := layerselect.ReadPlan(f)
+		if err != nil {
+			return nil, err
+		}
+		return []model.SessionOption{model.WithPlan(p)}, nil
+	case mode == "" && lazy == "":
+		return nil, nil
+	case mode == "full":
+		return []model.SessionOption{model.FullAttention()}, nil
+	case mode == "test":
+		stream = append(stream, model.WithKeep(keep), model.WithLast(last))
+		return []model.SessionOption{model.TestMode(stream...)}, nil
+	case mode == "fixed" || (mode == "" && lazy != ""):
+		layers, err := parseInts(lazy)
+		if err != nil {
+			return nil, fmt.Errorf("-lazy: %w", err)
+		}
+		if len(layers) == 0 {
+			return nil, errors.New("-mode fixed needs -lazy or -plan")
+		}
+		return []model.SessionOption{model.FixedMode(layers, stream...)}, nil
+	}
+	return nil, fmt.Errorf("-mode %q: want full, test or fixed", mode)
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

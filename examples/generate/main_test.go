@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
+)
+
+// TestStoryPrefix runs the README's main command on stories260K: greedy decoding of "Once upon
+// a time" (the first five tokens of the greedy story from BOS) must print a prefix of that
+// story at least 500 characters long on stdout, and nothing else there.
+func TestStoryPrefix(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	story, err := os.ReadFile(filepath.Join(dir, "story.txt"))
+	require.NoError(t, err)
+	var out, errb bytes.Buffer
+	err = run(context.Background(), []string{"-model", dir, "-prompt", "Once upon a time", "-n", "240"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	got := strings.TrimSuffix(out.String(), "\n")
+	require.GreaterOrEqual(t, len(got), 500, got)
+	require.True(t, strings.HasPrefix(string(story), got), "stdout is not a prefix of story.txt:\n%s", got)
+	require.Contains(t, errb.String(), "tok/s")
+}
+
+// TestDefaultModel runs without -model from the repository root layout: the program falls
+// back to ../shared/models/stories260K relative to the working directory, which from this
+// package's directory does not exist, so it must explain how to point it at a model.
+func TestDefaultModel(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-prompt", "x", "-n", "1"}, &out, &errb)
+	if _, statErr := os.Stat(defaultModel); statErr == nil {
+		require.NoError(t, err)
+		return
+	}
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "-model")
+}
+
+func TestBadFlags(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	for _, args := range [][]string{
+		{"-model", dir, "-temp", "-1"},
+		{"-model", dir, "-top-p", "1.5", "-temp", "1"},
+		{"-model", dir, "-mode", "sideways"},
+		{"-model", dir, "-mode", "fixed", "-lazy", "9"},
+		{"-model", dir, "-mode", "test", "-keep", "0"},
+	} {
+		var out, errb bytes.Buffer
+		require.Error(t, run(context.Background(), args, &out, &errb), "%v", args)
+	}
+}

@@ -1,0 +1,80 @@
+// Command refcheck compares the library's logits and lazy-layer choices with the Hugging Face
+// reference files of checkpoint directories, and checks tokenizers against encode cases.
+//
+// Usage:
+//
+//	go run ./examples/refcheck DIR...
+//	go run ./examples/refcheck -tokenizer DIR CASES.json...
+//
+// Each checkpoint DIR must hold config.json and reference.json (other arguments are skipped
+// with a note). refcheck prints one line per check,
+// "<dir> <key> pass|FAIL max_abs_err=… tol=… argmax=k/n", and exits non-zero when any check
+// fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/refcheck"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "refcheck:", err)
+		os.Exit(1)
+	}
+}
+
+// errFailed reports that at least one check failed (the lines say which).
+var errFailed = errors.New("some checks failed")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("refcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	tokDir := fs.String("tokenizer", "", "check the tokenizer in `DIR` against the CASES.json files given as arguments")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: refcheck DIR...\n       refcheck -tokenizer DIR CASES.json...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("no arguments")
+	}
+	if *tokDir != "" {
+		return checkTokenizer(*tokDir, fs.Args(), stdout)
+	}
+	failed := false
+	for _, dir := range fs.Args() {
+		res, err := refcheck.Check(ctx, dir)
+		if errors.Is(err, refcheck.ErrNoReference) {
+			fmt.Fprintf(stderr, "%s: skipped: no config.json and reference.json there\n", dir)
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "%s load FAIL (%v)\n", dir, err)
+			failed = true
+			continue
+		}
+		for _, r := range res {
+			fmt.Fprintln(stdout, r)
+			if r.Status == refcheck.Fail {
+				failed = true
+			}
+		}
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
+)
+
+// TestDesignTable reproduces the quality table of DESIGN.md §1 on stories260K (prompt 128
+// tokens of greedy256.json, the next 128 scored, sink 4, window 32, w_last 32, 3 of 5 layers
+// kept full): the NLLs Hugging Face transformers gives, within 1e-3.
+func TestDesignTable(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-model", dir, "-tokens", filepath.Join(dir, "greedy256.json"),
+		"-prompt-len", "128", "-sink", "4", "-window", "32", "-last", "32", "-eval", "-json"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	var rep Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+	t.Logf("%+v", rep)
+	wantRatios := []float64{0.72, 0.83, 0.656, 0.809, 0.532} // DESIGN.md rounds to 2–3 digits
+	require.Len(t, rep.Ratios, len(wantRatios))
+	for i, r := range wantRatios {
+		require.InDelta(t, r, rep.Ratios[i], 0.006, "layer %d", i)
+	}
+	require.Equal(t, []int{1, 3}, rep.Lazy)
+	for name, nll := range map[string]float64{"full": 0.424, "ratio": 0.415, "reverse": 0.482, "streaming": 0.480} {
+		require.InDelta(t, nll, rep.Eval[name].NLL, 1e-3, name)
+	}
+	require.InDelta(t, 0.95, rep.Eval["ratio"].Top1, 0.01)
+	require.Equal(t, 1.0, rep.Eval["full"].Top1)
+}
+
+// TestDesignTableWindow16 is the same with window 16 (by ratio 0.446, reverse 0.611, all
+// streaming 0.591).
+func TestDesignTableWindow16(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-model", dir, "-tokens", filepath.Join(dir, "greedy256.json"),
+		"-prompt-len", "128", "-sink", "4", "-window", "16", "-last", "32", "-eval", "-json"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	var rep Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+	for name, nll := range map[string]float64{"ratio": 0.446, "reverse": 0.611, "streaming": 0.591} {
+		require.InDelta(t, nll, rep.Eval[name].NLL, 1e-3, name)
+	}
+}
