@@ -9,79 +9,124 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
-// grow sizes the session's activation buffers for spans of n tokens. Buffers only grow, so a
-// session allocates once for its largest span.
-func (s *Session) grow(n int) {
-	b := &s.buf
-	cfg := s.m.cfg
-	h, qd, kvd := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
-	if b.logits == nil {
-		b.logits = make([]float32, cfg.VocabSize)
-		b.tmp = make([]float32, h)
-		c := min(s.chunk, s.maxCtx)
-		b.gate = make([]float32, c*cfg.IntermediateSize)
-		b.up = make([]float32, c*cfg.IntermediateSize)
-	}
-	if n <= b.rows {
-		return
-	}
-	b.rows = n
-	b.x = make([]float32, n*h)
-	b.xn = make([]float32, n*h)
-	b.q = make([]float32, n*qd)
-	b.att = make([]float32, n*qd)
-	b.k = make([]float32, n*kvd)
-	b.v = make([]float32, n*kvd)
-	b.lse = make([]float32, n*cfg.NumHeads)
-	b.pos = make([]int32, n)
+// buffers are the activations of one forward step, sized for the most rows (tokens of all
+// parts together) and parts seen so far. They only grow, so a session or batch allocates once
+// for its largest step.
+type buffers struct {
+	rows, parts         int
+	x, xn, q, k, v, att []float32 // [rows][…]
+	lse                 []float32 // [rows][heads]
+	pos                 []int32   // [rows]
+	gate, up            []float32 // [chunk][intermediate]
+	lastX               []float32 // [parts][hidden]: each part's last row, final-normed
+	lastLogits          []float32 // [parts][vocab]
 }
 
-// forwardSpan runs tokens (at positions s.pos…) through every layer, layer by layer, and
-// appends their keys and values to the cache. With selecting set it also measures each
-// layer's lazy ratio and truncates the layers Test mode makes lazy as soon as they are chosen.
-// logits, when non-nil, receives every row's logits; with last set, the last row's logits go
-// to s.buf.logits.
+// grow sizes b for steps of up to rows tokens in up to parts parts; chunk bounds the rows the
+// MLP processes at once.
+func (b *buffers) grow(cfg *configDims, rows, parts, chunk int) {
+	if b.gate == nil {
+		b.gate = make([]float32, chunk*cfg.inter)
+		b.up = make([]float32, chunk*cfg.inter)
+	}
+	if rows > b.rows {
+		b.rows = rows
+		b.x = make([]float32, rows*cfg.h)
+		b.xn = make([]float32, rows*cfg.h)
+		b.q = make([]float32, rows*cfg.qd)
+		b.att = make([]float32, rows*cfg.qd)
+		b.k = make([]float32, rows*cfg.kvd)
+		b.v = make([]float32, rows*cfg.kvd)
+		b.lse = make([]float32, rows*cfg.heads)
+		b.pos = make([]int32, rows)
+	}
+	if parts > b.parts {
+		b.parts = parts
+		b.lastX = make([]float32, parts*cfg.h)
+		b.lastLogits = make([]float32, parts*cfg.vocab)
+	}
+}
+
+// configDims are the sizes the forward pass needs, derived once from the config.
+type configDims struct {
+	h, inter, qd, kvd, heads, vocab int
+}
+
+func dims(m *Model) *configDims {
+	c := m.cfg
+	return &configDims{h: c.HiddenSize, inter: c.IntermediateSize, qd: c.NumHeads * c.HeadDim,
+		kvd: c.NumKVHeads * c.HeadDim, heads: c.NumHeads, vocab: c.VocabSize}
+}
+
+// part is one sequence's share of a forward step: its tokens (at positions s.pos…), whether
+// this is Test mode's selecting prefill, and where its logits go. all, when non-nil, receives
+// every row's logits; otherwise the last row's logits land in the step's lastLogits.
+type part struct {
+	s         *Session
+	tokens    []int32
+	selecting bool
+	all       []float32
+	row       int // first row of the part within the step
+}
+
+// forward runs one step: the tokens of every part through every layer, layer by layer, with
+// the dense products done once over all rows (so a batch of sequences reads the weights once)
+// and attention, cache appends and Test-mode selection done per part.
 //
 // This is the one forward function of the Llama family (Llama, Mistral, Qwen2 with q/k/v
-// bias, Qwen3 with q/k RMSNorm): per-layer differences are data (weights present or not, the
-// layer's attention mask), not branches on the architecture.
-func (s *Session) forwardSpan(ctx context.Context, tokens []int32, selecting bool, logits []float32, last bool) error {
-	m, cfg := s.m, s.m.cfg
-	n := len(tokens)
-	s.grow(n)
-	b := &s.buf
-	h, inter := cfg.HiddenSize, cfg.IntermediateSize
+// bias, Qwen3 with q/k RMSNorm): per-layer differences are data (weights present or not, each
+// session's per-layer attention mask), not branches on the architecture.
+func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int) error {
+	cfg := m.cfg
+	dm := m.dims
+	n := 0
+	for i := range parts {
+		parts[i].row = n
+		n += len(parts[i].tokens)
+	}
+	b.grow(dm, n, len(parts), chunk)
+	h, inter := dm.h, dm.inter
 	H, KV, D := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
-	qd, kvd := H*D, KV*D
+	qd, kvd := dm.qd, dm.kvd
 	eps := float32(cfg.RMSNormEps)
 	x, xn := b.x[:n*h], b.xn[:n*h]
 	q, k, v, att := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd], b.att[:n*qd]
 	pos := b.pos[:n]
-	for i, t := range tokens {
-		m.embed.row(x[i*h:(i+1)*h], int(t))
-		pos[i] = int32(s.pos + i)
+	for _, pt := range parts {
+		for i, t := range pt.tokens {
+			r := pt.row + i
+			m.embed.row(x[r*h:(r+1)*h], int(t))
+			pos[r] = int32(pt.s.pos + i)
+		}
 	}
-	canSelect := selecting && n > s.sink+s.window && n >= s.last
-	if canSelect && s.ratios == nil {
-		s.ratios = make([]float64, cfg.NumLayers)
+	for i := range parts {
+		pt := &parts[i]
+		s := pt.s
+		pt.selecting = pt.selecting && len(pt.tokens) > s.sink+s.window && len(pt.tokens) >= s.last
+		if pt.selecting && s.ratios == nil {
+			s.ratios = make([]float64, cfg.NumLayers)
+		}
 	}
 	p := m.attn
 	p.Threads = m.threads
+	d := dense{p: m.pool}
 
 	for li := range m.layers {
 		if err := ctx.Err(); err != nil {
-			s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
+			for _, pt := range parts {
+				pt.s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
+			}
 			return err
 		}
 		l := &m.layers[li]
 
-		// Attention block.
+		// Attention block: projections over all rows, attention per part.
 		for i := 0; i < n; i++ {
 			rmsNorm(xn[i*h:(i+1)*h], x[i*h:(i+1)*h], l.attnNorm, eps)
 		}
-		s.d.matmul(q, xn, n, &l.q)
-		s.d.matmul(k, xn, n, &l.k)
-		s.d.matmul(v, xn, n, &l.v)
+		d.matmul(q, xn, n, &l.q)
+		d.matmul(k, xn, n, &l.k)
+		d.matmul(v, xn, n, &l.v)
 		addBias(q, l.qBias)
 		addBias(k, l.kBias)
 		addBias(v, l.vBias)
@@ -91,31 +136,12 @@ func (s *Session) forwardSpan(ctx context.Context, tokens []int32, selecting boo
 		}
 		m.rope.Apply(q, pos, H, D)
 		m.rope.Apply(k, pos, KV, D)
-
-		s.ckv = chunkKV{view: s.cache.View(li), k: k, v: v, pos: pos}
-		var lse []float32
-		if canSelect {
-			lse = b.lse[:n*H]
-		}
-		attention.Attend(att, q, pos, &s.ckv, s.masks[li], p, lse)
-		if err := s.cache.Append(li, k, v, pos); err != nil {
-			s.err = fmt.Errorf("model: layer %d: %w", li, err)
-			return s.err
-		}
-		s.peakKV = max(s.peakKV, s.cache.Bytes())
-		if canSelect {
-			r := layerselect.LazyRatio(q, k, lse, n, layerselect.Window{Sink: s.sink, Recent: s.window, Last: s.last},
-				layerselect.Heads{Heads: H, KVHeads: KV, HeadDim: D, Scale: p.Scale})
-			s.ratios[li] = r
-			for _, j := range s.online.Observe(li, r) {
-				if err := s.cache.Convert(j, kvcache.Streaming(s.sink, s.window)); err != nil {
-					s.err = fmt.Errorf("model: truncating layer %d: %w", j, err)
-					return s.err
-				}
-				s.masks[j] = attention.Mask{Sink: s.sink, Window: s.window}
+		for i := range parts {
+			if err := m.attend(li, &parts[i], b, p); err != nil {
+				return err
 			}
 		}
-		s.d.matmul(xn, att, n, &l.o)
+		d.matmul(xn, att, n, &l.o)
 		addTo(x, xn)
 
 		// MLP block, in row chunks so the intermediate buffers stay chunk-sized.
@@ -128,30 +154,71 @@ func (s *Session) forwardSpan(ctx context.Context, tokens []int32, selecting boo
 				rmsNorm(xnr[i*h:(i+1)*h], xr[i*h:(i+1)*h], l.mlpNorm, eps)
 			}
 			g, u := b.gate[:r*inter], b.up[:r*inter]
-			s.d.matmul(g, xnr, r, &l.gate)
-			s.d.matmul(u, xnr, r, &l.up)
+			d.matmul(g, xnr, r, &l.gate)
+			d.matmul(u, xnr, r, &l.up)
 			siluMul(g, g, u)
-			s.d.matmul(xnr, g, r, &l.down)
+			d.matmul(xnr, g, r, &l.down)
 			addTo(xr, xnr)
 		}
 	}
-	if canSelect {
-		s.lazy = s.online.Lazy()
-	}
-	s.pos += n
 
-	// Final norm and LM head: every row when asked for, else only the last.
-	if logits != nil {
-		for i := 0; i < n; i++ {
-			rmsNorm(xn[i*h:(i+1)*h], x[i*h:(i+1)*h], m.norm, eps)
+	// Final norm and LM head: every row of parts that asked for all logits, else each part's
+	// last row, all parts' last rows in one product.
+	lastX := b.lastX[:len(parts)*h]
+	for i := range parts {
+		pt := &parts[i]
+		s := pt.s
+		if pt.selecting {
+			s.lazy = s.online.Lazy()
 		}
-		s.d.matmul(logits, xn, n, &m.lmHead)
-		if last {
-			copy(b.logits, logits[(n-1)*cfg.VocabSize:])
+		s.pos += len(pt.tokens)
+		lo, hi := pt.row, pt.row+len(pt.tokens)
+		if pt.all != nil {
+			for r := lo; r < hi; r++ {
+				rmsNorm(xn[r*h:(r+1)*h], x[r*h:(r+1)*h], m.norm, eps)
+			}
+			d.matmul(pt.all, xn[lo*h:hi*h], hi-lo, &m.lmHead)
 		}
-	} else if last {
-		rmsNorm(b.tmp, x[(n-1)*h:n*h], m.norm, eps)
-		s.d.matmul(b.logits, b.tmp, 1, &m.lmHead)
+		rmsNorm(lastX[i*h:(i+1)*h], x[(hi-1)*h:hi*h], m.norm, eps)
+	}
+	d.matmul(b.lastLogits[:len(parts)*dm.vocab], lastX, len(parts), &m.lmHead)
+	return nil
+}
+
+// attend runs layer li's attention for one part over its session's cache plus the part's own
+// keys, appends those keys and values to the cache and, in Test mode's selecting prefill,
+// measures the layer's lazy ratio and truncates the layers chosen lazy.
+func (m *Model) attend(li int, pt *part, b *buffers, p attention.Params) error {
+	s := pt.s
+	dm := m.dims
+	lo, hi := pt.row, pt.row+len(pt.tokens)
+	q, att := b.q[lo*dm.qd:hi*dm.qd], b.att[lo*dm.qd:hi*dm.qd]
+	k, v := b.k[lo*dm.kvd:hi*dm.kvd], b.v[lo*dm.kvd:hi*dm.kvd]
+	pos := b.pos[lo:hi]
+	s.ckv = chunkKV{view: s.cache.View(li), k: k, v: v, pos: pos}
+	var lse []float32
+	if pt.selecting {
+		lse = b.lse[lo*dm.heads : hi*dm.heads]
+	}
+	attention.Attend(att, q, pos, &s.ckv, s.masks[li], p, lse)
+	if err := s.cache.Append(li, k, v, pos); err != nil {
+		s.err = fmt.Errorf("model: layer %d: %w", li, err)
+		return s.err
+	}
+	s.peakKV = max(s.peakKV, s.cache.Bytes())
+	if !pt.selecting {
+		return nil
+	}
+	cfg := m.cfg
+	r := layerselect.LazyRatio(q, k, lse, len(pt.tokens), layerselect.Window{Sink: s.sink, Recent: s.window, Last: s.last},
+		layerselect.Heads{Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim, Scale: p.Scale})
+	s.ratios[li] = r
+	for _, j := range s.online.Observe(li, r) {
+		if err := s.cache.Convert(j, kvcache.Streaming(s.sink, s.window)); err != nil {
+			s.err = fmt.Errorf("model: truncating layer %d: %w", j, err)
+			return s.err
+		}
+		s.masks[j] = attention.Mask{Sink: s.sink, Window: s.window}
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ const (
 // still held back (a partial stop-string match, an unfinished character), a last Token with
 // ID -1 carries it.
 type Token struct {
+	Seq   int    // the sequence's index among GenerateBatch's prompts (0 otherwise)
 	ID    int32  // the token id, or -1 for the final flush
 	Index int    // 0 for the first generated token
 	Text  string // text released with this token: whole UTF-8 characters, possibly empty
@@ -108,17 +109,26 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts ...GenerateOpt
 	if m.tok == nil {
 		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
 	}
+	ids, err := m.encodePrompt(prompt)
+	if err != nil {
+		return Result{}, err
+	}
+	return m.GenerateTokens(ctx, ids, opts...)
+}
+
+// encodePrompt encodes a prompt with the tokenizer, adding BOS when the tokenizer does.
+func (m *Model) encodePrompt(prompt string) ([]int32, error) {
 	if !utf8.ValidString(prompt) {
-		return Result{}, fmt.Errorf("%w: prompt is not valid UTF-8", ErrOption)
+		return nil, fmt.Errorf("%w: prompt is not valid UTF-8", ErrOption)
 	}
 	ids, err := m.tok.Encode(prompt, true)
 	if err != nil {
-		return Result{}, fmt.Errorf("model: encoding prompt: %w", err)
+		return nil, fmt.Errorf("model: encoding prompt: %w", err)
 	}
 	if len(ids) == 0 {
-		return Result{}, fmt.Errorf("%w: empty prompt and the tokenizer adds no BOS token", ErrOption)
+		return nil, fmt.Errorf("%w: empty prompt and the tokenizer adds no BOS token", ErrOption)
 	}
-	return m.GenerateTokens(ctx, ids, opts...)
+	return ids, nil
 }
 
 // Chat renders msgs with the checkpoint's chat template (adding the assistant's turn prompt)
@@ -142,124 +152,156 @@ func (m *Model) Chat(ctx context.Context, msgs []tokenizer.Message, opts ...Gene
 // expects one). Text in the result and in stream callbacks needs the model's tokenizer; without
 // one they are empty and only ids are reported.
 func (m *Model) GenerateTokens(ctx context.Context, prompt []int32, opts ...GenerateOption) (Result, error) {
-	o := genOptions{maxTokens: DefaultMaxTokens}
+	o, err := genOpts(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	g, err := m.newGeneration(o, prompt, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	defer g.s.Close()
+	done, err := g.start(ctx)
+	for !done && err == nil {
+		var logits []float32
+		if logits, err = g.s.Next(ctx, g.last[:]); err == nil {
+			done, err = g.accept(ctx, logits)
+		}
+	}
+	return g.result(ctx, err)
+}
+
+// genOpts applies and validates generation options.
+func genOpts(opts []GenerateOption) (*genOptions, error) {
+	o := &genOptions{maxTokens: DefaultMaxTokens}
 	for _, f := range opts {
-		f(&o)
+		f(o)
 	}
 	if o.maxTokens <= 0 {
-		return Result{}, fmt.Errorf("%w: max tokens %d must be > 0", ErrOption, o.maxTokens)
+		return nil, fmt.Errorf("%w: max tokens %d must be > 0", ErrOption, o.maxTokens)
 	}
 	if err := o.sampling.Validate(); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	for i, s := range o.stops {
 		if s == "" {
-			return Result{}, fmt.Errorf("%w: stop string %d is empty", ErrOption, i)
+			return nil, fmt.Errorf("%w: stop string %d is empty", ErrOption, i)
 		}
 	}
+	return o, nil
+}
+
+// generation is the state of one sequence being generated.
+type generation struct {
+	m      *Model
+	s      *Session
+	o      *genOptions
+	seq    int // index in a batch
+	prompt []int32
+	res    Result
+	smp    *sampler
+	dec    *tokenizer.StreamDecoder
+	hold   stopHolder
+	last   [1]int32 // the token to feed next
+	t0     time.Time
+}
+
+func (m *Model) newGeneration(o *genOptions, prompt []int32, seq int) (*generation, error) {
 	if len(prompt) == 0 {
-		return Result{}, fmt.Errorf("%w: empty prompt", ErrOption)
+		return nil, fmt.Errorf("%w: empty prompt", ErrOption)
 	}
 	s, err := m.NewSession(o.session...)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	defer s.Close()
-	g := generation{m: m, s: s, o: &o, res: Result{PromptTokens: len(prompt)}}
-	err = g.run(ctx, prompt)
-	g.res.Lazy = s.Lazy()
-	g.res.KV = s.Usage()
-	return g.res, err
-}
-
-// generation is the state of one GenerateTokens call.
-type generation struct {
-	m    *Model
-	s    *Session
-	o    *genOptions
-	res  Result
-	dec  *tokenizer.StreamDecoder
-	hold stopHolder
-}
-
-func (g *generation) run(ctx context.Context, prompt []int32) error {
-	m, s, o := g.m, g.s, g.o
+	g := &generation{m: m, s: s, o: o, seq: seq, prompt: prompt, res: Result{PromptTokens: len(prompt)}}
 	g.hold.stops = o.stops
-	smp := newSampler(o.sampling, m.cfg.VocabSize)
+	g.smp = newSampler(o.sampling, m.cfg.VocabSize)
 	for _, id := range prompt {
-		smp.observe(id)
+		g.smp.observe(id)
 	}
-	start := time.Now()
-	logits, err := s.Next(ctx, prompt)
-	g.res.Prefill = time.Since(start)
+	return g, nil
+}
+
+// start prefills the prompt and accepts the first generated token.
+func (g *generation) start(ctx context.Context) (done bool, err error) {
+	t := time.Now()
+	logits, err := g.s.Next(ctx, g.prompt)
+	g.res.Prefill = time.Since(t)
 	if err != nil {
-		if ctx.Err() != nil {
-			g.res.Finish = FinishCanceled
-		}
-		return err
+		return true, err
 	}
-	if m.tok != nil {
+	if tok := g.m.tok; tok != nil {
 		// Prime the decoder with the prompt so the first generated token is decoded in context
 		// (a sentencepiece "▁word" keeps its space after the prompt).
-		g.dec = m.tok.NewDecoder(true)
-		for _, id := range prompt {
+		g.dec = tok.NewDecoder(true)
+		for _, id := range g.prompt {
 			if _, err := g.dec.Add(id); err != nil {
-				return fmt.Errorf("model: decoding prompt token %d: %w", id, err)
+				return true, fmt.Errorf("model: decoding prompt token %d: %w", id, err)
 			}
 		}
 	}
-	start = time.Now()
-	defer func() { g.res.Decode = time.Since(start) }()
-	eos := m.eos
-	for i := 0; ; i++ {
-		id := smp.next(logits)
-		smp.observe(id)
-		g.res.GeneratedTokens++
-		if !o.ignoreEOS && slices.Contains(eos, id) {
-			g.res.Finish = FinishEOS
-			return g.finish()
+	g.t0 = time.Now()
+	return g.accept(ctx, logits)
+}
+
+// accept samples the next token from logits, reports it and decides whether generation ends.
+// When it does not, g.last holds the token to feed next.
+func (g *generation) accept(ctx context.Context, logits []float32) (done bool, err error) {
+	o := g.o
+	id := g.smp.next(logits)
+	g.smp.observe(id)
+	i := g.res.GeneratedTokens
+	g.res.GeneratedTokens++
+	if !o.ignoreEOS && slices.Contains(g.m.eos, id) {
+		g.res.Finish = FinishEOS
+		return true, g.finish()
+	}
+	g.res.Tokens = append(g.res.Tokens, id)
+	piece, stopped, err := g.release(id)
+	if err != nil {
+		return true, err
+	}
+	if err := g.emit(id, i, piece); err != nil {
+		if !errors.Is(err, ErrStop) {
+			return true, err
 		}
-		g.res.Tokens = append(g.res.Tokens, id)
-		piece, stopped, err := g.release(id)
-		if err != nil {
-			return err
-		}
-		if stopped {
-			if err := g.emit(id, i, piece); err != nil && !errors.Is(err, ErrStop) {
-				return err
-			}
-			g.res.Finish = FinishStop
-			return nil
-		}
-		if err := g.emit(id, i, piece); err != nil {
-			if errors.Is(err, ErrStop) {
-				g.res.Finish = FinishCallback
-				return g.finish()
-			}
-			return err
-		}
-		if g.res.GeneratedTokens >= o.maxTokens {
-			g.res.Finish = FinishLength
-			return g.finish()
-		}
-		if s.Pos() >= s.MaxContext() {
-			g.res.Finish = FinishContext
-			return g.finish()
-		}
-		if err := ctx.Err(); err != nil {
-			g.res.Finish = FinishCanceled
-			g.finish()
-			return err
-		}
-		logits, err = s.Next(ctx, []int32{id})
-		if err != nil {
-			if ctx.Err() != nil {
-				g.res.Finish = FinishCanceled
-				g.finish()
-			}
-			return err
+		if !stopped {
+			g.res.Finish = FinishCallback
+			return true, g.finish()
 		}
 	}
+	switch {
+	case stopped:
+		g.res.Finish = FinishStop
+	case g.res.GeneratedTokens >= o.maxTokens:
+		g.res.Finish = FinishLength
+	case g.s.Pos() >= g.s.MaxContext():
+		g.res.Finish = FinishContext
+	default:
+		g.last[0] = id
+		return false, ctx.Err()
+	}
+	if stopped {
+		return true, nil
+	}
+	return true, g.finish()
+}
+
+// result completes the Result after generation ended with err.
+func (g *generation) result(ctx context.Context, err error) (Result, error) {
+	if !g.t0.IsZero() {
+		g.res.Decode = time.Since(g.t0)
+	}
+	if err != nil && ctx.Err() != nil {
+		g.res.Finish = FinishCanceled
+		if ferr := g.finish(); ferr != nil && !errors.Is(ferr, ErrStop) {
+			err = errors.Join(err, ferr)
+		}
+	}
+	g.res.Lazy = g.s.Lazy()
+	g.res.KV = g.s.Usage()
+	return g.res, err
 }
 
 // release decodes id and passes the text through the stop-string holder.
@@ -281,7 +323,7 @@ func (g *generation) emit(id int32, i int, text string) error {
 	if g.o.stream == nil {
 		return nil
 	}
-	return g.o.stream(Token{ID: id, Index: i, Text: text})
+	return g.o.stream(Token{Seq: g.seq, ID: id, Index: i, Text: text})
 }
 
 // finish releases text still held back by the decoder and the stop holder.
@@ -297,7 +339,7 @@ func (g *generation) finish() error {
 	}
 	g.res.Text += out
 	if out != "" && g.o.stream != nil {
-		if err := g.o.stream(Token{ID: -1, Index: g.res.GeneratedTokens, Text: out}); err != nil && !errors.Is(err, ErrStop) {
+		if err := g.o.stream(Token{Seq: g.seq, ID: -1, Index: g.res.GeneratedTokens, Text: out}); err != nil && !errors.Is(err, ErrStop) {
 			return err
 		}
 	}

@@ -34,6 +34,7 @@ type Model struct {
 	lmHead matrix // [vocab][hidden]; shares embed's storage when tied
 
 	pool    *kernels.Pool // dense kernels' workers, shared by all sessions
+	dims    *configDims
 	rope    *attention.Rope
 	attn    attention.Params
 	threads int
@@ -176,6 +177,7 @@ func build(ctx context.Context, ck *loader.Checkpoint, o loadOptions) (m *Model,
 // tables and the dense kernels' worker pool (stopped by Close, or once the Model is collected).
 func newModel(cfg loader.Config, o loadOptions) *Model {
 	m := &Model{cfg: cfg, logger: o.logger, threads: o.threads, eos: cfg.EOS}
+	m.dims = dims(m)
 	m.pool = kernels.NewPool(o.threads)
 	runtime.AddCleanup(m, func(p *kernels.Pool) { p.Close() }, m.pool)
 	m.attn = attention.Params{

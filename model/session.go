@@ -37,20 +37,9 @@ type Session struct {
 	peakKV   int64 // most KV bytes held at any point
 	err      error // set when a forward was interrupted half way; the session is then unusable
 
-	d   dense
-	buf buffers
-	ckv chunkKV
-}
-
-// buffers are a session's activations, sized for the largest span seen so far.
-type buffers struct {
-	rows                int
-	x, xn, q, k, v, att []float32
-	lse                 []float32
-	pos                 []int32
-	gate, up            []float32 // [chunk][intermediate]
-	logits              []float32 // [vocab], the last row
-	tmp                 []float32 // [hidden]
+	buf   buffers
+	parts [1]part // the single part of this session's own steps
+	ckv   chunkKV
 }
 
 // chunkKV presents a layer's cache view followed by the span's own keys and values as one
@@ -153,7 +142,6 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		return nil, fmt.Errorf("%w: %w", ErrOption, err)
 	}
 	s.cache = c
-	s.d = dense{p: m.pool}
 	return s, nil
 }
 
@@ -209,27 +197,16 @@ func (s *Session) Next(ctx context.Context, tokens []int32) ([]float32, error) {
 	if err := s.run(ctx, tokens, nil); err != nil {
 		return nil, err
 	}
-	return s.buf.logits, nil
+	return s.buf.lastLogits[:s.m.cfg.VocabSize], nil
 }
 
 // run checks tokens and pushes them through the model in spans. all, when non-nil, receives
-// every row's logits; otherwise only the last row's go to s.buf.logits.
+// every row's logits; the last row's logits always end in s.buf.lastLogits.
 func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error {
-	if s.err != nil {
-		return s.err
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx, tokens); err != nil {
 		return err
 	}
 	V := s.m.cfg.VocabSize
-	for i, t := range tokens {
-		if t < 0 || int(t) >= V {
-			return fmt.Errorf("%w: token %d at index %d is outside the vocabulary [0, %d)", ErrToken, t, i, V)
-		}
-	}
-	if s.pos+len(tokens) > s.maxCtx {
-		return fmt.Errorf("%w: %d tokens after %d already held exceed the context of %d", ErrContext, len(tokens), s.pos, s.maxCtx)
-	}
 	selecting := s.mode == ModeTest && !s.selected && len(tokens) > 0
 	span := s.chunk
 	if selecting {
@@ -241,7 +218,8 @@ func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error 
 		if all != nil {
 			rows = all[lo*V : hi*V]
 		}
-		if err := s.forwardSpan(ctx, tokens[lo:hi], selecting, rows, hi == len(tokens)); err != nil {
+		s.parts[0] = part{s: s, tokens: tokens[lo:hi], selecting: selecting, all: rows}
+		if err := s.m.forward(ctx, s.parts[:], &s.buf, min(s.chunk, s.maxCtx)); err != nil {
 			return err
 		}
 	}
@@ -281,5 +259,25 @@ func (s *Session) MakeStreaming(layers ...int) error {
 		s.lazy = append(s.lazy, l)
 	}
 	slices.Sort(s.lazy)
+	return nil
+}
+
+// check reports why tokens cannot be appended to the session now.
+func (s *Session) check(ctx context.Context, tokens []int32) error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	V := s.m.cfg.VocabSize
+	for i, t := range tokens {
+		if t < 0 || int(t) >= V {
+			return fmt.Errorf("%w: token %d at index %d is outside the vocabulary [0, %d)", ErrToken, t, i, V)
+		}
+	}
+	if s.pos+len(tokens) > s.maxCtx {
+		return fmt.Errorf("%w: %d tokens after %d already held exceed the context of %d", ErrContext, len(tokens), s.pos, s.maxCtx)
+	}
 	return nil
 }
