@@ -157,6 +157,8 @@ func checkUsage(t *testing.T, c *kvcache.Cache, n *naiveCache, s kvcache.Shape, 
 	}
 	require.Equal(t, tokens, u.Tokens, msg)
 	require.Equal(t, bytes, u.Bytes, msg)
+	// Each held token has one key and one value of Width float32s.
+	require.Equal(t, tokens*2*int64(s.KVHeads*s.HeadDim)*4, u.DataBytes, msg)
 }
 
 func randomPolicy(rng *rand.Rand) kvcache.Policy {

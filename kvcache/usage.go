@@ -27,6 +27,9 @@ type Usage struct {
 	Layers []LayerUsage
 	Tokens int64
 	Bytes  int64
+	// DataBytes is the bytes of keys and values of the tokens held (Tokens × 2·Width·4): what
+	// one attention pass over the whole cache reads.
+	DataBytes int64
 }
 
 // LogValue implements slog.LogValuer: total tokens and bytes, the number of
@@ -47,6 +50,7 @@ func (u Usage) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Int64("tokens", u.Tokens),
 		slog.Int64("bytes", u.Bytes),
+		slog.Int64("data_bytes", u.DataBytes),
 		slog.Int("full_layers", nFull),
 		slog.Int64("full_bytes", bFull),
 		slog.Int("streaming_layers", nStream),
@@ -68,6 +72,7 @@ func (c *Cache) Usage() Usage {
 		u.Layers[i] = lu
 		u.Tokens += int64(lu.Tokens)
 		u.Bytes += lu.Bytes
+		u.DataBytes += int64(lu.Tokens) * 2 * int64(c.width) * 4
 	}
 	return u
 }

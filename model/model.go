@@ -241,3 +241,14 @@ func (m *Model) WeightBytes() int64 {
 func (m *Model) Close() {
 	m.pool.Close()
 }
+
+// StepReadBytes returns the bytes one decode step over these sessions reads from memory by
+// the library's own accounting: the weights once (WeightBytes) plus the keys and values every
+// session's attention reads (kvcache.Usage.DataBytes).
+func (m *Model) StepReadBytes(sessions ...*Session) int64 {
+	n := m.WeightBytes()
+	for _, s := range sessions {
+		n += s.Usage().DataBytes
+	}
+	return n
+}

@@ -281,3 +281,26 @@ func (s *Session) check(ctx context.Context, tokens []int32) error {
 	}
 	return nil
 }
+
+// Clone returns an independent copy of the session: same position, cache contents, lazy
+// layers and options, with its own buffers. Benchmarks use it to fill many sequences of a
+// batch from one prefill.
+func (s *Session) Clone() (*Session, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	c := &Session{m: s.m, mode: s.mode, sink: s.sink, window: s.window, last: s.last, keep: s.keep,
+		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV}
+	c.cache = s.cache.Clone()
+	c.masks = slices.Clone(s.masks)
+	c.ratios = slices.Clone(s.ratios)
+	c.lazy = slices.Clone(s.lazy)
+	if s.mode == ModeTest && !s.selected {
+		on, err := layerselect.NewOnline(s.m.cfg.NumLayers, s.keep)
+		if err != nil {
+			return nil, err
+		}
+		c.online = on
+	}
+	return c, nil
+}

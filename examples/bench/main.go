@@ -1,0 +1,345 @@
+// Command bench measures prefill and decode speed and KV memory of the library on
+// random-weight models of real shapes, for full attention and for a hybrid plan (half the
+// layers streaming, sink 4, window 1020).
+//
+//	go run ./examples/bench -shape qwen2.5-0.5b -dtype f32 -depth 0,4096,16384 -reps 3
+//	go run ./examples/bench -shape qwen2.5-0.5b -dtype bf16 -depth 16384 -kv-budget 4GiB -json
+//
+// For each depth it prefills one sequence of that many tokens (the context really holds them),
+// then, from copies of it, times a 512-token prefill chunk appended at that depth and 128
+// decode steps. With -kv-budget it fills the budget with as many copies as fit and times
+// decode steps over all of them together (Batch.Step), reporting the aggregate tok/s.
+// Results are medians over -reps; byte counts come from the library's own accounting.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/loader"
+	"github.com/lighttransfer/lighttransfer-go/model"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Measurement is one line of -json output.
+type Measurement struct {
+	Shape      string  `json:"shape"`
+	DType      string  `json:"dtype"`
+	Mode       string  `json:"mode"`
+	Depth      int     `json:"depth"`
+	Batch      int     `json:"batch"`
+	PrefillTPS float64 `json:"prefill_tps"`
+	DecodeTPS  float64 `json:"decode_tps"`
+	KVBytes    int64   `json:"kv_bytes"`
+	Weight     int64   `json:"weight_bytes"`
+	ReadBytes  int64   `json:"read_bytes_per_step"`
+	RSS        int64   `json:"rss_bytes"`
+}
+
+// shapes are the model shapes bench can build.
+var shapes = map[string]loader.Config{
+	"qwen2.5-0.5b": {ModelType: "qwen2", HiddenSize: 896, IntermediateSize: 4864, NumLayers: 24, NumHeads: 14,
+		NumKVHeads: 2, HeadDim: 64, VocabSize: 151936, MaxPositions: 32768, RMSNormEps: 1e-6, RopeTheta: 1e6,
+		TieEmbeddings: true, AttentionBias: true, HiddenAct: "silu"},
+	"qwen2.5-1.5b": {ModelType: "qwen2", HiddenSize: 1536, IntermediateSize: 8960, NumLayers: 28, NumHeads: 12,
+		NumKVHeads: 2, HeadDim: 128, VocabSize: 151936, MaxPositions: 32768, RMSNormEps: 1e-6, RopeTheta: 1e6,
+		TieEmbeddings: true, AttentionBias: true, HiddenAct: "silu"},
+	// tiny is the stories260K shape, with room for long contexts.
+	"tiny": {ModelType: "llama", HiddenSize: 64, IntermediateSize: 172, NumLayers: 5, NumHeads: 8,
+		NumKVHeads: 4, HeadDim: 8, VocabSize: 512, MaxPositions: 32768, RMSNormEps: 1e-5, RopeTheta: 10000,
+		TieEmbeddings: true, HiddenAct: "silu"},
+}
+
+type config struct {
+	shape, dtype   string
+	depths         []int
+	reps, threads  int
+	prefill, steps int
+	budget         int64
+	modes          []string
+	asJSON         bool
+	seed           uint64
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.shape, "shape", "qwen2.5-0.5b", "model shape: "+strings.Join(shapeNames(), ", "))
+	fs.StringVar(&c.dtype, "dtype", "f32", "weight format: f32 or bf16")
+	depth := fs.String("depth", "0", "comma-separated context depths")
+	fs.IntVar(&c.reps, "reps", 3, "repetitions; medians are reported")
+	fs.IntVar(&c.threads, "threads", 0, "threads (0: GOMAXPROCS)")
+	fs.IntVar(&c.prefill, "prefill", 512, "tokens of the timed prefill chunk")
+	fs.IntVar(&c.steps, "decode", 128, "timed decode steps")
+	budget := fs.String("kv-budget", "", "KV memory budget (bytes or KiB/MiB/GiB): decode as many sequences as fit, together")
+	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
+	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, ok := shapes[c.shape]; !ok {
+		return fmt.Errorf("-shape %q: want one of %s", c.shape, strings.Join(shapeNames(), ", "))
+	}
+	if c.dtype != "f32" && c.dtype != "bf16" {
+		return fmt.Errorf("-dtype %q: want f32 or bf16", c.dtype)
+	}
+	var err error
+	if c.depths, err = parseInts(*depth); err != nil {
+		return fmt.Errorf("-depth: %w", err)
+	}
+	if *budget != "" {
+		if c.budget, err = parseBytes(*budget); err != nil {
+			return fmt.Errorf("-kv-budget: %w", err)
+		}
+	}
+	c.modes = strings.Split(*modes, ",")
+	for _, m := range c.modes {
+		if m != "full" && m != "hybrid" {
+			return fmt.Errorf("-modes: unknown mode %q", m)
+		}
+	}
+	if c.reps <= 0 || c.prefill <= 0 || c.steps <= 0 {
+		return errors.New("-reps, -prefill and -decode must be positive")
+	}
+	return bench(ctx, c, stdout, stderr)
+}
+
+func shapeNames() []string {
+	var out []string
+	for k := range shapes {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
+	cfg := shapes[c.shape]
+	format := model.WeightsF32
+	if c.dtype == "bf16" {
+		format = model.WeightsBF16
+	}
+	t0 := time.Now()
+	m, err := model.Random(ctx, cfg, c.seed, model.WithWeightFormat(format), model.WithThreads(c.threads))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	fmt.Fprintf(stderr, "bench: %s %s weights %d bytes built in %v\n", c.shape, c.dtype, m.WeightBytes(), time.Since(t0).Round(time.Millisecond))
+	if !c.asJSON {
+		fmt.Fprintf(stdout, "%-13s %-5s %-6s %6s %5s %11s %10s %14s %14s %10s\n",
+			"shape", "dtype", "mode", "depth", "batch", "prefill t/s", "decode t/s", "kv bytes", "read B/step", "rss MiB")
+	}
+	rng := rand.New(rand.NewPCG(c.seed, 2))
+	tokens := func(n int) []int32 {
+		t := make([]int32, n)
+		for i := range t {
+			t[i] = int32(rng.IntN(cfg.VocabSize))
+		}
+		return t
+	}
+	for _, depth := range c.depths {
+		for _, mode := range c.modes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			base, err := m.NewSession(sessionMode(mode, cfg.NumLayers), model.WithMaxContext(min(cfg.MaxPositions, depth+c.prefill+c.steps+1)))
+			if err != nil {
+				return err
+			}
+			if depth > 0 {
+				t := time.Now()
+				if _, err := base.Next(ctx, tokens(depth)); err != nil {
+					return fmt.Errorf("filling depth %d: %w", depth, err)
+				}
+				fmt.Fprintf(stderr, "bench: %s depth %d filled in %v\n", mode, depth, time.Since(t).Round(time.Millisecond))
+			}
+			meas := Measurement{Shape: c.shape, DType: c.dtype, Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
+			var pre, dec []float64
+			for r := 0; r < c.reps; r++ {
+				p, err := base.Clone()
+				if err != nil {
+					return err
+				}
+				t := time.Now()
+				if _, err := p.Next(ctx, tokens(c.prefill)); err != nil {
+					return err
+				}
+				pre = append(pre, float64(c.prefill)/time.Since(t).Seconds())
+				p.Close()
+
+				d, err := base.Clone()
+				if err != nil {
+					return err
+				}
+				steps := tokens(c.steps)
+				meas.ReadBytes = m.StepReadBytes(d)
+				t = time.Now()
+				for i := range steps {
+					if _, err := d.Next(ctx, steps[i:i+1]); err != nil {
+						return err
+					}
+				}
+				dec = append(dec, float64(c.steps)/time.Since(t).Seconds())
+				meas.KVBytes = d.Usage().Bytes
+				d.Close()
+			}
+			meas.PrefillTPS, meas.DecodeTPS = median(pre), median(dec)
+			meas.RSS = peakRSS()
+			report(c, meas, stdout)
+
+			if c.budget > 0 {
+				if err := batched(ctx, c, m, base, meas, tokens, stdout, stderr); err != nil {
+					return err
+				}
+			}
+			base.Close()
+		}
+	}
+	return nil
+}
+
+// batched fills the KV budget with copies of base (each grows by c.steps tokens while
+// decoding) and times decode steps over all of them at once.
+func batched(ctx context.Context, c config, m *model.Model, base *model.Session, meas Measurement,
+	tokens func(int) []int32, stdout, stderr io.Writer) error {
+	cfg := m.Config()
+	shape := kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}
+	policies := make([]kvcache.Policy, cfg.NumLayers)
+	for _, l := range base.Lazy() {
+		policies[l] = kvcache.Streaming(base.Sink(), base.Window())
+	}
+	per := kvcache.Estimate(shape, policies, base.Pos()+c.steps)
+	n := int(c.budget / per)
+	if n == 0 {
+		fmt.Fprintf(stderr, "bench: %s: one sequence needs %d bytes, more than the budget %d\n", meas.Mode, per, c.budget)
+		return nil
+	}
+	b := m.NewBatch()
+	var dec []float64
+	var kv int64
+	for r := 0; r < c.reps; r++ {
+		// Fresh copies of the depth state every rep, so each rep decodes from depth.
+		run := make([]*model.Session, n)
+		for i := range run {
+			var err error
+			if run[i], err = base.Clone(); err != nil {
+				return err
+			}
+		}
+		meas.ReadBytes = m.StepReadBytes(run...)
+		t := time.Now()
+		for i := 0; i < c.steps; i++ {
+			if _, err := b.Step(ctx, run, tokens(n)); err != nil {
+				return err
+			}
+		}
+		dec = append(dec, float64(n*c.steps)/time.Since(t).Seconds())
+		kv = 0
+		for _, s := range run {
+			kv += s.Usage().Bytes
+			s.Close()
+		}
+	}
+	meas.Batch, meas.PrefillTPS, meas.DecodeTPS, meas.KVBytes = n, 0, median(dec), kv
+	meas.RSS = peakRSS()
+	report(c, meas, stdout)
+	return nil
+}
+
+func sessionMode(mode string, layers int) model.SessionOption {
+	if mode == "full" {
+		return model.FullAttention()
+	}
+	// Hybrid: every other layer streaming (half of them), sink 4, window 1020.
+	var lazy []int
+	for l := 1; l < layers; l += 2 {
+		lazy = append(lazy, l)
+	}
+	return model.FixedMode(lazy, model.WithSink(4), model.WithWindow(1020))
+}
+
+func report(c config, m Measurement, w io.Writer) {
+	if c.asJSON {
+		b, _ := json.Marshal(m)
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	fmt.Fprintf(w, "%-13s %-5s %-6s %6d %5d %11.1f %10.2f %14d %14d %10.0f\n", m.Shape, m.DType, m.Mode, m.Depth,
+		m.Batch, m.PrefillTPS, m.DecodeTPS, m.KVBytes, m.ReadBytes, float64(m.RSS)/(1<<20))
+}
+
+func median(x []float64) float64 {
+	s := slices.Clone(x)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// peakRSS returns the process's peak resident set size in bytes (0 where unknown).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // Linux reports KiB
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("negative value %d", v)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseBytes reads a byte count such as 4096, 512MiB or 4GiB.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a positive byte count", s)
+	}
+	return int64(v * float64(mult)), nil
+}
