@@ -115,7 +115,11 @@ func (j *job) unit(u int, sc *scratch) {
 					}
 					qr := j.q[(t0+ti)*hd+(h0+hg)*D:]
 					rs := sc.s[(ti*R+hg)*keyTile:]
-					for gi := 0; gi < G; gi++ {
+					gi := 0
+					for ; gi+2 <= G; gi += 2 {
+						scores2(rs[gi*keyTile:][:kn], rs[(gi+1)*keyTile:][:kn], qr[gi*D:][:D], qr[(gi+1)*D:][:D], kb, kd, scale)
+					}
+					if gi < G {
 						scores(rs[gi*keyTile:][:kn], qr[gi*D:][:D], kb, kd, scale)
 					}
 					if c == visPartial {
@@ -233,6 +237,27 @@ func scores(dst, q, k []float32, stride int, scale float32) {
 	}
 	for ; i < n; i++ {
 		dst[i] = dot(q, k[i*stride:][:d]) * scale
+	}
+}
+
+// scores2 is scores for two query rows over the same keys (each key row is
+// read once); both rows get bit-identical results to any other scores2 call
+// on the same data.
+func scores2(dst0, dst1, q0, q1, k []float32, stride int, scale float32) {
+	d := len(q0)
+	n := len(dst0)
+	if !useAVX2 || d%8 != 0 || n < 4 {
+		scores(dst0, q0, k, stride, scale)
+		scores(dst1, q1, k, stride, scale)
+		return
+	}
+	dst1, q1 = dst1[:n], q1[:d]
+	i := n &^ 3
+	_ = k[(i-1)*stride+d-1] // the assembly reads keys 0..i-1
+	dot2TileAVX(&dst0[0], &dst1[0], &q0[0], &q1[0], &k[0], d, stride, i, scale)
+	for ; i < n; i++ {
+		dst0[i] = dot(q0, k[i*stride:][:d]) * scale
+		dst1[i] = dot(q1, k[i*stride:][:d]) * scale
 	}
 }
 

@@ -45,3 +45,10 @@ func expTileAVX(row *float32, n int, m float32) float32
 //
 //go:noescape
 func maxAVX(row *float32, n int) float32
+
+// dot2TileAVX sets dst0[j] = scale·q0·k_j and dst1[j] = scale·q1·k_j for
+// j < nk (a multiple of 4), key j at k + j·stride floats; d is a positive
+// multiple of 8.
+//
+//go:noescape
+func dot2TileAVX(dst0, dst1, q0, q1, k *float32, d, stride, nk int, scale float32)

@@ -362,3 +362,80 @@ mdone:
 	VMOVSS  X0, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func dot2TileAVX(dst0, dst1, q0, q1, k *float32, d, stride, nk int, scale float32)
+// dst0[j] = scale·q0·k_j and dst1[j] = scale·q1·k_j for j < nk (a multiple
+// of 4), key j at k + j·stride floats, d a multiple of 8. Each key row is
+// loaded once for both queries.
+TEXT ·dot2TileAVX(SB), NOSPLIT, $0-68
+	MOVQ dst0+0(FP), DI
+	MOVQ dst1+8(FP), CX
+	MOVQ q0+16(FP), SI
+	MOVQ q1+24(FP), R15
+	MOVQ k+32(FP), DX
+	MOVQ d+40(FP), BX
+	MOVQ stride+48(FP), R8
+	MOVQ nk+56(FP), R9
+	VBROADCASTSS scale+64(FP), Y15
+	SHLQ $2, BX
+	SHLQ $2, R8
+
+tkeys:
+	CMPQ R9, $4
+	JL   tdone
+	MOVQ DX, R10
+	LEAQ (R10)(R8*1), R11
+	LEAQ (R11)(R8*1), R12
+	LEAQ (R12)(R8*1), R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ AX, AX
+
+tloop:
+	VMOVUPS (SI)(AX*1), Y8
+	VMOVUPS (R15)(AX*1), Y9
+	VMOVUPS (R10)(AX*1), Y10
+	VFMADD231PS Y10, Y8, Y0
+	VFMADD231PS Y10, Y9, Y4
+	VMOVUPS (R11)(AX*1), Y11
+	VFMADD231PS Y11, Y8, Y1
+	VFMADD231PS Y11, Y9, Y5
+	VMOVUPS (R12)(AX*1), Y12
+	VFMADD231PS Y12, Y8, Y2
+	VFMADD231PS Y12, Y9, Y6
+	VMOVUPS (R13)(AX*1), Y13
+	VFMADD231PS Y13, Y8, Y3
+	VFMADD231PS Y13, Y9, Y7
+	ADDQ $32, AX
+	CMPQ AX, BX
+	JL   tloop
+
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS  X1, X0, X0
+	VMULPS  X15, X0, X0
+	VMOVUPS X0, (DI)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS  X5, X4, X4
+	VMULPS  X15, X4, X4
+	VMOVUPS X4, (CX)
+	ADDQ    $16, DI
+	ADDQ    $16, CX
+	LEAQ    (DX)(R8*4), DX
+	SUBQ    $4, R9
+	JMP     tkeys
+
+tdone:
+	VZEROUPPER
+	RET

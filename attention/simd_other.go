@@ -20,3 +20,7 @@ func expTileAVX(row *float32, n int, m float32) float32 {
 func maxAVX(row *float32, n int) float32 {
 	panic("attention: no AVX2 kernel on this architecture")
 }
+
+func dot2TileAVX(dst0, dst1, q0, q1, k *float32, d, stride, nk int, scale float32) {
+	panic("attention: no AVX2 kernel on this architecture")
+}

@@ -98,6 +98,9 @@ func TestSIMDKernels(t *testing.T) {
 		k := randSlice(r, 12*stride, 1)
 		dst := make([]float32, 12)
 		dotTileAVX(&dst[0], &q[0], &k[0], d, stride, 12, 0.5)
+		q1 := randSlice(r, d, 1)
+		dstA, dstB := make([]float32, 12), make([]float32, 12)
+		dot2TileAVX(&dstA[0], &dstB[0], &q[0], &q1[0], &k[0], d, stride, 12, 0.5)
 		o := randSlice(r, d, 1)
 		o0 := append([]float32(nil), o...)
 		p := randSlice(r, 12, 1)
@@ -108,6 +111,12 @@ func TestSIMDKernels(t *testing.T) {
 				s += float64(q[i]) * float64(k[j*stride+i])
 			}
 			require.InDelta(t, 0.5*s, float64(dst[j]), 2e-6, "dot d=%d key %d", d, j)
+			require.InDelta(t, 0.5*s, float64(dstA[j]), 2e-6, "dot2 row 0 d=%d key %d", d, j)
+			var s1 float64
+			for i := 0; i < d; i++ {
+				s1 += float64(q1[i]) * float64(k[j*stride+i])
+			}
+			require.InDelta(t, 0.5*s1, float64(dstB[j]), 2e-6, "dot2 row 1 d=%d key %d", d, j)
 		}
 		for i := 0; i < d; i++ {
 			s := float64(o0[i])
