@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,6 +125,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if c.reps <= 0 || c.prefill <= 0 || c.steps <= 0 {
 		return errors.New("-reps, -prefill and -decode must be positive")
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return bench(ctx, c, stdout, stderr)
 }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchTiny runs the bench on the tiny shape with small sizes and checks the JSON it
+// prints: one object per measurement, hybrid KV below full at depth, batches under the
+// budget. Speeds are not asserted (benchmarks measure them).
+func TestBenchTiny(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-shape", "tiny", "-depth", "0,3000", "-reps", "1", "-prefill", "64",
+		"-decode", "8", "-kv-budget", "16MiB", "-json"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	var ms []Measurement
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var m Measurement
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		ms = append(ms, m)
+	}
+	require.Len(t, ms, 8) // 2 depths × 2 modes × (batch 1 + budget)
+	byKey := map[[3]int]Measurement{}
+	for _, m := range ms {
+		mode := 0
+		if m.Mode == "hybrid" {
+			mode = 1
+		}
+		require.Positive(t, m.DecodeTPS)
+		require.Positive(t, m.Weight)
+		require.GreaterOrEqual(t, m.ReadBytes, m.Weight)
+		if m.Batch > 1 {
+			require.LessOrEqual(t, m.KVBytes, int64(16<<20))
+		}
+		byKey[[3]int{m.Depth, mode, min(m.Batch, 2)}] = m
+	}
+	full, hybrid := byKey[[3]int{3000, 0, 1}], byKey[[3]int{3000, 1, 1}]
+	require.Less(t, hybrid.KVBytes, full.KVBytes)
+	require.Less(t, hybrid.ReadBytes, full.ReadBytes)
+	require.Greater(t, byKey[[3]int{3000, 1, 2}].Batch, byKey[[3]int{3000, 0, 2}].Batch)
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"4GiB": 4 << 30, "512MiB": 512 << 20, "1.5KiB": 1536, "100": 100, "7B": 7} {
+		got, err := parseBytes(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "GiB", "-1MiB", "x"} {
+		_, err := parseBytes(in)
+		require.Error(t, err, in)
+	}
+}
