@@ -56,3 +56,25 @@ func TestBadFlags(t *testing.T) {
 		require.Error(t, run(context.Background(), args, &out, &errb), "%v", args)
 	}
 }
+
+// TestHybridFlags runs generation in Test mode and from a plan file; the summary on stderr
+// names the streaming layers.
+func TestHybridFlags(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	plan := filepath.Join(t.TempDir(), "plan.json")
+	require.NoError(t, os.WriteFile(plan, []byte(`{"num_hidden_layers": 5, "lazy_layers": [3, 1], "streaming_sink": 4, "streaming_window": 16, "source": "test"}`), 0o644))
+	for _, tc := range []struct {
+		args []string
+		lazy string
+	}{
+		{[]string{"-plan", plan}, `lazy layers \[1 3\]`},
+		{[]string{"-mode", "fixed", "-lazy", "0,2", "-window", "8"}, `lazy layers \[0 2\]`},
+		{[]string{"-mode", "test", "-window", "8", "-sink", "2", "-last", "4"}, `lazy layers \[\d \d\]`}, // 2 of 5 layers
+		{[]string{"-mode", "full"}, `lazy layers \[\]`},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"-model", dir, "-prompt", "Once upon a time, there was a little girl named Lily", "-n", "20"}, tc.args...)
+		require.NoError(t, run(context.Background(), args, &out, &errb), errb.String())
+		require.Regexp(t, tc.lazy, errb.String(), "%v", tc.args)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
 // TestDesignTable reproduces the quality table of DESIGN.md §1 on stories260K (prompt 128
@@ -50,4 +51,26 @@ func TestDesignTableWindow16(t *testing.T) {
 	for name, nll := range map[string]float64{"ratio": 0.446, "reverse": 0.611, "streaming": 0.591} {
 		require.InDelta(t, nll, rep.Eval[name].NLL, 1e-3, name)
 	}
+}
+
+// TestCalibrate writes a plan from two prompts and checks it is a valid plan for the model
+// that chose the layers Test mode picks on them.
+func TestCalibrate(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	var out, errb bytes.Buffer
+	tokens := filepath.Join(dir, "greedy256.json")
+	err := run(context.Background(), []string{"-model", dir, "-prompt-len", "128", "-sink", "4", "-window", "32",
+		"-calibrate", tokens, tokens}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	plan, err := layerselect.ReadPlan(&out)
+	require.NoError(t, err)
+	require.NoError(t, plan.Validate(5))
+	require.Equal(t, []int{1, 3}, plan.Lazy)
+	require.Equal(t, 4, plan.Sink)
+	require.Equal(t, 32, plan.Window)
+
+	// Too short a prompt cannot be calibrated on.
+	err = run(context.Background(), []string{"-model", dir, "-prompt-len", "20", "-sink", "4", "-window", "32",
+		"-calibrate", tokens}, &out, &errb)
+	require.Error(t, err)
 }
