@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -383,7 +384,7 @@ func parseLightTransfer(o object, c *Config, littrans bool) error {
 	case haveLazy:
 		c.LazyLayers = append([]int(nil), lazy...)
 		sort.Ints(c.LazyLayers)
-		if haveTypes && !equalInts(c.LazyLayers, fromTypes) {
+		if haveTypes && !slices.Equal(c.LazyLayers, fromTypes) {
 			return &FormatError{Key: "layer_types", Err: ErrFormat,
 				Msg: fmt.Sprintf("streaming_attention layers %v disagree with lazy_layers %v", fromTypes, c.LazyLayers)}
 		}
@@ -400,18 +401,6 @@ func parseLightTransfer(o object, c *Config, littrans bool) error {
 		return err
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Validate checks that c is internally consistent and within this package's

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lighttransfer/lighttransfer-go/loader"
 )
@@ -70,7 +71,7 @@ func (b *binder) info(name string, shape ...int) (loader.TensorInfo, bool) {
 		b.err = fmt.Errorf("%w: tensor %q not found (%w)", ErrWeights, name, loader.ErrNotFound)
 		return t, false
 	}
-	if !equalShape(t.Shape, shape) {
+	if !slices.Equal(t.Shape, shape) {
 		b.err = fmt.Errorf("%w: tensor %q in %s has shape %v, want %v", ErrWeights, name, t.File, t.Shape, shape)
 		return t, false
 	}
@@ -147,16 +148,4 @@ func toBF16(x float32) uint16 {
 	}
 	u += 0x7fff + (u>>16)&1
 	return uint16(u >> 16)
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
