@@ -7,6 +7,7 @@ import "fmt"
 const (
 	minParallelMatVec = 1 << 15
 	minParallelMatMul = 1 << 18
+	minParallelSiLU   = 1 << 14
 )
 
 func checkDims(name string, n, rows, cols int) {
@@ -57,14 +58,125 @@ func (p *Pool) MatVecBF16(dst []float32, w []uint16, x []float32, rows, cols int
 	}
 	if rows*cols < minParallelMatVec || p.threads == 1 {
 		p.lockOpen()
-		matVecBF16Rows(dst, w, x, 0, rows, cols)
+		matVecBF16Rows(dst, w, x, p.permuted(x, cols), 0, rows, cols)
 		p.mu.Unlock()
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.j = job{op: opMatVecBF16, dst: dst, wb: w, x: x, rows: rows, cols: cols}
+	p.j.xp = p.permuted(x, cols)
 	p.dispatch(rows, 16, 4)
+}
+
+// MaxProducts is the most products one MatVecs call computes.
+const MaxProducts = 3
+
+// Product is one matrix-vector product of a MatVecs call: Dst gets Rows values
+// Dst[r] = Σ_c W[r*cols+c]·x[c], from float32 weights W or, when WB is non-nil, from
+// bf16 weights WB (W is then ignored). A Product with Rows == 0 is skipped.
+type Product struct {
+	Dst  []float32
+	W    []float32
+	WB   []uint16
+	Rows int
+}
+
+// MatVecs computes up to MaxProducts matrix-vector products of the same x (cols
+// values) as one parallel call: the decode step's q/k/v and gate/up projections,
+// which would otherwise wait for the workers once each. The weights of each product
+// are streamed once, exactly as MatVec or MatVecBF16 would. Panics as those do.
+func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
+	total := 0
+	for i := range ps {
+		pr := &ps[i]
+		checkDims("MatVecs", 1, pr.Rows, cols)
+		if pr.Rows == 0 {
+			continue
+		}
+		checkLen("MatVecs", "Dst", len(pr.Dst), pr.Rows)
+		if pr.WB != nil {
+			checkLen("MatVecs", "WB", len(pr.WB), pr.Rows*cols)
+		} else {
+			checkLen("MatVecs", "W", len(pr.W), pr.Rows*cols)
+		}
+		total += pr.Rows
+	}
+	checkLen("MatVecs", "x", len(x), cols)
+	if total == 0 {
+		return
+	}
+	var xp []float32
+	if total*cols < minParallelMatVec || p.threads == 1 {
+		p.lockOpen()
+		if anyBF16(&ps) {
+			xp = p.permuted(x, cols)
+		}
+		matVecsRows(&ps, x, xp, cols, 0, total)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if anyBF16(&ps) {
+		xp = p.permuted(x, cols)
+	}
+	p.j = job{op: opMatVecs, x: x, xp: xp, cols: cols, prods: ps}
+	p.dispatch(total, 16, 4)
+}
+
+func anyBF16(ps *[MaxProducts]Product) bool {
+	for i := range ps {
+		if ps[i].Rows > 0 && ps[i].WB != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// permuted returns x (cols values) in the order the bf16 matrix-vector tiles read
+// it, in the pool's buffer (grown once to the widest x seen), or nil on the pure-Go
+// route. The caller holds p.mu.
+func (p *Pool) permuted(x []float32, cols int) []float32 {
+	if !useAsm || cols < 16 {
+		return nil
+	}
+	if len(p.xp) < cols {
+		p.xp = make([]float32, cols)
+	}
+	permuteX(p.xp[:cols], x[:cols])
+	return p.xp[:cols]
+}
+
+// matVecsRows computes rows [r0, r1) of the products laid end to end; xp is x
+// permuted for the bf16 tiles (nil: none needed or pure Go).
+func matVecsRows(ps *[MaxProducts]Product, x, xp []float32, cols, r0, r1 int) {
+	base := 0
+	for i := range ps {
+		pr := &ps[i]
+		lo, hi := max(r0-base, 0), min(r1-base, pr.Rows)
+		if lo < hi {
+			if pr.WB != nil {
+				matVecBF16Rows(pr.Dst, pr.WB, x, xp, lo, hi, cols)
+			} else {
+				matVecRows(pr.Dst, pr.W, x, lo, hi, cols)
+			}
+		}
+		base += pr.Rows
+	}
+}
+
+// SiLUMul is the package-level SiLUMul (dst = silu(gate)·up) split over the pool's
+// workers when the slices are long (a prefill's MLP). Panics as SiLUMul does.
+func (p *Pool) SiLUMul(dst, gate, up []float32) {
+	if len(gate) != len(up) || len(dst) != len(up) || len(dst) < minParallelSiLU || p.threads == 1 {
+		SiLUMul(dst, gate, up)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.j = job{op: opSiLUMul, dst: dst, gate: gate, up: up}
+	p.dispatch(len(dst), 1024, 16)
 }
 
 // MatMul sets dst[t*rows+r] = Σ_c x[t*cols+c]·w[r*cols+c] for n tokens: x is
@@ -132,7 +244,13 @@ func matVecRows(dst, w, x []float32, r0, r1, cols int) {
 	goMatVecRows(dst, w, x, r0, r1, cols)
 }
 
-func matVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int) {
+// matVecBF16Rows computes rows [r0, r1) of MatVecBF16; xp is x permuted by
+// permuteX, or nil to use the unpermuted tiles.
+func matVecBF16Rows(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
+	if useAsm && xp != nil {
+		asmMatVecBF16RowsP(dst, w, x, xp, r0, r1, cols)
+		return
+	}
 	if useAsm {
 		asmMatVecBF16Rows(dst, w, x, r0, r1, cols)
 		return

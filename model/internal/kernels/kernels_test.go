@@ -396,9 +396,13 @@ func TestZeroAllocs(t *testing.T) {
 				"MatMul":     func() { p.MatMul(dst, x, w, n, rows, cols) },
 				"MatMulBF16": func() { p.MatMulBF16(dst, x, wb, n, rows, cols) },
 				"Run":        func() { p.Run(1000, fn) },
-				"RMSNorm":    func() { RMSNorm(dst[:cols], x[:cols], w[:cols], 1e-6) },
-				"SiLUMul":    func() { SiLUMul(dst[:cols], x[:cols], w[:cols]) },
-				"Add":        func() { Add(dst[:cols], x[:cols]) },
+				"MatVecs": func() {
+					p.MatVecs(x[:cols], cols, [MaxProducts]Product{{Dst: dst, W: w, Rows: rows}, {Dst: dst[rows:], WB: wb, Rows: rows}})
+				},
+				"SiLUMul(pool)": func() { p.SiLUMul(dst, dst, dst) },
+				"RMSNorm":       func() { RMSNorm(dst[:cols], x[:cols], w[:cols], 1e-6) },
+				"SiLUMul":       func() { SiLUMul(dst[:cols], x[:cols], w[:cols]) },
+				"Add":           func() { Add(dst[:cols], x[:cols]) },
 			}
 			for name, f := range calls {
 				if a := testing.AllocsPerRun(20, f); a != 0 {

@@ -79,6 +79,43 @@ func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) {
 	}
 }
 
+var tilesBF16P = [4]func(out *float32, xp *float32, w *uint16, ldw int, k int){
+	tileBF16P_1x1, tileBF16P_1x2, tileBF16P_1x3, tileBF16P_1x4,
+}
+
+// permuteX stores x's blocks of 16 values in the order tileBF16P reads them:
+// x[0:4], x[8:12], x[4:8], x[12:16]. Values past the last full block are not
+// copied (the tiles leave them to Go).
+func permuteX(xp, x []float32) {
+	for b := 0; b+16 <= len(x); b += 16 {
+		s, d := x[b:b+16], xp[b:b+16]
+		copy(d[0:4], s[0:4])
+		copy(d[4:8], s[8:12])
+		copy(d[8:12], s[4:8])
+		copy(d[12:16], s[12:16])
+	}
+}
+
+// asmMatVecBF16RowsP is asmMatVecBF16Rows reading a permuteX'd copy xp of x.
+func asmMatVecBF16RowsP(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
+	k16 := cols &^ 15
+	if k16 == 0 {
+		asmMatVecBF16Rows(dst, w, x, r0, r1, cols)
+		return
+	}
+	x, xp = x[:cols], xp[:k16]
+	for r := r0; r < r1; r += 4 {
+		R := min(4, r1-r)
+		wr := w[r*cols : (r+R)*cols]
+		tilesBF16P[R-1](&dst[r], &xp[0], &wr[0], cols, k16)
+		if k16 < cols {
+			for i := 0; i < R; i++ {
+				dst[r+i] += goDotBF16(x[k16:], wr[i*cols+k16:])
+			}
+		}
+	}
+}
+
 func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int) {
 	if cols == 0 {
 		clear(dst[r0:r1])

@@ -26,3 +26,9 @@ func asmMatMulRows(dst, x, w []float32, n, rows, cols, r0, r1 int) { panic("kern
 func asmMatMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, scratch []float32) {
 	panic("kernels: no asm route")
 }
+
+func permuteX(xp, x []float32) { panic("kernels: no asm route") }
+
+func asmMatVecBF16RowsP(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
+	panic("kernels: no asm route")
+}

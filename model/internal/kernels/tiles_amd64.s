@@ -4181,6 +4181,258 @@ tileZ_4x4_store3_3:
 	VZEROUPPER
 	RET
 
+// func tileBF16P_1x1(out *float32, xp *float32, w *uint16, ldw int, k int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·tileBF16P_1x1(SB), NOSPLIT, $0-40
+	MOVQ   xp+8(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   ldw+24(FP), DX
+	SHLQ   $0x01, DX
+	LEAQ   (CX)(DX*1), DX
+	MOVQ   k+32(FP), BX
+	XORQ   SI, SI
+	VPXOR  Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+tileBF16P_1x1_loop:
+	CMPQ        SI, BX
+	JGE         tileBF16P_1x1_reduce
+	VMOVUPS     (AX)(SI*4), Y3
+	VMOVUPS     32(AX)(SI*4), Y4
+	PREFETCHT0  (DX)(SI*2)
+	VMOVDQU     (CX)(SI*2), Y5
+	VPUNPCKLWD  Y5, Y0, Y6
+	VPUNPCKHWD  Y5, Y0, Y5
+	VFMADD231PS Y6, Y3, Y1
+	VFMADD231PS Y5, Y4, Y2
+	ADDQ        $0x10, SI
+	JMP         tileBF16P_1x1_loop
+
+tileBF16P_1x1_reduce:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+// func tileBF16P_1x2(out *float32, xp *float32, w *uint16, ldw int, k int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·tileBF16P_1x2(SB), NOSPLIT, $0-40
+	MOVQ   xp+8(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   ldw+24(FP), DX
+	SHLQ   $0x01, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DX
+	MOVQ   k+32(FP), DI
+	XORQ   R8, R8
+	VPXOR  Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+
+tileBF16P_1x2_loop:
+	CMPQ        R8, DI
+	JGE         tileBF16P_1x2_reduce
+	VMOVUPS     (AX)(R8*4), Y5
+	VMOVUPS     32(AX)(R8*4), Y6
+	PREFETCHT0  (SI)(R8*2)
+	VMOVDQU     (CX)(R8*2), Y7
+	VPUNPCKLWD  Y7, Y0, Y8
+	VPUNPCKHWD  Y7, Y0, Y7
+	VFMADD231PS Y8, Y5, Y1
+	VFMADD231PS Y7, Y6, Y2
+	PREFETCHT0  (DX)(R8*2)
+	VMOVDQU     (BX)(R8*2), Y7
+	VPUNPCKLWD  Y7, Y0, Y8
+	VPUNPCKHWD  Y7, Y0, Y7
+	VFMADD231PS Y8, Y5, Y3
+	VFMADD231PS Y7, Y6, Y4
+	ADDQ        $0x10, R8
+	JMP         tileBF16P_1x2_loop
+
+tileBF16P_1x2_reduce:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VADDPS       Y4, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VZEROUPPER
+	RET
+
+// func tileBF16P_1x3(out *float32, xp *float32, w *uint16, ldw int, k int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·tileBF16P_1x3(SB), NOSPLIT, $0-40
+	MOVQ   xp+8(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   ldw+24(FP), DX
+	SHLQ   $0x01, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), R8
+	LEAQ   (R8)(DX*1), DX
+	MOVQ   k+32(FP), R9
+	XORQ   R10, R10
+	VPXOR  Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+
+tileBF16P_1x3_loop:
+	CMPQ        R10, R9
+	JGE         tileBF16P_1x3_reduce
+	VMOVUPS     (AX)(R10*4), Y7
+	VMOVUPS     32(AX)(R10*4), Y8
+	PREFETCHT0  (DI)(R10*2)
+	VMOVDQU     (CX)(R10*2), Y9
+	VPUNPCKLWD  Y9, Y0, Y10
+	VPUNPCKHWD  Y9, Y0, Y9
+	VFMADD231PS Y10, Y7, Y1
+	VFMADD231PS Y9, Y8, Y2
+	PREFETCHT0  (R8)(R10*2)
+	VMOVDQU     (BX)(R10*2), Y9
+	VPUNPCKLWD  Y9, Y0, Y10
+	VPUNPCKHWD  Y9, Y0, Y9
+	VFMADD231PS Y10, Y7, Y3
+	VFMADD231PS Y9, Y8, Y4
+	PREFETCHT0  (DX)(R10*2)
+	VMOVDQU     (SI)(R10*2), Y9
+	VPUNPCKLWD  Y9, Y0, Y10
+	VPUNPCKHWD  Y9, Y0, Y9
+	VFMADD231PS Y10, Y7, Y5
+	VFMADD231PS Y9, Y8, Y6
+	ADDQ        $0x10, R10
+	JMP         tileBF16P_1x3_loop
+
+tileBF16P_1x3_reduce:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VADDPS       Y4, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VZEROUPPER
+	RET
+
+// func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·tileBF16P_1x4(SB), NOSPLIT, $0-40
+	MOVQ   xp+8(FP), AX
+	MOVQ   w+16(FP), CX
+	MOVQ   ldw+24(FP), DX
+	SHLQ   $0x01, DX
+	LEAQ   (CX)(DX*1), BX
+	LEAQ   (BX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), R8
+	LEAQ   (R8)(DX*1), R9
+	LEAQ   (R9)(DX*1), R10
+	LEAQ   (R10)(DX*1), DX
+	MOVQ   k+32(FP), R11
+	XORQ   R12, R12
+	VPXOR  Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+
+tileBF16P_1x4_loop:
+	CMPQ        R12, R11
+	JGE         tileBF16P_1x4_reduce
+	VMOVUPS     (AX)(R12*4), Y9
+	VMOVUPS     32(AX)(R12*4), Y10
+	PREFETCHT0  (R8)(R12*2)
+	VMOVDQU     (CX)(R12*2), Y11
+	VPUNPCKLWD  Y11, Y0, Y12
+	VPUNPCKHWD  Y11, Y0, Y11
+	VFMADD231PS Y12, Y9, Y1
+	VFMADD231PS Y11, Y10, Y2
+	PREFETCHT0  (R9)(R12*2)
+	VMOVDQU     (BX)(R12*2), Y11
+	VPUNPCKLWD  Y11, Y0, Y12
+	VPUNPCKHWD  Y11, Y0, Y11
+	VFMADD231PS Y12, Y9, Y3
+	VFMADD231PS Y11, Y10, Y4
+	PREFETCHT0  (R10)(R12*2)
+	VMOVDQU     (SI)(R12*2), Y11
+	VPUNPCKLWD  Y11, Y0, Y12
+	VPUNPCKHWD  Y11, Y0, Y11
+	VFMADD231PS Y12, Y9, Y5
+	VFMADD231PS Y11, Y10, Y6
+	PREFETCHT0  (DX)(R12*2)
+	VMOVDQU     (DI)(R12*2), Y11
+	VPUNPCKLWD  Y11, Y0, Y12
+	VPUNPCKHWD  Y11, Y0, Y11
+	VFMADD231PS Y12, Y9, Y7
+	VFMADD231PS Y11, Y10, Y8
+	ADDQ        $0x10, R12
+	JMP         tileBF16P_1x4_loop
+
+tileBF16P_1x4_reduce:
+	MOVQ         out+0(FP), AX
+	VADDPS       Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VADDPS       Y4, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VADDPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
 // func widenBF16(dst *float32, src *uint16, n int)
 // Requires: AVX, AVX2
 TEXT ·widenBF16(SB), NOSPLIT, $0-24

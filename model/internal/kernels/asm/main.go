@@ -29,6 +29,9 @@ func main() {
 			tile512(t, r)
 		}
 	}
+	for r := 1; r <= 4; r++ {
+		tileBF16P(r)
+	}
 	widen()
 	Generate()
 }
@@ -242,6 +245,83 @@ func tileBody(name string, T, R, U int, bf16 bool, lanes int) {
 			Label(store)
 			VMOVSS(hi, Mem{Base: out, Disp: 4 * r})
 		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// tileBF16P emits tileBF16P_1xR, the matrix-vector tile for bf16 weights with a
+// permuted x: for r < R
+//
+//	out[r] = Σ_{c<k} xp[c'] · bf16(w[r*ldw+c])
+//
+// where each block of 16 columns of x is stored as x[0:4], x[8:12], x[4:8], x[12:16]
+// (see permuteX). That order is what VPUNPCKLWD/VPUNPCKHWD against zero produce from 16
+// bf16 weights, one instruction per 8 widened weights instead of a zero-extending load
+// and a shift. k must be a multiple of 16. Two accumulators per row hide FMA latency.
+func tileBF16P(R int) {
+	name := fmt.Sprintf("tileBF16P_1x%d", R)
+	TEXT(name, NOSPLIT, "func(out *float32, xp *float32, w *uint16, ldw int, k int)")
+	Doc(fmt.Sprintf("%s computes %d bf16 rows · permuted x (k a multiple of 16; see permuteX).", name, R))
+	x := Load(Param("xp"), GP64())
+	ws := make([]reg.GPVirtual, R)
+	ws[0] = Load(Param("w"), GP64()).(reg.GPVirtual)
+	ldw := Load(Param("ldw"), GP64())
+	SHLQ(U8(1), ldw)
+	for r := 1; r < R; r++ {
+		ws[r] = GP64()
+		LEAQ(Mem{Base: ws[r-1], Index: ldw, Scale: 1}, ws[r])
+	}
+	// pf[r] walks row r+R, the same row of the next tile: the rows of a chunk are
+	// contiguous, so this prefetches one tile ahead. Each row is a short stream that
+	// the hardware prefetcher alone picks up too late.
+	pf := make([]reg.GPVirtual, R)
+	for r := 0; r < R; r++ {
+		pf[r] = GP64()
+		if r == 0 {
+			LEAQ(Mem{Base: ws[R-1], Index: ldw, Scale: 1}, pf[0])
+		} else {
+			LEAQ(Mem{Base: pf[r-1], Index: ldw, Scale: 1}, pf[r])
+		}
+	}
+	k := Load(Param("k"), GP64())
+	i := GP64()
+	XORQ(i, i)
+	zero := YMM()
+	VPXOR(zero, zero, zero)
+	lo, hi := make([]reg.VecVirtual, R), make([]reg.VecVirtual, R)
+	for r := 0; r < R; r++ {
+		lo[r], hi[r] = YMM(), YMM()
+		VXORPS(lo[r], lo[r], lo[r])
+		VXORPS(hi[r], hi[r], hi[r])
+	}
+	Label(name + "_loop")
+	CMPQ(i, k)
+	JGE(LabelRef(name + "_reduce"))
+	xl, xh := YMM(), YMM()
+	VMOVUPS(Mem{Base: x, Index: i, Scale: 4}, xl)
+	VMOVUPS(Mem{Base: x, Index: i, Scale: 4, Disp: 32}, xh)
+	for r := 0; r < R; r++ {
+		wv, a, b := YMM(), YMM(), YMM()
+		PREFETCHT0(Mem{Base: pf[r], Index: i, Scale: 2})
+		VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 2}, wv)
+		VPUNPCKLWD(wv, zero, a)
+		VPUNPCKHWD(wv, zero, b)
+		VFMADD231PS(a, xl, lo[r])
+		VFMADD231PS(b, xh, hi[r])
+	}
+	ADDQ(U8(16), i)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_reduce")
+	out := Load(Param("out"), GP64())
+	for r := 0; r < R; r++ {
+		VADDPS(hi[r], lo[r], lo[r])
+		h := XMM()
+		VEXTRACTF128(U8(1), lo[r], h)
+		VADDPS(h, lo[r].AsX(), h)
+		VHADDPS(h, h, h)
+		VHADDPS(h, h, h)
+		VMOVSS(h, Mem{Base: out, Disp: 4 * r})
 	}
 	VZEROUPPER()
 	RET()
