@@ -275,11 +275,38 @@ func (j *job) run() {
 		return
 	}
 	j.wg.Add(t - 1)
+	ensureHelpers(t - 1)
 	for i := 1; i < t; i++ {
-		go j.worker(true)
+		helperJobs <- j
 	}
 	j.worker(false)
 	j.wg.Wait()
+}
+
+// helperJobs feeds the package's helper goroutines: each receive is one helper's
+// share of a job (it pulls units until none are left, then calls wg.Done). Reusing
+// goroutines keeps a multi-threaded call free of allocation, which a go statement
+// with arguments is not.
+var (
+	helperJobs  = make(chan *job, 256)
+	helpersMu   sync.Mutex
+	helperCount int
+)
+
+// ensureHelpers starts helper goroutines until at least n run. Helpers live for the
+// life of the process, idle in a channel receive; at most 4·GOMAXPROCS are started
+// (run never asks for more).
+func ensureHelpers(n int) {
+	helpersMu.Lock()
+	for helperCount < n {
+		helperCount++
+		go func() {
+			for j := range helperJobs {
+				j.worker(true)
+			}
+		}()
+	}
+	helpersMu.Unlock()
 }
 
 func (j *job) worker(done bool) {
