@@ -124,9 +124,7 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 		for i := 0; i < n; i++ {
 			rmsNorm(xn[i*h:(i+1)*h], x[i*h:(i+1)*h], l.attnNorm, eps)
 		}
-		d.matmul(q, xn, n, &l.q)
-		d.matmul(k, xn, n, &l.k)
-		d.matmul(v, xn, n, &l.v)
+		d.matmul3(xn, n, q, &l.q, k, &l.k, v, &l.v)
 		addBias(q, l.qBias)
 		addBias(k, l.kBias)
 		addBias(v, l.vBias)
@@ -154,9 +152,8 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 				rmsNorm(xnr[i*h:(i+1)*h], xr[i*h:(i+1)*h], l.mlpNorm, eps)
 			}
 			g, u := b.gate[:r*inter], b.up[:r*inter]
-			d.matmul(g, xnr, r, &l.gate)
-			d.matmul(u, xnr, r, &l.up)
-			siluMul(g, g, u)
+			d.matmul3(xnr, r, g, &l.gate, u, &l.up, nil, nil)
+			d.siluMul(g, g, u)
 			d.matmul(xnr, g, r, &l.down)
 			addTo(xr, xnr)
 		}
