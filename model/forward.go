@@ -159,9 +159,11 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 		}
 	}
 
-	// Final norm and LM head: every row of parts that asked for all logits, else each part's
-	// last row, all parts' last rows in one product.
+	// Final norm and LM head: every row of parts that asked for all logits (their last row is
+	// copied from there), else each part's last row, all such rows in one product.
+	V := dm.vocab
 	lastX := b.lastX[:len(parts)*h]
+	needHead := false
 	for i := range parts {
 		pt := &parts[i]
 		s := pt.s
@@ -175,10 +177,19 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 				rmsNorm(xn[r*h:(r+1)*h], x[r*h:(r+1)*h], m.norm, eps)
 			}
 			d.matmul(pt.all, xn[lo*h:hi*h], hi-lo, &m.lmHead)
+			continue
 		}
+		needHead = true
 		rmsNorm(lastX[i*h:(i+1)*h], x[(hi-1)*h:hi*h], m.norm, eps)
 	}
-	d.matmul(b.lastLogits[:len(parts)*dm.vocab], lastX, len(parts), &m.lmHead)
+	if needHead {
+		d.matmul(b.lastLogits[:len(parts)*V], lastX, len(parts), &m.lmHead)
+	}
+	for i, pt := range parts {
+		if pt.all != nil {
+			copy(b.lastLogits[i*V:(i+1)*V], pt.all[(len(pt.tokens)-1)*V:])
+		}
+	}
 	return nil
 }
 
