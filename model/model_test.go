@@ -344,3 +344,20 @@ func TestConcurrentSessions(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestSessionClose: a closed session releases its cache, reports zero usage and refuses work.
+func TestSessionClose(t *testing.T) {
+	m := loadModel(t, testutil.Shared(t, "models", "stories260K"))
+	s, err := m.NewSession()
+	require.NoError(t, err)
+	_, err = s.Next(context.Background(), []int32{1, 403})
+	require.NoError(t, err)
+	require.Positive(t, s.Usage().Bytes)
+	s.Close()
+	require.Zero(t, s.Usage().Bytes)
+	_, err = s.Next(context.Background(), []int32{5})
+	require.Error(t, err)
+	_, err = s.Clone()
+	require.Error(t, err)
+	require.Error(t, s.MakeStreaming(1))
+}

@@ -163,7 +163,13 @@ func (s *Session) Lazy() []int { return slices.Clone(s.lazy) }
 func (s *Session) Ratios() []float64 { return slices.Clone(s.ratios) }
 
 // Usage returns the KV cache's allocation per layer and in total.
-func (s *Session) Usage() kvcache.Usage { return s.cache.Usage() }
+// A closed session reports zero usage.
+func (s *Session) Usage() kvcache.Usage {
+	if s.cache == nil {
+		return kvcache.Usage{}
+	}
+	return s.cache.Usage()
+}
 
 // PeakKVBytes returns the most KV cache bytes the session has held at any moment, measured
 // after every layer's append and truncation (so it includes Test mode's prefill peak).
@@ -171,7 +177,7 @@ func (s *Session) PeakKVBytes() int64 { return s.peakKV }
 
 // Close releases the session's cache and buffers. A closed session returns errors.
 func (s *Session) Close() {
-	s.cache.Reset()
+	s.cache = nil
 	s.buf = buffers{}
 	s.err = errors.New("model: session closed")
 }
