@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -202,7 +203,8 @@ type generation struct {
 	smp    *sampler
 	dec    *tokenizer.StreamDecoder
 	hold   stopHolder
-	last   [1]int32 // the token to feed next
+	last   [1]int32        // the token to feed next
+	text   strings.Builder // text released so far (Result.Text at the end)
 	t0     time.Time
 }
 
@@ -299,6 +301,7 @@ func (g *generation) result(ctx context.Context, err error) (Result, error) {
 			err = errors.Join(err, ferr)
 		}
 	}
+	g.res.Text = g.text.String()
 	g.res.Lazy = g.s.Lazy()
 	g.res.KV = g.s.Usage()
 	return g.res, err
@@ -314,7 +317,7 @@ func (g *generation) release(id int32) (string, bool, error) {
 		return "", false, fmt.Errorf("model: decoding token %d: %w", id, err)
 	}
 	out, stopped := g.hold.push(piece)
-	g.res.Text += out
+	g.text.WriteString(out)
 	return out, stopped, nil
 }
 
@@ -337,7 +340,7 @@ func (g *generation) finish() error {
 	} else {
 		g.res.Finish = FinishStop
 	}
-	g.res.Text += out
+	g.text.WriteString(out)
 	if out != "" && g.o.stream != nil {
 		if err := g.o.stream(Token{Seq: g.seq, ID: -1, Index: g.res.GeneratedTokens, Text: out}); err != nil && !errors.Is(err, ErrStop) {
 			return err
