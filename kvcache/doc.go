@@ -1,15 +1,20 @@
 // Package kvcache stores the per-layer key/value cache of one sequence for
 // hybrid-attention (LightTransfer) inference.
 //
-// Every model layer has its own store with a [Policy]:
+// A [Cache] is a list of layers, one per model layer, each a value behind the
+// [Layer] interface that knows its own [Policy] (which is also the mask its
+// queries use) and its own bytes:
 //
-//   - Full (the zero Policy): every token is kept. Storage grows in fixed-size
-//     blocks of BlockTokens tokens (default 256, see [WithBlockTokens]); a block
-//     holds K [block][Width], V [block][Width] and Pos [block]. Tokens are never
-//     allocated one by one.
-//   - Streaming(sink, window): the first Sink tokens ever appended stay in a sink
-//     segment, later tokens go to a ring of Window slots that overwrites its
-//     oldest token. Sink+Window slots are allocated on the first append.
+//	full.go       Full (the zero Policy): every token is kept, in blocks of
+//	              BlockTokens tokens (default 256, see [WithBlockTokens]); a block
+//	              holds K [block][Width], V [block][Width] and Pos [block].
+//	streaming.go  Streaming(sink, window): the first Sink tokens ever appended
+//	              stay in a sink segment, later tokens go to a ring of Window
+//	              slots that overwrites its oldest token (sink 0: a plain sliding
+//	              window). Sink+Window slots are allocated on the first append.
+//
+// Both store float32 keys and values. A layer of another element type (bf16,
+// int8, 4-bit) is one more file implementing Layer, with its own Bytes.
 //
 // Keys are stored after RoPE at their original absolute positions; the cache
 // never re-indexes or re-rotates anything. [Cache.View] exposes a layer as

@@ -18,15 +18,17 @@ func TestConvertDropsBlocks(t *testing.T) {
 		pos[i] = int32(i)
 	}
 	require.NoError(t, c.Append(0, k, k, pos))
-	require.Len(t, c.layers[0].blocks, 13)
+	f := c.layers[0].(*full)
+	require.Len(t, f.blocks, 13)
 	require.NoError(t, c.Convert(0, Streaming(2, 5)))
-	l := &c.layers[0]
-	require.Nil(t, l.blocks)
-	require.Zero(t, l.n)
+	require.Nil(t, f.blocks, "the full layer's blocks are released")
+	require.Zero(t, f.n)
+	l := c.layers[0].(*streaming)
 	require.Len(t, l.pos, 7)
 	require.Equal(t, []int32{0, 1, 96, 97, 98, 99}, append(append([]int32(nil), l.pos[:2]...), l.pos[2:2+l.filled]...))
 	require.Equal(t, 4, l.head, "next token goes to the one free ring slot")
 	c.Reset()
-	require.Nil(t, c.layers[0].k)
-	require.Equal(t, Full(), c.layers[0].policy)
+	require.IsType(t, (*full)(nil), c.layers[0])
+	require.Zero(t, c.layers[0].Capacity())
+	require.Equal(t, Full(), c.layers[0].Policy())
 }

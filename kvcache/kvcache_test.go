@@ -585,3 +585,22 @@ type kv interface {
 }
 
 var _ kv = kvcache.View{}
+
+// TestPolicyVisible: the mask a layer's queries use, read from its policy.
+func TestPolicyVisible(t *testing.T) {
+	for _, tc := range []struct {
+		p      kvcache.Policy
+		qp, kp int32
+		want   bool
+	}{
+		{kvcache.Full(), 5, 5, true}, {kvcache.Full(), 5, 6, false}, {kvcache.Full(), 5, 0, true},
+		{kvcache.Full(), 5, -1, false},
+		{kvcache.Streaming(0, 1), 5, 5, true}, {kvcache.Streaming(0, 1), 5, 4, false},
+		{kvcache.Streaming(2, 3), 10, 1, true}, {kvcache.Streaming(2, 3), 10, 2, false},
+		{kvcache.Streaming(2, 3), 10, 7, false}, {kvcache.Streaming(2, 3), 10, 8, true},
+		{kvcache.Streaming(2, 3), 10, 11, false}, {kvcache.Streaming(4, 1020), 1023, 0, true},
+		{kvcache.Streaming(4, 1020), 2000, 980, false}, {kvcache.Streaming(4, 1020), 2000, 981, true},
+	} {
+		require.Equal(t, tc.want, tc.p.Visible(tc.qp, tc.kp), "%v q=%d k=%d", tc.p, tc.qp, tc.kp)
+	}
+}

@@ -3,7 +3,8 @@ package kvcache
 import "log/slog"
 
 // LayerUsage is one layer's memory: its current Policy, the Tokens it holds,
-// the Capacity in token slots allocated, and Bytes = Capacity × SlotBytes.
+// the Capacity in token slots allocated, and Bytes = Capacity × the layer's slot size ([SlotBytes] for
+// the float32 layers).
 type LayerUsage struct {
 	Policy   Policy
 	Tokens   int
@@ -63,39 +64,25 @@ func (u Usage) LogValue() slog.Value {
 // blocks kept for reuse by Reset), streaming layers Sink+Window once allocated.
 // It allocates only the returned Layers slice.
 func (c *Cache) Usage() Usage {
-	sb := SlotBytes(c.shape)
 	u := Usage{Layers: make([]LayerUsage, len(c.layers))}
-	for i := range c.layers {
-		l := &c.layers[i]
-		lu := LayerUsage{Policy: l.policy, Tokens: c.Len(i), Capacity: c.capacity(l)}
-		lu.Bytes = int64(lu.Capacity) * sb
+	for i, l := range c.layers {
+		lu := LayerUsage{Policy: l.Policy(), Tokens: l.Len(), Capacity: l.Capacity(), Bytes: l.Bytes()}
 		u.Layers[i] = lu
 		u.Tokens += int64(lu.Tokens)
 		u.Bytes += lu.Bytes
-		u.DataBytes += int64(lu.Tokens) * 2 * int64(c.width) * 4
+		u.DataBytes += l.DataBytes()
 	}
 	return u
-}
-
-// capacity returns the token slots layer l has allocated.
-func (c *Cache) capacity(l *store) int {
-	if l.policy.IsStreaming() {
-		if l.k != nil {
-			return l.policy.Sink + l.policy.Window
-		}
-		return 0
-	}
-	return len(l.blocks) * c.bt
 }
 
 // Bytes returns the total Bytes that Usage reports, without allocating (for tracking peaks on
 // hot paths).
 func (c *Cache) Bytes() int64 {
-	var slots int64
-	for i := range c.layers {
-		slots += int64(c.capacity(&c.layers[i]))
+	var n int64
+	for _, l := range c.layers {
+		n += l.Bytes()
 	}
-	return slots * SlotBytes(c.shape)
+	return n
 }
 
 // Estimate returns the total Bytes that Usage would report for a new cache with
