@@ -39,24 +39,23 @@ func (p Params) check() {
 	}
 }
 
-// Mask selects which keys a query sees. The zero value is plain causal
-// attention. With Window > 0 it is a streaming mask: key position kp is visible
-// to query position qp iff kp <= qp && (kp < Sink || kp > qp-Window), so the
-// window counts the query's own token. Sink and Window must not be negative.
-type Mask struct {
-	Sink, Window int
+// mask is the streaming mask of one call: with window > 0, key position kp is visible to
+// query position qp iff kp <= qp && (kp < sink || kp > qp-window), so the window counts the
+// query's own token; window 0 is plain causal attention. Callers pass the sink and window of
+// the layer's cache policy (kvcache.Policy), the one type that carries them.
+type mask struct {
+	sink, window int
 }
 
-// Visible reports whether the key at position kp is visible to the query at
-// position qp under m.
-func (m Mask) Visible(qp, kp int32) bool {
+// visible reports whether the key at position kp is visible to the query at position qp.
+func (m mask) visible(qp, kp int32) bool {
 	if kp > qp {
 		return false
 	}
-	if m.Window <= 0 {
+	if m.window <= 0 {
 		return true
 	}
-	return int64(kp) < int64(m.Sink) || int64(kp) > int64(qp)-int64(m.Window)
+	return int64(kp) < int64(m.sink) || int64(kp) > int64(qp)-int64(m.window)
 }
 
 // KV is a set of cached keys and values split into segments. Slot order inside
@@ -87,15 +86,17 @@ func (s Segments) Segment(i int) (k, v []float32, pos []int32) {
 }
 
 // Attend computes causal softmax attention of len(qpos) queries at absolute
-// positions qpos over every key in kv that m makes visible, writing
+// positions qpos over every key in kv visible under the streaming mask (sink,
+// window): with window > 0 a query at qp sees keys kp <= qp with kp < sink or
+// kp > qp-window; window 0 is plain causal attention. It writing
 // out [n][Heads*HeadDim] from q [n][Heads*HeadDim] (n = len(qpos)). It never
 // materializes an n×n matrix (tiled, online softmax). If lse is not nil it
 // receives [n][Heads] the natural log-sum-exp of scale·q·k over the visible
 // keys; a query head with no visible key gets lse = -Inf and out = 0.
 // out must not overlap q, kv or lse. p.Threads goroutines share the work.
-// Attend panics on bad Params, a negative Mask or any size mismatch.
-func Attend(out, q []float32, qpos []int32, kv KV, m Mask, p Params, lse []float32) {
-	j := getJob(out, q, len(qpos), m, p, lse)
+// Attend panics on bad Params, a negative sink or window or any size mismatch.
+func Attend(out, q []float32, qpos []int32, kv KV, sink, window int, p Params, lse []float32) {
+	j := getJob(out, q, len(qpos), mask{sink, window}, p, lse)
 	j.qpos = qpos
 	j.kv = kv
 	j.checkKV()
@@ -106,11 +107,11 @@ func Attend(out, q []float32, qpos []int32, kv KV, m Mask, p Params, lse []float
 // Prefill is Attend for a fresh sequence: n tokens at positions 0..n-1 attend
 // over their own keys k and values v ([n][KVHeads*HeadDim] each). out and q are
 // [n][Heads*HeadDim]; lse, if not nil, is [n][Heads]. Panics on size mismatch.
-func Prefill(out, q, k, v []float32, n int, m Mask, p Params, lse []float32) {
+func Prefill(out, q, k, v []float32, n, sink, window int, p Params, lse []float32) {
 	if n < 0 {
 		panic(fmt.Sprintf("attention: negative n %d", n))
 	}
-	j := getJob(out, q, n, m, p, lse)
+	j := getJob(out, q, n, mask{sink, window}, p, lse)
 	j.single = seg{k: k, v: v, n: n}
 	j.checkSeg(&j.single)
 	j.run()
@@ -120,8 +121,8 @@ func Prefill(out, q, k, v []float32, n int, m Mask, p Params, lse []float32) {
 // Decode computes attention of one query at position pos over kv: q and out
 // are [Heads*HeadDim]. It equals Attend with a single query and no lse, and is
 // the generation fast path. Panics on size mismatch.
-func Decode(out, q []float32, pos int32, kv KV, m Mask, p Params) {
-	j := getJob(out, q, 1, m, p, nil)
+func Decode(out, q []float32, pos int32, kv KV, sink, window int, p Params) {
+	j := getJob(out, q, 1, mask{sink, window}, p, nil)
 	j.qbase = pos
 	j.kv = kv
 	j.checkKV()
@@ -160,7 +161,7 @@ type job struct {
 	n      int
 	kv     KV // nil: single
 	single seg
-	mask   Mask
+	mask   mask
 	heads  int
 	kvh    int
 	d      int
@@ -177,10 +178,10 @@ type job struct {
 
 var jobPool = sync.Pool{New: func() any { return new(job) }}
 
-func getJob(out, q []float32, n int, m Mask, p Params, lse []float32) *job {
+func getJob(out, q []float32, n int, m mask, p Params, lse []float32) *job {
 	p.check()
-	if m.Sink < 0 || m.Window < 0 {
-		panic(fmt.Sprintf("attention: negative mask Sink=%d Window=%d", m.Sink, m.Window))
+	if m.sink < 0 || m.window < 0 {
+		panic(fmt.Sprintf("attention: negative mask sink=%d window=%d", m.sink, m.window))
 	}
 	w := n * p.Heads * p.HeadDim
 	if len(q) != w || len(out) != w {

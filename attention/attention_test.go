@@ -31,7 +31,7 @@ const (
 type attCase struct {
 	kvh, ratio, d int
 	cache, n      int
-	mask          Mask
+	mask          mask
 	nseg          int
 	qamp          float32 // query amplitude; larger gives peakier softmax
 	shuffleQ      bool    // permute query positions
@@ -41,7 +41,7 @@ type attCase struct {
 
 func (c attCase) String() string {
 	return fmt.Sprintf("kvh%d_g%d_d%d_cache%d_n%d_sink%d_win%d_seg%d_amp%g_sq%v_drop%d_t%d",
-		c.kvh, c.ratio, c.d, c.cache, c.n, c.mask.Sink, c.mask.Window, c.nseg, c.qamp, c.shuffleQ, c.drop, c.threads)
+		c.kvh, c.ratio, c.d, c.cache, c.n, c.mask.sink, c.mask.window, c.nseg, c.qamp, c.shuffleQ, c.drop, c.threads)
 }
 
 type attData struct {
@@ -116,7 +116,7 @@ func checkCase(t *testing.T, c attCase, seed uint64) {
 	want, wantLse := naiveAttend(dt.q, dt.qpos, dt.kv, c.mask, p)
 	out := make([]float32, len(dt.q))
 	lse := make([]float32, c.n*p.Heads)
-	Attend(out, dt.q, dt.qpos, dt.kv, c.mask, p, lse)
+	Attend(out, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, p, lse)
 	requireClose(t, out, want, outTol, "out")
 	requireClose(t, lse, wantLse, lseTol, "lse")
 
@@ -125,7 +125,7 @@ func checkCase(t *testing.T, c attCase, seed uint64) {
 	p4.Threads = 4
 	out4 := make([]float32, len(out))
 	lse4 := make([]float32, len(lse))
-	Attend(out4, dt.q, dt.qpos, dt.kv, c.mask, p4, lse4)
+	Attend(out4, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, p4, lse4)
 	requireBits(t, out4, out, "out threads=4")
 	requireBits(t, lse4, lse, "lse threads=4")
 
@@ -133,7 +133,7 @@ func checkCase(t *testing.T, c attCase, seed uint64) {
 	if c.cache == 0 && !c.shuffleQ {
 		outP := make([]float32, len(out))
 		lseP := make([]float32, len(lse))
-		Prefill(outP, dt.q, dt.k, dt.v, c.n, c.mask, p, lseP)
+		Prefill(outP, dt.q, dt.k, dt.v, c.n, c.mask.sink, c.mask.window, p, lseP)
 		requireClose(t, outP, want, outTol, "prefill out")
 		requireClose(t, lseP, wantLse, lseTol, "prefill lse")
 		requireBits(t, outP, out, "prefill vs attend")
@@ -142,7 +142,7 @@ func checkCase(t *testing.T, c attCase, seed uint64) {
 	for _, i := range []int{0, c.n / 2, c.n - 1} {
 		hd := p.Heads * p.HeadDim
 		outD := make([]float32, hd)
-		Decode(outD, dt.q[i*hd:][:hd], dt.qpos[i], dt.kv, c.mask, p)
+		Decode(outD, dt.q[i*hd:][:hd], dt.qpos[i], dt.kv, c.mask.sink, c.mask.window, p)
 		requireClose(t, outD, want[i*hd:][:hd], outTol, "decode")
 	}
 }
@@ -157,9 +157,9 @@ func requireBits(t *testing.T, got, want []float32, what string) {
 	}
 }
 
-var testMasks = []Mask{
-	{}, {Sink: 0, Window: 1}, {Sink: 2, Window: 6}, {Sink: 4, Window: 32},
-	{Sink: 2, Window: 1}, {Sink: 4, Window: 6}, {Sink: 0, Window: 32}, {Sink: 2, Window: 32},
+var testMasks = []mask{
+	{}, {0, 1}, {2, 6}, {4, 32},
+	{2, 1}, {4, 6}, {0, 32}, {2, 32},
 }
 
 // TestAttendSweep covers GQA ratios 1, 2, 4, 7, head widths 8, 64, 128, all
@@ -189,24 +189,24 @@ func TestAttendTable(t *testing.T) {
 	cases := []attCase{
 		// Chunked prefill: queries 100..131 over cache 0..99 plus the chunk.
 		{kvh: 2, ratio: 7, d: 64, cache: 100, n: 32, nseg: 1},
-		{kvh: 2, ratio: 7, d: 64, cache: 100, n: 32, nseg: 3, mask: Mask{Sink: 4, Window: 32}},
-		{kvh: 2, ratio: 2, d: 128, cache: 100, n: 32, nseg: 4, mask: Mask{Sink: 2, Window: 6}},
-		{kvh: 1, ratio: 4, d: 8, cache: 100, n: 32, nseg: 5, mask: Mask{Sink: 0, Window: 1}},
+		{kvh: 2, ratio: 7, d: 64, cache: 100, n: 32, nseg: 3, mask: mask{4, 32}},
+		{kvh: 2, ratio: 2, d: 128, cache: 100, n: 32, nseg: 4, mask: mask{2, 6}},
+		{kvh: 1, ratio: 4, d: 8, cache: 100, n: 32, nseg: 5, mask: mask{0, 1}},
 		// Long and ragged.
 		{kvh: 1, ratio: 1, d: 64, n: 300, nseg: 1},
-		{kvh: 2, ratio: 2, d: 8, n: 301, nseg: 1, mask: Mask{Sink: 4, Window: 32}},
-		{kvh: 1, ratio: 7, d: 8, n: 299, nseg: 1, mask: Mask{Sink: 2, Window: 6}},
-		{kvh: 1, ratio: 4, d: 64, cache: 250, n: 7, nseg: 6, mask: Mask{Sink: 4, Window: 32}},
+		{kvh: 2, ratio: 2, d: 8, n: 301, nseg: 1, mask: mask{4, 32}},
+		{kvh: 1, ratio: 7, d: 8, n: 299, nseg: 1, mask: mask{2, 6}},
+		{kvh: 1, ratio: 4, d: 64, cache: 250, n: 7, nseg: 6, mask: mask{4, 32}},
 		// Shuffled query order and a cache with holes (streaming-like).
 		{kvh: 2, ratio: 4, d: 64, cache: 150, n: 40, nseg: 3, shuffleQ: true},
-		{kvh: 1, ratio: 2, d: 64, cache: 150, n: 40, nseg: 2, drop: 3, mask: Mask{Sink: 4, Window: 6}},
-		{kvh: 1, ratio: 7, d: 8, cache: 90, n: 20, nseg: 2, drop: 2, mask: Mask{Sink: 0, Window: 1}},
+		{kvh: 1, ratio: 2, d: 64, cache: 150, n: 40, nseg: 2, drop: 3, mask: mask{4, 6}},
+		{kvh: 1, ratio: 7, d: 8, cache: 90, n: 20, nseg: 2, drop: 2, mask: mask{0, 1}},
 		// Peaky softmax (large scores) stresses the running max.
 		{kvh: 2, ratio: 1, d: 128, cache: 70, n: 70, nseg: 2, qamp: 8},
-		{kvh: 1, ratio: 4, d: 64, n: 150, nseg: 1, qamp: 16, mask: Mask{Sink: 4, Window: 32}},
+		{kvh: 1, ratio: 4, d: 64, n: 150, nseg: 1, qamp: 16, mask: mask{4, 32}},
 		// Odd head widths exercise the unrolled loops' tails.
 		{kvh: 3, ratio: 3, d: 13, cache: 40, n: 41, nseg: 2},
-		{kvh: 1, ratio: 5, d: 1, n: 67, nseg: 1, mask: Mask{Sink: 1, Window: 3}},
+		{kvh: 1, ratio: 5, d: 1, n: 67, nseg: 1, mask: mask{1, 3}},
 		{kvh: 1, ratio: 1, d: 256, cache: 20, n: 9, nseg: 1},
 	}
 	for i, c := range cases {
@@ -224,10 +224,10 @@ func TestAttendNothingVisible(t *testing.T) {
 	kv := Segments{{K: randSlice(r, 10*w, 1), V: randSlice(r, 10*w, 1), Pos: []int32{19, 10, 11, 12, 13, 14, 15, 16, 17, 18}}}
 	qpos := []int32{0, 1, 2, 3, 4, 15}
 	q := randSlice(r, len(qpos)*p.Heads*p.HeadDim, 1)
-	for _, m := range []Mask{{}, {Sink: 0, Window: 1}, {Sink: 4, Window: 3}} {
+	for _, m := range []mask{{}, {0, 1}, {4, 3}} {
 		out := randSlice(r, len(q), 1) // garbage that must be overwritten
 		lse := make([]float32, len(qpos)*p.Heads)
-		Attend(out, q, qpos, kv, m, p, lse)
+		Attend(out, q, qpos, kv, m.sink, m.window, p, lse)
 		want, wantLse := naiveAttend(q, qpos, kv, m, p)
 		requireClose(t, out, want, outTol, "out")
 		requireClose(t, lse, wantLse, lseTol, "lse")
@@ -241,16 +241,16 @@ func TestAttendNothingVisible(t *testing.T) {
 	// An empty KV and a KV of empty segments.
 	out := []float32{1, 2, 3, 4}
 	lse := []float32{1, 1}
-	Attend(out, []float32{1, 1, 1, 1}, []int32{3}, Segments{{}, {}}, Mask{}, Params{Heads: 2, KVHeads: 1, HeadDim: 2}, lse)
+	Attend(out, []float32{1, 1, 1, 1}, []int32{3}, Segments{{}, {}}, 0, 0, Params{Heads: 2, KVHeads: 1, HeadDim: 2}, lse)
 	require.Equal(t, []float32{0, 0, 0, 0}, out)
 	require.True(t, math.IsInf(float64(lse[0]), -1) && math.IsInf(float64(lse[1]), -1))
-	Attend(nil, nil, nil, Segments{}, Mask{}, Params{Heads: 2, KVHeads: 1, HeadDim: 2}, nil) // n = 0
+	Attend(nil, nil, nil, Segments{}, 0, 0, Params{Heads: 2, KVHeads: 1, HeadDim: 2}, nil) // n = 0
 }
 
 // TestAttendThreads checks bit-identical results over thread counts on a
 // case with many work units.
 func TestAttendThreads(t *testing.T) {
-	c := attCase{kvh: 2, ratio: 7, d: 64, cache: 200, n: 100, nseg: 3, mask: Mask{Sink: 4, Window: 32}}
+	c := attCase{kvh: 2, ratio: 7, d: 64, cache: 200, n: 100, nseg: 3, mask: mask{4, 32}}
 	dt := makeData(c, 99)
 	var ref, refLse []float32
 	for _, th := range []int{0, 1, 2, 3, 4, 16, 1000} {
@@ -258,7 +258,7 @@ func TestAttendThreads(t *testing.T) {
 		p.Threads = th
 		out := make([]float32, len(dt.q))
 		lse := make([]float32, c.n*p.Heads)
-		Attend(out, dt.q, dt.qpos, dt.kv, c.mask, p, lse)
+		Attend(out, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, p, lse)
 		if ref == nil {
 			ref, refLse = out, lse
 			continue
@@ -274,10 +274,10 @@ func TestScaleParam(t *testing.T) {
 	dt := makeData(c, 3)
 	p := dt.p
 	p.Scale = 0.7
-	want, wantLse := naiveAttend(dt.q, dt.qpos, dt.kv, Mask{}, p)
+	want, wantLse := naiveAttend(dt.q, dt.qpos, dt.kv, mask{}, p)
 	out := make([]float32, len(dt.q))
 	lse := make([]float32, c.n*p.Heads)
-	Attend(out, dt.q, dt.qpos, dt.kv, Mask{}, p, lse)
+	Attend(out, dt.q, dt.qpos, dt.kv, 0, 0, p, lse)
 	requireClose(t, out, want, outTol, "out")
 	requireClose(t, lse, wantLse, lseTol, "lse")
 	require.Equal(t, float32(0.25), Params{HeadDim: 16}.scale())
@@ -285,19 +285,19 @@ func TestScaleParam(t *testing.T) {
 
 func TestMaskVisible(t *testing.T) {
 	cases := []struct {
-		m      Mask
+		m      mask
 		qp, kp int32
 		want   bool
 	}{
-		{Mask{}, 5, 5, true}, {Mask{}, 5, 6, false}, {Mask{}, 5, 0, true},
-		{Mask{Sink: 0, Window: 1}, 5, 5, true}, {Mask{Sink: 0, Window: 1}, 5, 4, false},
-		{Mask{Sink: 2, Window: 3}, 10, 1, true}, {Mask{Sink: 2, Window: 3}, 10, 2, false},
-		{Mask{Sink: 2, Window: 3}, 10, 7, false}, {Mask{Sink: 2, Window: 3}, 10, 8, true},
-		{Mask{Sink: 2, Window: 3}, 10, 11, false}, {Mask{Sink: 4, Window: 1020}, 1023, 0, true},
-		{Mask{Sink: 4, Window: 1020}, 2000, 980, false}, {Mask{Sink: 4, Window: 1020}, 2000, 981, true},
+		{mask{}, 5, 5, true}, {mask{}, 5, 6, false}, {mask{}, 5, 0, true},
+		{mask{0, 1}, 5, 5, true}, {mask{0, 1}, 5, 4, false},
+		{mask{2, 3}, 10, 1, true}, {mask{2, 3}, 10, 2, false},
+		{mask{2, 3}, 10, 7, false}, {mask{2, 3}, 10, 8, true},
+		{mask{2, 3}, 10, 11, false}, {mask{4, 1020}, 1023, 0, true},
+		{mask{4, 1020}, 2000, 980, false}, {mask{4, 1020}, 2000, 981, true},
 	}
 	for _, c := range cases {
-		require.Equal(t, c.want, c.m.Visible(c.qp, c.kp), "%+v qp=%d kp=%d", c.m, c.qp, c.kp)
+		require.Equal(t, c.want, c.m.visible(c.qp, c.kp), "%+v qp=%d kp=%d", c.m, c.qp, c.kp)
 	}
 }
 
@@ -306,21 +306,21 @@ func TestAttendPanics(t *testing.T) {
 	q := make([]float32, 8)
 	kv := Segments{{K: make([]float32, 4), V: make([]float32, 4), Pos: []int32{0}}}
 	cases := map[string]func(){
-		"short out": func() { Attend(make([]float32, 7), q, []int32{0}, kv, Mask{}, p, nil) },
-		"short q":   func() { Attend(make([]float32, 8), q[:7], []int32{0}, kv, Mask{}, p, nil) },
-		"bad lse":   func() { Attend(make([]float32, 8), q, []int32{0}, kv, Mask{}, p, make([]float32, 3)) },
+		"short out": func() { Attend(make([]float32, 7), q, []int32{0}, kv, 0, 0, p, nil) },
+		"short q":   func() { Attend(make([]float32, 8), q[:7], []int32{0}, kv, 0, 0, p, nil) },
+		"bad lse":   func() { Attend(make([]float32, 8), q, []int32{0}, kv, 0, 0, p, make([]float32, 3)) },
 		"bad heads": func() {
-			Attend(make([]float32, 8), q, []int32{0}, kv, Mask{}, Params{Heads: 2, KVHeads: 3, HeadDim: 4}, nil)
+			Attend(make([]float32, 8), q, []int32{0}, kv, 0, 0, Params{Heads: 2, KVHeads: 3, HeadDim: 4}, nil)
 		},
-		"zero dim": func() { Attend(nil, nil, nil, kv, Mask{}, Params{Heads: 1, KVHeads: 1}, nil) },
+		"zero dim": func() { Attend(nil, nil, nil, kv, 0, 0, Params{Heads: 1, KVHeads: 1}, nil) },
 		"bad segment": func() {
-			Attend(make([]float32, 8), q, []int32{0}, Segments{{K: make([]float32, 3), V: make([]float32, 4), Pos: []int32{0}}}, Mask{}, p, nil)
+			Attend(make([]float32, 8), q, []int32{0}, Segments{{K: make([]float32, 3), V: make([]float32, 4), Pos: []int32{0}}}, 0, 0, p, nil)
 		},
-		"nil kv":        func() { Attend(make([]float32, 8), q, []int32{0}, nil, Mask{}, p, nil) },
-		"negative mask": func() { Attend(make([]float32, 8), q, []int32{0}, kv, Mask{Window: -1}, p, nil) },
-		"prefill k":     func() { Prefill(make([]float32, 8), q, make([]float32, 3), make([]float32, 4), 1, Mask{}, p, nil) },
-		"prefill n":     func() { Prefill(make([]float32, 8), q, make([]float32, 4), make([]float32, 4), 2, Mask{}, p, nil) },
-		"decode q":      func() { Decode(make([]float32, 8), q[:4], 0, kv, Mask{}, p) },
+		"nil kv":        func() { Attend(make([]float32, 8), q, []int32{0}, nil, 0, 0, p, nil) },
+		"negative mask": func() { Attend(make([]float32, 8), q, []int32{0}, kv, 0, -1, p, nil) },
+		"prefill k":     func() { Prefill(make([]float32, 8), q, make([]float32, 3), make([]float32, 4), 1, 0, 0, p, nil) },
+		"prefill n":     func() { Prefill(make([]float32, 8), q, make([]float32, 4), make([]float32, 4), 2, 0, 0, p, nil) },
+		"decode q":      func() { Decode(make([]float32, 8), q[:4], 0, kv, 0, 0, p) },
 	}
 	for name, f := range cases {
 		require.Panics(t, f, name)
@@ -339,9 +339,9 @@ func TestNoAllocs(t *testing.T) {
 	lse := make([]float32, c.n*p.Heads)
 	var kv KV = dt.kv
 	hd := p.Heads * p.HeadDim
-	require.Zero(t, testing.AllocsPerRun(20, func() { Attend(out, dt.q, dt.qpos, kv, Mask{}, p, lse) }))
-	require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, kv, Mask{Sink: 4, Window: 32}, p) }))
+	require.Zero(t, testing.AllocsPerRun(20, func() { Attend(out, dt.q, dt.qpos, kv, 0, 0, p, lse) }))
+	require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, kv, 4, 32, p) }))
 	require.Zero(t, testing.AllocsPerRun(20, func() {
-		Prefill(out, dt.q, dt.k[:c.n*p.KVHeads*p.HeadDim], dt.v[:c.n*p.KVHeads*p.HeadDim], c.n, Mask{}, p, lse)
+		Prefill(out, dt.q, dt.k[:c.n*p.KVHeads*p.HeadDim], dt.v[:c.n*p.KVHeads*p.HeadDim], c.n, 0, 0, p, lse)
 	}))
 }

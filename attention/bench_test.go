@@ -15,8 +15,8 @@ var benchParams = Params{Heads: 14, KVHeads: 2, HeadDim: 64}
 
 var benchMasks = []struct {
 	name string
-	m    Mask
-}{{"full", Mask{}}, {"streaming", Mask{Sink: 4, Window: 1020}}}
+	m    mask
+}{{"full", mask{}}, {"streaming", mask{4, 1020}}}
 
 func benchThreads() []int {
 	if n := runtime.GOMAXPROCS(0); n > 1 {
@@ -26,13 +26,13 @@ func benchThreads() []int {
 }
 
 // visibleKeys counts the (query, key) pairs m lets through for a prefill of n.
-func visibleKeys(m Mask, n int) int64 {
+func visibleKeys(m mask, n int) int64 {
 	var c int64
 	for q := 0; q < n; q++ {
-		if m.Window == 0 {
+		if m.window == 0 {
 			c += int64(q + 1)
 		} else {
-			c += int64(min(q+1, m.Window) + min(m.Sink, max(0, q+1-m.Window)))
+			c += int64(min(q+1, m.window) + min(m.sink, max(0, q+1-m.window)))
 		}
 	}
 	return c
@@ -60,7 +60,7 @@ func BenchmarkPrefill(b *testing.B) {
 					pp.Threads = th
 					b.ResetTimer()
 					for b.Loop() {
-						Prefill(out, q, k, v, n, bm.m, pp, lse)
+						Prefill(out, q, k, v, n, bm.m.sink, bm.m.window, pp, lse)
 					}
 					flops := float64(visibleKeys(bm.m, n)) * float64(p.Heads*p.HeadDim*4)
 					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "gflop/s")
@@ -73,13 +73,13 @@ func BenchmarkPrefill(b *testing.B) {
 // benchKV builds the cache a layer holds after ctx tokens: full layers as
 // 256-token blocks, streaming layers as a sink segment plus a ring of Window
 // slots whose oldest entry sits at slot ctx%Window.
-func benchKV(r *rand.Rand, m Mask, ctx int) (Segments, int) {
+func benchKV(r *rand.Rand, m mask, ctx int) (Segments, int) {
 	w := benchParams.KVHeads * benchParams.HeadDim
 	mk := func(pos []int32) Segment {
 		return Segment{K: randSlice(r, len(pos)*w, 1), V: randSlice(r, len(pos)*w, 1), Pos: pos}
 	}
 	var kv Segments
-	if m.Window == 0 {
+	if m.window == 0 {
 		for s := 0; s < ctx; s += 256 {
 			pos := make([]int32, min(256, ctx-s))
 			for i := range pos {
@@ -89,15 +89,15 @@ func benchKV(r *rand.Rand, m Mask, ctx int) (Segments, int) {
 		}
 		return kv, ctx
 	}
-	sink := make([]int32, min(m.Sink, ctx))
+	sink := make([]int32, min(m.sink, ctx))
 	for i := range sink {
 		sink[i] = int32(i)
 	}
-	ringN := min(m.Window, ctx-len(sink))
+	ringN := min(m.window, ctx-len(sink))
 	ring := make([]int32, ringN)
 	for i := 0; i < ringN; i++ {
 		p := ctx - ringN + i // the last ringN positions
-		ring[p%m.Window] = int32(p)
+		ring[p%m.window] = int32(p)
 	}
 	kv = append(kv, mk(sink), mk(ring))
 	return kv, len(sink) + ringN
@@ -121,7 +121,7 @@ func BenchmarkDecode(b *testing.B) {
 					b.SetBytes(int64(held * 2 * p.KVHeads * p.HeadDim * 4))
 					b.ResetTimer()
 					for b.Loop() {
-						Decode(out, q, int32(ctx), v, bm.m, pp)
+						Decode(out, q, int32(ctx), v, bm.m.sink, bm.m.window, pp)
 					}
 				})
 			}

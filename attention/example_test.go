@@ -22,7 +22,7 @@ func Example() {
 
 	out := make([]float32, len(q))
 	lse := make([]float32, len(pos)*p.Heads)
-	attention.Prefill(out, q, k, v, len(pos), attention.Mask{}, p, lse)
+	attention.Prefill(out, q, k, v, len(pos), 0, 0, p, lse)
 	fmt.Printf("token 0 sees only itself: out=%.3f lse=%.3f\n", out[0:2], lse[0])
 
 	// Decode position 3 with a streaming mask: sink 1, window 2 sees keys 0, 2 and 3.
@@ -34,7 +34,7 @@ func Example() {
 	}
 	q3 := []float32{0, 0} // a zero query attends uniformly
 	dec := make([]float32, 2)
-	attention.Decode(dec, q3, 3, kv, attention.Mask{Sink: 1, Window: 2}, p)
+	attention.Decode(dec, q3, 3, kv, 1, 2, p)
 	fmt.Printf("uniform over keys 0, 2, 3: %.3f\n", dec)
 	// Output:
 	// token 0 sees only itself: out=[1.000 0.000] lse=1.000

@@ -21,7 +21,7 @@ func FuzzAttend(f *testing.F) {
 			d:        1 + int(d)%72,
 			n:        1 + int(n)%96,
 			cache:    int(cache) % 160,
-			mask:     Mask{Sink: int(sink) % 8, Window: int(window) % 40},
+			mask:     mask{int(sink) % 8, int(window) % 40},
 			nseg:     1 + int(nseg)%5,
 			shuffleQ: flags&1 != 0,
 			drop:     int(flags>>1) % 4,
@@ -32,19 +32,19 @@ func FuzzAttend(f *testing.F) {
 		out := make([]float32, len(dt.q))
 		lse := make([]float32, c.n*dt.p.Heads)
 		if flags&0x80 != 0 { // the portable Go kernels
-			withPortable(t, func() { Attend(out, dt.q, dt.qpos, dt.kv, c.mask, dt.p, lse) })
+			withPortable(t, func() { Attend(out, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, dt.p, lse) })
 			requireClose(t, out, want, outTol, "portable out")
 			requireClose(t, lse, wantLse, lseTol, "portable lse")
 			return
 		}
-		Attend(out, dt.q, dt.qpos, dt.kv, c.mask, dt.p, lse)
+		Attend(out, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, dt.p, lse)
 		requireClose(t, out, want, outTol, "out")
 		requireClose(t, lse, wantLse, lseTol, "lse")
 		// Rerun on a different thread count: bit-identical.
 		p1 := dt.p
 		p1.Threads = 1
 		out1 := make([]float32, len(out))
-		Attend(out1, dt.q, dt.qpos, dt.kv, c.mask, p1, nil)
+		Attend(out1, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, p1, nil)
 		requireBits(t, out1, out, "threads")
 	})
 }

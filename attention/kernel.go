@@ -40,11 +40,11 @@ const (
 
 // classify tells whether keys with positions in [kmin, kmax] are invisible to
 // every query with position in [qmin, qmax], all visible, or mixed.
-func classify(m Mask, qmin, qmax, kmin, kmax int32) int {
+func classify(m mask, qmin, qmax, kmin, kmax int32) int {
 	if kmin > qmax {
 		return visNone
 	}
-	sink, win := int64(m.Sink), int64(m.Window)
+	sink, win := int64(m.sink), int64(m.window)
 	if win > 0 && int64(kmin) >= sink && int64(kmax) <= int64(qmin)-win {
 		return visNone
 	}
@@ -125,7 +125,7 @@ func (j *job) unit(u int, sc *scratch) {
 					if c == visPartial {
 						qp := j.qposAt(t0 + ti)
 						for i := 0; i < kn; i++ {
-							if !j.mask.Visible(qp, s.at(k0+i)) {
+							if !j.mask.visible(qp, s.at(k0+i)) {
 								for gi := 0; gi < G; gi++ {
 									rs[gi*keyTile+i] = negInf
 								}

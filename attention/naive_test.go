@@ -8,7 +8,7 @@ import (
 // naiveAttend is the oracle twin of Attend: it builds the full score matrix
 // over every key of every segment, masks it with Mask.Visible, and computes
 // the softmax, the value sum and the log-sum-exp in float64.
-func naiveAttend(q []float32, qpos []int32, kv Segments, m Mask, p Params) (out, lse []float32) {
+func naiveAttend(q []float32, qpos []int32, kv Segments, m mask, p Params) (out, lse []float32) {
 	H, KVH, D := p.Heads, p.KVHeads, p.HeadDim
 	G := H / KVH
 	scale := float64(p.scale())
@@ -32,7 +32,7 @@ func naiveAttend(q []float32, qpos []int32, kv Segments, m Mask, p Params) (out,
 			mx := math.Inf(-1)
 			for j := range ks {
 				sc[j] = math.Inf(-1)
-				if !m.Visible(qpos[t], ps[j]) {
+				if !m.visible(qpos[t], ps[j]) {
 					continue
 				}
 				var d float64

@@ -21,21 +21,21 @@ func withPortable(t *testing.T, f func()) {
 // ones off amd64) against the naive twin, and checks the SIMD path agrees.
 func TestPortableKernels(t *testing.T) {
 	cases := []attCase{
-		{kvh: 2, ratio: 7, d: 64, cache: 100, n: 32, nseg: 3, mask: Mask{Sink: 4, Window: 32}},
+		{kvh: 2, ratio: 7, d: 64, cache: 100, n: 32, nseg: 3, mask: mask{4, 32}},
 		{kvh: 1, ratio: 2, d: 128, n: 130, nseg: 1},
-		{kvh: 3, ratio: 1, d: 13, cache: 40, n: 41, nseg: 2, mask: Mask{Sink: 2, Window: 6}},
-		{kvh: 1, ratio: 4, d: 8, cache: 90, n: 20, nseg: 2, drop: 2, mask: Mask{Sink: 0, Window: 1}},
+		{kvh: 3, ratio: 1, d: 13, cache: 40, n: 41, nseg: 2, mask: mask{2, 6}},
+		{kvh: 1, ratio: 4, d: 8, cache: 90, n: 20, nseg: 2, drop: 2, mask: mask{0, 1}},
 	}
 	for i, c := range cases {
 		t.Run(c.String(), func(t *testing.T) {
 			dt := makeData(c, uint64(2000+i))
 			want, wantLse := naiveAttend(dt.q, dt.qpos, dt.kv, c.mask, dt.p)
 			fast := make([]float32, len(dt.q))
-			Attend(fast, dt.q, dt.qpos, dt.kv, c.mask, dt.p, nil)
+			Attend(fast, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, dt.p, nil)
 			withPortable(t, func() {
 				out := make([]float32, len(dt.q))
 				lse := make([]float32, c.n*dt.p.Heads)
-				Attend(out, dt.q, dt.qpos, dt.kv, c.mask, dt.p, lse)
+				Attend(out, dt.q, dt.qpos, dt.kv, c.mask.sink, c.mask.window, dt.p, lse)
 				requireClose(t, out, want, outTol, "portable out")
 				requireClose(t, lse, wantLse, lseTol, "portable lse")
 				// The two kernels differ only by float32 rounding.

@@ -203,12 +203,14 @@ func (m *Model) attend(li int, pt *part, b *buffers, p attention.Params) error {
 	q, att := b.q[lo*dm.qd:hi*dm.qd], b.att[lo*dm.qd:hi*dm.qd]
 	k, v := b.k[lo*dm.kvd:hi*dm.kvd], b.v[lo*dm.kvd:hi*dm.kvd]
 	pos := b.pos[lo:hi]
-	s.ckv = chunkKV{view: s.cache.View(li), k: k, v: v, pos: pos}
+	layer := s.cache.Layer(li)
+	s.ckv = chunkKV{view: layer, k: k, v: v, pos: pos}
 	var lse []float32
 	if pt.selecting {
 		lse = b.lse[lo*dm.heads : hi*dm.heads]
 	}
-	attention.Attend(att, q, pos, &s.ckv, s.masks[li], p, lse)
+	pol := layer.Policy() // the layer's policy is the mask its queries use
+	attention.Attend(att, q, pos, &s.ckv, pol.Sink, pol.Window, p, lse)
 	if err := s.cache.Append(li, k, v, pos); err != nil {
 		s.err = fmt.Errorf("model: layer %d: %w", li, err)
 		return s.err
@@ -226,7 +228,6 @@ func (m *Model) attend(li int, pt *part, b *buffers, p attention.Params) error {
 			s.err = fmt.Errorf("model: truncating layer %d: %w", j, err)
 			return s.err
 		}
-		s.masks[j] = attention.Mask{Sink: s.sink, Window: s.window}
 	}
 	return nil
 }

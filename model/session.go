@@ -28,7 +28,6 @@ type Session struct {
 	chunk  int
 
 	cache    *kvcache.Cache
-	masks    []attention.Mask // per layer: zero = causal, else streaming
 	pos      int
 	selected bool // Test mode: the selecting prefill has run
 	online   *layerselect.Online
@@ -45,7 +44,7 @@ type Session struct {
 // chunkKV presents a layer's cache view followed by the span's own keys and values as one
 // attention.KV, so a span attends to earlier tokens and to itself before it is appended.
 type chunkKV struct {
-	view kvcache.View
+	view kvcache.Layer
 	k, v []float32
 	pos  []int32
 }
@@ -119,7 +118,6 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		return nil, fmt.Errorf("%w: w_last %d must be > 0", ErrOption, s.last)
 	}
 	policies := make([]kvcache.Policy, L)
-	s.masks = make([]attention.Mask, L)
 	switch s.mode {
 	case ModeTest:
 		on, err := layerselect.NewOnline(L, s.keep)
@@ -134,7 +132,6 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		s.lazy = slices.Sorted(slices.Values(o.lazy))
 		for _, l := range s.lazy {
 			policies[l] = kvcache.Streaming(s.sink, s.window)
-			s.masks[l] = attention.Mask{Sink: s.sink, Window: s.window}
 		}
 	}
 	c, err := kvcache.New(kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}, policies)
@@ -253,7 +250,7 @@ func (s *Session) MakeStreaming(layers ...int) error {
 		return fmt.Errorf("%w: %w", ErrOption, err)
 	}
 	for _, l := range layers {
-		if s.masks[l].Window != 0 {
+		if s.cache.Policy(l).IsStreaming() {
 			return fmt.Errorf("%w: layer %d is already streaming", ErrOption, l)
 		}
 	}
@@ -261,7 +258,6 @@ func (s *Session) MakeStreaming(layers ...int) error {
 		if err := s.cache.Convert(l, kvcache.Streaming(s.sink, s.window)); err != nil {
 			return fmt.Errorf("model: layer %d: %w", l, err)
 		}
-		s.masks[l] = attention.Mask{Sink: s.sink, Window: s.window}
 		s.lazy = append(s.lazy, l)
 	}
 	slices.Sort(s.lazy)
@@ -298,7 +294,6 @@ func (s *Session) Clone() (*Session, error) {
 	c := &Session{m: s.m, mode: s.mode, sink: s.sink, window: s.window, last: s.last, keep: s.keep,
 		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV}
 	c.cache = s.cache.Clone()
-	c.masks = slices.Clone(s.masks)
 	c.ratios = slices.Clone(s.ratios)
 	c.lazy = slices.Clone(s.lazy)
 	if s.mode == ModeTest && !s.selected {
