@@ -44,10 +44,7 @@ func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) (
 		if err := s.check(ctx, tokens[i:i+1]); err != nil {
 			return nil, fmt.Errorf("model: batch session %d: %w", i, err)
 		}
-		b.parts = append(b.parts, part{s: s, tokens: tokens[i : i+1], selecting: s.mode == ModeTest && !s.selected})
-	}
-	for _, p := range b.parts {
-		p.s.selected = true
+		b.parts = append(b.parts, part{s: s, tokens: tokens[i : i+1]})
 	}
 	if err := b.m.forward(ctx, b.parts, &b.buf, defaultChunk); err != nil {
 		return nil, err

@@ -2,11 +2,9 @@ package model
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/lighttransfer/lighttransfer-go/attention"
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
-	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
 // buffers are the activations of one forward step, sized for the most rows (tokens of all
@@ -20,127 +18,127 @@ type buffers struct {
 	gate, up            []float32 // [chunk][intermediate]
 	lastX               []float32 // [parts][hidden]: each part's last row, final-normed
 	lastLogits          []float32 // [parts][vocab]
+	ckv                 chunkKV   // the keys one part's attention sees
 }
 
 // grow sizes b for steps of up to rows tokens in up to parts parts; chunk bounds the rows the
 // MLP processes at once.
-func (b *buffers) grow(cfg *configDims, rows, parts, chunk int) {
+func (b *buffers) grow(d *configDims, rows, parts, chunk int) {
 	if b.gate == nil {
-		b.gate = make([]float32, chunk*cfg.inter)
-		b.up = make([]float32, chunk*cfg.inter)
+		b.gate = make([]float32, chunk*d.inter)
+		b.up = make([]float32, chunk*d.inter)
 	}
 	if rows > b.rows {
 		b.rows = rows
-		b.x = make([]float32, rows*cfg.h)
-		b.xn = make([]float32, rows*cfg.h)
-		b.q = make([]float32, rows*cfg.qd)
-		b.att = make([]float32, rows*cfg.qd)
-		b.k = make([]float32, rows*cfg.kvd)
-		b.v = make([]float32, rows*cfg.kvd)
-		b.lse = make([]float32, rows*cfg.heads)
+		b.x = make([]float32, rows*d.h)
+		b.xn = make([]float32, rows*d.h)
+		b.q = make([]float32, rows*d.qd)
+		b.att = make([]float32, rows*d.qd)
+		b.k = make([]float32, rows*d.kvd)
+		b.v = make([]float32, rows*d.kvd)
+		b.lse = make([]float32, rows*d.heads)
 		b.pos = make([]int32, rows)
 	}
 	if parts > b.parts {
 		b.parts = parts
-		b.lastX = make([]float32, parts*cfg.h)
-		b.lastLogits = make([]float32, parts*cfg.vocab)
+		b.lastX = make([]float32, parts*d.h)
+		b.lastLogits = make([]float32, parts*d.vocab)
 	}
 }
 
-// configDims are the sizes the forward pass needs, derived once from the config.
-type configDims struct {
-	h, inter, qd, kvd, heads, vocab int
+// chunkKV presents a layer's cache followed by the span's own keys and values as one
+// attention.KV, so a span attends to earlier tokens and to itself before it is appended.
+type chunkKV struct {
+	layer kvcache.Layer
+	k, v  []float32
+	pos   []int32
 }
 
-func dims(m *Model) *configDims {
-	c := m.cfg
-	return &configDims{h: c.HiddenSize, inter: c.IntermediateSize, qd: c.NumHeads * c.HeadDim,
-		kvd: c.NumKVHeads * c.HeadDim, heads: c.NumHeads, vocab: c.VocabSize}
+var _ attention.KV = (*chunkKV)(nil)
+
+func (c *chunkKV) NumSegments() int { return c.layer.NumSegments() + 1 }
+
+func (c *chunkKV) Segment(i int) (k, v []float32, pos []int32) {
+	if i < c.layer.NumSegments() {
+		return c.layer.Segment(i)
+	}
+	return c.k, c.v, c.pos
 }
 
-// part is one sequence's share of a forward step: its tokens (at positions s.pos…), whether
-// this is Test mode's selecting prefill, and where its logits go. all, when non-nil, receives
-// every row's logits; otherwise the last row's logits land in the step's lastLogits.
+// part is one sequence's share of a forward step: its tokens, and where its logits go. all,
+// when non-nil, receives every row's logits; otherwise the last row's logits land in the
+// step's lastLogits. The sequence's state (position, cache, selection) is its Session's,
+// changed only through the Session's step methods.
 type part struct {
-	s         *Session
-	tokens    []int32
-	selecting bool
-	all       []float32
-	row       int // first row of the part within the step
+	s      *Session
+	tokens []int32
+	all    []float32
+	row    int  // first row of the part within the step
+	sel    bool // the session measures lazy ratios in this step (Test mode's prefill)
 }
 
 // forward runs one step: the tokens of every part through every layer, layer by layer, with
 // the dense products done once over all rows (so a batch of sequences reads the weights once)
-// and attention, cache appends and Test-mode selection done per part.
+// and attention and cache appends done per part over that part's cache layers.
 //
-// This is the one forward function of the Llama family (Llama, Mistral, Qwen2 with q/k/v
-// bias, Qwen3 with q/k RMSNorm): per-layer differences are data (weights present or not, each
-// session's per-layer attention mask), not branches on the architecture.
+// This is the one forward of the Llama family (llama.go): pure math over the weights, the
+// step's buffers and the cache layers each session hands out, on the model's backend.
+// Per-layer differences are data (a nil bias or norm is skipped; each cache layer's policy is
+// its mask), not branches on the architecture.
 func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int) error {
-	cfg := m.cfg
-	dm := m.dims
+	cfg, d, be := &m.cfg, m.dims, m.be
 	n := 0
 	for i := range parts {
-		parts[i].row = n
-		n += len(parts[i].tokens)
+		pt := &parts[i]
+		pt.row = n
+		n += len(pt.tokens)
+		pt.sel = pt.s.beginStep(len(pt.tokens))
 	}
-	b.grow(dm, n, len(parts), chunk)
-	h, inter := dm.h, dm.inter
-	H, KV, D := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
-	qd, kvd := dm.qd, dm.kvd
+	b.grow(d, n, len(parts), chunk)
+	h, inter := d.h, d.inter
 	eps := float32(cfg.RMSNormEps)
 	x, xn := b.x[:n*h], b.xn[:n*h]
-	q, k, v, att := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd], b.att[:n*qd]
+	q, k, v, att := b.q[:n*d.qd], b.k[:n*d.kvd], b.v[:n*d.kvd], b.att[:n*d.qd]
 	pos := b.pos[:n]
 	for _, pt := range parts {
+		p0 := pt.s.Pos()
 		for i, t := range pt.tokens {
 			r := pt.row + i
 			m.embed.row(x[r*h:(r+1)*h], int(t))
-			pos[r] = int32(pt.s.pos + i)
+			pos[r] = int32(p0 + i)
 		}
 	}
-	for i := range parts {
-		pt := &parts[i]
-		s := pt.s
-		pt.selecting = pt.selecting && len(pt.tokens) > s.sink+s.window && len(pt.tokens) >= s.last
-		if pt.selecting && s.ratios == nil {
-			s.ratios = make([]float64, cfg.NumLayers)
-		}
-	}
-	p := m.attn
-	p.Threads = m.threads
-	d := dense{p: m.pool}
 
 	for li := range m.layers {
 		if err := ctx.Err(); err != nil {
 			for _, pt := range parts {
-				pt.s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
+				pt.s.interrupt(li, err)
 			}
 			return err
 		}
 		l := &m.layers[li]
 
 		// Attention block: projections over all rows, attention per part.
-		for i := 0; i < n; i++ {
-			rmsNorm(xn[i*h:(i+1)*h], x[i*h:(i+1)*h], l.attnNorm, eps)
+		be.rmsNorm(xn, x, l.attnNorm, eps)
+		be.matMul3(xn, n, q, &l.q, k, &l.k, v, &l.v)
+		if l.qBias != nil {
+			be.add(q, l.qBias)
+			be.add(k, l.kBias)
+			be.add(v, l.vBias)
 		}
-		d.matmul3(xn, n, q, &l.q, k, &l.k, v, &l.v)
-		addBias(q, l.qBias)
-		addBias(k, l.kBias)
-		addBias(v, l.vBias)
 		if l.qNorm != nil {
-			headNorm(q, l.qNorm, eps)
-			headNorm(k, l.kNorm, eps)
+			be.rmsNorm(q, q, l.qNorm, eps)
+			be.rmsNorm(k, k, l.kNorm, eps)
 		}
-		m.rope.Apply(q, pos, H, D)
-		m.rope.Apply(k, pos, KV, D)
+		be.rope(q, pos, d.heads)
+		be.rope(k, pos, d.kvHeads)
 		for i := range parts {
-			if err := m.attend(li, &parts[i], b, p); err != nil {
+			if err := m.attend(li, &parts[i], b); err != nil {
 				return err
 			}
 		}
-		d.matmul(xn, att, n, &l.o)
-		addTo(x, xn)
+		be.matMul(xn, att, n, &l.o)
+		be.add(x, xn)
 
 		// MLP block, in row chunks so the intermediate buffers stay chunk-sized.
 		c := len(b.gate) / inter
@@ -148,42 +146,34 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 			hi := min(lo+c, n)
 			r := hi - lo
 			xr, xnr := x[lo*h:hi*h], xn[lo*h:hi*h]
-			for i := 0; i < r; i++ {
-				rmsNorm(xnr[i*h:(i+1)*h], xr[i*h:(i+1)*h], l.mlpNorm, eps)
-			}
+			be.rmsNorm(xnr, xr, l.mlpNorm, eps)
 			g, u := b.gate[:r*inter], b.up[:r*inter]
-			d.matmul3(xnr, r, g, &l.gate, u, &l.up, nil, nil)
-			d.siluMul(g, g, u)
-			d.matmul(xnr, g, r, &l.down)
-			addTo(xr, xnr)
+			be.matMul3(xnr, r, g, &l.gate, u, &l.up, nil, nil)
+			be.siluMul(g, g, u)
+			be.matMul(xnr, g, r, &l.down)
+			be.add(xr, xnr)
 		}
 	}
 
 	// Final norm and LM head: every row of parts that asked for all logits (their last row is
 	// copied from there), else each part's last row, all such rows in one product.
-	V := dm.vocab
+	V := d.vocab
 	lastX := b.lastX[:len(parts)*h]
 	needHead := false
 	for i := range parts {
 		pt := &parts[i]
-		s := pt.s
-		if pt.selecting {
-			s.lazy = s.online.Lazy()
-		}
-		s.pos += len(pt.tokens)
+		pt.s.endStep(len(pt.tokens))
 		lo, hi := pt.row, pt.row+len(pt.tokens)
 		if pt.all != nil {
-			for r := lo; r < hi; r++ {
-				rmsNorm(xn[r*h:(r+1)*h], x[r*h:(r+1)*h], m.norm, eps)
-			}
-			d.matmul(pt.all, xn[lo*h:hi*h], hi-lo, &m.lmHead)
+			be.rmsNorm(xn[lo*h:hi*h], x[lo*h:hi*h], m.norm, eps)
+			be.matMul(pt.all, xn[lo*h:hi*h], hi-lo, &m.lmHead)
 			continue
 		}
 		needHead = true
-		rmsNorm(lastX[i*h:(i+1)*h], x[(hi-1)*h:hi*h], m.norm, eps)
+		be.rmsNorm(lastX[i*h:(i+1)*h], x[(hi-1)*h:hi*h], m.norm, eps)
 	}
 	if needHead {
-		d.matmul(b.lastLogits[:len(parts)*V], lastX, len(parts), &m.lmHead)
+		be.matMul(b.lastLogits[:len(parts)*V], lastX, len(parts), &m.lmHead)
 	}
 	for i, pt := range parts {
 		if pt.all != nil {
@@ -193,61 +183,28 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 	return nil
 }
 
-// attend runs layer li's attention for one part over its session's cache plus the part's own
-// keys, appends those keys and values to the cache and, in Test mode's selecting prefill,
-// measures the layer's lazy ratio and truncates the layers chosen lazy.
-func (m *Model) attend(li int, pt *part, b *buffers, p attention.Params) error {
-	s := pt.s
-	dm := m.dims
+// attend runs layer li's attention for one part over its session's cache layer plus the
+// part's own keys (under the layer's policy, which is its mask), then hands the keys and
+// values to the session, and in a selecting step the layer's lazy ratio.
+func (m *Model) attend(li int, pt *part, b *buffers) error {
+	s, d := pt.s, m.dims
 	lo, hi := pt.row, pt.row+len(pt.tokens)
-	q, att := b.q[lo*dm.qd:hi*dm.qd], b.att[lo*dm.qd:hi*dm.qd]
-	k, v := b.k[lo*dm.kvd:hi*dm.kvd], b.v[lo*dm.kvd:hi*dm.kvd]
+	q, att := b.q[lo*d.qd:hi*d.qd], b.att[lo*d.qd:hi*d.qd]
+	k, v := b.k[lo*d.kvd:hi*d.kvd], b.v[lo*d.kvd:hi*d.kvd]
 	pos := b.pos[lo:hi]
-	layer := s.cache.Layer(li)
-	s.ckv = chunkKV{view: layer, k: k, v: v, pos: pos}
+	layer := s.layer(li)
+	b.ckv = chunkKV{layer: layer, k: k, v: v, pos: pos}
 	var lse []float32
-	if pt.selecting {
-		lse = b.lse[lo*dm.heads : hi*dm.heads]
+	if pt.sel {
+		lse = b.lse[lo*d.heads : hi*d.heads]
 	}
-	pol := layer.Policy() // the layer's policy is the mask its queries use
-	attention.Attend(att, q, pos, &s.ckv, pol.Sink, pol.Window, p, lse)
-	if err := s.cache.Append(li, k, v, pos); err != nil {
-		s.err = fmt.Errorf("model: layer %d: %w", li, err)
-		return s.err
+	m.be.attend(att, q, pos, &b.ckv, layer.Policy(), lse)
+	b.ckv = chunkKV{}
+	if err := s.appendKV(li, k, v, pos); err != nil {
+		return err
 	}
-	s.peakKV = max(s.peakKV, s.cache.Bytes())
-	if !pt.selecting {
+	if !pt.sel {
 		return nil
 	}
-	cfg := m.cfg
-	r := layerselect.LazyRatio(q, k, lse, len(pt.tokens), layerselect.Window{Sink: s.sink, Recent: s.window, Last: s.last},
-		layerselect.Heads{Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim, Scale: p.Scale})
-	s.ratios[li] = r
-	for _, j := range s.online.Observe(li, r) {
-		if err := s.cache.Convert(j, kvcache.Streaming(s.sink, s.window)); err != nil {
-			s.err = fmt.Errorf("model: truncating layer %d: %w", j, err)
-			return s.err
-		}
-	}
-	return nil
-}
-
-// addBias adds bias (len width) to every row of x; a nil bias does nothing.
-func addBias(x, bias []float32) {
-	if bias == nil {
-		return
-	}
-	w := len(bias)
-	for i := 0; i+w <= len(x); i += w {
-		addTo(x[i:i+w], bias)
-	}
-}
-
-// headNorm applies RMSNorm with weight w (len head_dim) to every head vector of x (Qwen3's
-// q_norm and k_norm).
-func headNorm(x, w []float32, eps float32) {
-	d := len(w)
-	for i := 0; i+d <= len(x); i += d {
-		rmsNorm(x[i:i+d], x[i:i+d], w, eps)
-	}
+	return s.observe(li, m.be.lazyRatio(q, k, lse, len(pt.tokens), s.ratioWindow()))
 }

@@ -6,21 +6,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 
-	"github.com/lighttransfer/lighttransfer-go/attention"
 	"github.com/lighttransfer/lighttransfer-go/loader"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
-	"github.com/lighttransfer/lighttransfer-go/model/internal/kernels"
 )
 
-// Model is a loaded checkpoint: configuration, weights, RoPE tables and (when the directory
-// has one) the tokenizer. It is read-only after Load and safe for concurrent use; every
-// sequence runs in its own Session.
+// Model is a loaded checkpoint: configuration, weights, its compute backend and (when the
+// directory has one) the tokenizer. It is read-only after Load and safe for concurrent use;
+// every sequence runs in its own Session.
 type Model struct {
 	cfg    loader.Config
 	gen    loader.GenerationConfig
@@ -28,28 +24,15 @@ type Model struct {
 	logger *slog.Logger
 	dir    string
 
-	embed  matrix // [vocab][hidden]
+	arch   *architecture // the weights' description (arch.go)
+	embed  matrix        // [vocab][hidden]
 	layers []layerWeights
 	norm   []float32
 	lmHead matrix // [vocab][hidden]; shares embed's storage when tied
 
-	pool    *kernels.Pool // dense kernels' workers, shared by all sessions
-	dims    *configDims
-	rope    *attention.Rope
-	attn    attention.Params
-	threads int
-	eos     []int32
-}
-
-// layerWeights holds one decoder layer's tensors; biases and q/k norms are nil when the
-// architecture has none.
-type layerWeights struct {
-	attnNorm, mlpNorm []float32
-	q, k, v, o        matrix
-	qBias, kBias      []float32
-	vBias             []float32
-	qNorm, kNorm      []float32
-	gate, up, down    matrix
+	be   backend // the compute (backend_cpu.go), shared by all sessions
+	dims *configDims
+	eos  []int32
 }
 
 // Load opens the Hugging Face checkpoint in dir (config.json, model.safetensors or a sharded
@@ -57,11 +40,7 @@ type layerWeights struct {
 // Unsupported architectures and configurations fail with errors wrapping loader.ErrUnsupported;
 // missing or misshapen tensors with ErrWeights naming the tensor. ctx cancels a long load.
 func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
-	var o loadOptions
-	for _, f := range opts {
-		f(&o)
-	}
-	o.fill()
+	o := newLoadOptions(opts)
 	ck, err := loader.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model: load %s: %w", dir, err)
@@ -92,103 +71,53 @@ func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
 	return m, nil
 }
 
-// FromCheckpoint builds a Model from an already opened checkpoint (for example one opened with
-// loader.OpenFS). The weights are copied, so the caller may close the checkpoint afterwards. No
-// tokenizer is attached.
-func FromCheckpoint(ctx context.Context, ck *loader.Checkpoint, opts ...LoadOption) (*Model, error) {
+func build(ctx context.Context, ck *loader.Checkpoint, o loadOptions) (*Model, error) {
+	cfg := ck.Config()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newModel(cfg, o)
+	if err != nil {
+		return nil, err
+	}
+	m.gen = ck.Generation()
+	m.eos = mergeIDs(cfg.EOS, m.gen.EOS)
+	b := &binder{ck: ck, format: o.weights, progress: o.progress}
+	for _, t := range ck.Tensors() {
+		b.total += t.Size
+	}
+	if err := m.describe(ctx, b); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// newLoadOptions applies opts over the defaults.
+func newLoadOptions(opts []LoadOption) loadOptions {
 	var o loadOptions
 	for _, f := range opts {
 		f(&o)
 	}
 	o.fill()
-	m, err := build(ctx, ck, o)
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	return m, nil
+	return o
 }
 
-func build(ctx context.Context, ck *loader.Checkpoint, o loadOptions) (m *Model, err error) {
-	cfg := ck.Config()
-	if err := cfg.Validate(); err != nil {
+// newModel sets up what every Model needs besides its weights: its architecture's
+// description, layers sized for it, and the compute backend (closed by Close, or once the
+// Model is collected).
+func newModel(cfg loader.Config, o loadOptions) (*Model, error) {
+	arch, err := archFor(&cfg)
+	if err != nil {
 		return nil, err
 	}
-	m = newModel(cfg, o)
-	m.gen = ck.Generation()
-	pool := m.pool
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
-	m.eos = mergeIDs(cfg.EOS, m.gen.EOS)
-
-	b := binder{ck: ck, format: o.weights, progress: o.progress}
-	for _, t := range ck.Tensors() {
-		b.total += t.Size
-	}
-	h, inter := cfg.HiddenSize, cfg.IntermediateSize
-	qd, kvd := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
-	m.embed = b.matrix("model.embed_tokens.weight", cfg.VocabSize, h)
-	m.norm = b.vector("model.norm.weight", h)
+	m := &Model{cfg: cfg, logger: o.logger, eos: cfg.EOS, arch: arch}
+	m.dims = newDims(&m.cfg)
 	m.layers = make([]layerWeights, cfg.NumLayers)
-	for i := range m.layers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		p := "model.layers." + strconv.Itoa(i) + "."
-		l := &m.layers[i]
-		l.attnNorm = b.vector(p+"input_layernorm.weight", h)
-		l.mlpNorm = b.vector(p+"post_attention_layernorm.weight", h)
-		l.q = b.matrix(p+"self_attn.q_proj.weight", qd, h)
-		l.k = b.matrix(p+"self_attn.k_proj.weight", kvd, h)
-		l.v = b.matrix(p+"self_attn.v_proj.weight", kvd, h)
-		l.o = b.matrix(p+"self_attn.o_proj.weight", h, qd)
-		if cfg.AttentionBias {
-			l.qBias = b.vector(p+"self_attn.q_proj.bias", qd)
-			l.kBias = b.vector(p+"self_attn.k_proj.bias", kvd)
-			l.vBias = b.vector(p+"self_attn.v_proj.bias", kvd)
-		}
-		if cfg.QKNorm {
-			l.qNorm = b.vector(p+"self_attn.q_norm.weight", cfg.HeadDim)
-			l.kNorm = b.vector(p+"self_attn.k_norm.weight", cfg.HeadDim)
-		}
-		l.gate = b.matrix(p+"mlp.gate_proj.weight", inter, h)
-		l.up = b.matrix(p+"mlp.up_proj.weight", inter, h)
-		l.down = b.matrix(p+"mlp.down_proj.weight", h, inter)
-		if b.err != nil {
-			return nil, b.err
-		}
-	}
-	if _, ok := ck.Tensor("lm_head.weight"); ok && !cfg.TieEmbeddings {
-		m.lmHead = b.matrix("lm_head.weight", cfg.VocabSize, h)
-	} else if cfg.TieEmbeddings {
-		m.lmHead = m.embed
-	} else {
-		m.lmHead = b.matrix("lm_head.weight", cfg.VocabSize, h)
-	}
-	if b.err != nil {
-		return nil, b.err
-	}
+	be := newCPUBackend(&m.cfg, o.threads)
+	m.be = be
+	runtime.AddCleanup(m, func(b backend) { b.close() }, backend(be))
 	return m, nil
-}
-
-// newModel sets up what every Model needs besides its weights: attention parameters, RoPE
-// tables and the dense kernels' worker pool (stopped by Close, or once the Model is collected).
-func newModel(cfg loader.Config, o loadOptions) *Model {
-	m := &Model{cfg: cfg, logger: o.logger, threads: o.threads, eos: cfg.EOS}
-	m.dims = dims(m)
-	m.pool = kernels.NewPool(o.threads)
-	runtime.AddCleanup(m, func(p *kernels.Pool) { p.Close() }, m.pool)
-	m.attn = attention.Params{
-		Heads:   cfg.NumHeads,
-		KVHeads: cfg.NumKVHeads,
-		HeadDim: cfg.HeadDim,
-		Scale:   float32(1 / math.Sqrt(float64(cfg.HeadDim))),
-	}
-	inv, scale := cfg.RopeInvFreq()
-	m.rope = attention.NewRope(inv, scale, cfg.MaxPositions)
-	return m
 }
 
 // mergeIDs returns the union of a and b in order of first appearance.
@@ -221,25 +150,14 @@ func (m *Model) EOS() []int32 { return append([]int32(nil), m.eos...) }
 // WeightBytes returns the bytes the weight matrices and vectors occupy in memory (a tied LM
 // head is counted once).
 func (m *Model) WeightBytes() int64 {
-	n := m.embed.bytes() + int64(4*len(m.norm))
-	if !m.lmHead.same(m.embed) {
-		n += m.lmHead.bytes()
-	}
-	for i := range m.layers {
-		l := &m.layers[i]
-		for _, w := range []*matrix{&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down} {
-			n += w.bytes()
-		}
-		for _, v := range [][]float32{l.attnNorm, l.mlpNorm, l.qBias, l.kBias, l.vBias, l.qNorm, l.kNorm} {
-			n += int64(4 * len(v))
-		}
-	}
-	return n
+	var c byteCounter
+	_ = m.describe(context.Background(), &c)
+	return c.n
 }
 
 // Close stops the model's worker goroutines. Sessions of a closed Model must not be used.
 func (m *Model) Close() {
-	m.pool.Close()
+	m.be.close()
 }
 
 // StepReadBytes returns the bytes one decode step over these sessions reads from memory by

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/lighttransfer/lighttransfer-go/attention"
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 	"gorgonia.org/tensor"
@@ -15,8 +14,12 @@ import (
 const defaultChunk = 512
 
 // Session is one sequence being processed by a Model: its absolute position, its per-layer
-// KV cache and its activation buffers. A Session is not safe for concurrent use; give each
-// goroutine its own (they may share the Model).
+// KV cache, its lazy-layer selection and its activation buffers. The Session owns that state:
+// a forward step begins and ends through its methods (beginStep, layer, appendKV, observe,
+// endStep, interrupt), so a batch or a scheduler drives many sessions without reaching inside.
+// Which layers are lazy is kept in one place, the cache: a layer is lazy when its cache layer
+// is streaming. A Session is not safe for concurrent use; give each goroutine its own (they
+// may share the Model).
 type Session struct {
 	m      *Model
 	mode   Mode
@@ -32,32 +35,11 @@ type Session struct {
 	selected bool // Test mode: the selecting prefill has run
 	online   *layerselect.Online
 	ratios   []float64
-	lazy     []int
 	peakKV   int64 // most KV bytes held at any point
 	err      error // set when a forward was interrupted half way; the session is then unusable
 
 	buf   buffers
 	parts [1]part // the single part of this session's own steps
-	ckv   chunkKV
-}
-
-// chunkKV presents a layer's cache view followed by the span's own keys and values as one
-// attention.KV, so a span attends to earlier tokens and to itself before it is appended.
-type chunkKV struct {
-	view kvcache.Layer
-	k, v []float32
-	pos  []int32
-}
-
-var _ attention.KV = (*chunkKV)(nil)
-
-func (c *chunkKV) NumSegments() int { return c.view.NumSegments() + 1 }
-
-func (c *chunkKV) Segment(i int) (k, v []float32, pos []int32) {
-	if i < c.view.NumSegments() {
-		return c.view.Segment(i)
-	}
-	return c.k, c.v, c.pos
 }
 
 // NewSession starts a sequence at position 0. Without a mode option the session uses full
@@ -129,12 +111,11 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		if err := layerselect.ValidateLayers(o.lazy, L); err != nil {
 			return nil, fmt.Errorf("%w: lazy layers: %w", ErrOption, err)
 		}
-		s.lazy = slices.Sorted(slices.Values(o.lazy))
-		for _, l := range s.lazy {
-			policies[l] = kvcache.Streaming(s.sink, s.window)
+		for _, l := range o.lazy {
+			policies[l] = s.streaming()
 		}
 	}
-	c, err := kvcache.New(kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}, policies)
+	c, err := m.be.newCache(policies)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOption, err)
 	}
@@ -152,8 +133,19 @@ func (s *Session) Pos() int { return s.pos }
 func (s *Session) MaxContext() int { return s.maxCtx }
 
 // Lazy returns the streaming layers in increasing order: the fixed list, or in Test mode the
-// layers chosen so far (none before the first forward).
-func (s *Session) Lazy() []int { return slices.Clone(s.lazy) }
+// layers chosen so far (none before the first forward). A closed session has none.
+func (s *Session) Lazy() []int {
+	var out []int
+	if s.cache == nil {
+		return out
+	}
+	for l := range s.cache.Layers() {
+		if s.cache.Policy(l).IsStreaming() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 // Ratios returns each layer's lazy ratio measured by Test mode's first forward, or nil when no
 // ratios were measured (other modes, or a prompt too short to select on).
@@ -221,13 +213,10 @@ func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error 
 		if all != nil {
 			rows = all[lo*V : hi*V]
 		}
-		s.parts[0] = part{s: s, tokens: tokens[lo:hi], selecting: selecting, all: rows}
+		s.parts[0] = part{s: s, tokens: tokens[lo:hi], all: rows}
 		if err := s.m.forward(ctx, s.parts[:], &s.buf, min(s.chunk, s.maxCtx)); err != nil {
 			return err
 		}
-	}
-	if selecting {
-		s.selected = true
 	}
 	return nil
 }
@@ -255,12 +244,10 @@ func (s *Session) MakeStreaming(layers ...int) error {
 		}
 	}
 	for _, l := range layers {
-		if err := s.cache.Convert(l, kvcache.Streaming(s.sink, s.window)); err != nil {
+		if err := s.cache.Convert(l, s.streaming()); err != nil {
 			return fmt.Errorf("model: layer %d: %w", l, err)
 		}
-		s.lazy = append(s.lazy, l)
 	}
-	slices.Sort(s.lazy)
 	return nil
 }
 
@@ -295,7 +282,6 @@ func (s *Session) Clone() (*Session, error) {
 		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV}
 	c.cache = s.cache.Clone()
 	c.ratios = slices.Clone(s.ratios)
-	c.lazy = slices.Clone(s.lazy)
 	if s.mode == ModeTest && !s.selected {
 		on, err := layerselect.NewOnline(s.m.cfg.NumLayers, s.keep)
 		if err != nil {
@@ -304,4 +290,64 @@ func (s *Session) Clone() (*Session, error) {
 		c.online = on
 	}
 	return c, nil
+}
+
+// streaming returns the policy of the session's lazy layers.
+func (s *Session) streaming() kvcache.Policy { return kvcache.Streaming(s.sink, s.window) }
+
+// ratioWindow returns Test mode's lazy-ratio windows.
+func (s *Session) ratioWindow() layerselect.Window {
+	return layerselect.Window{Sink: s.sink, Recent: s.window, Last: s.last}
+}
+
+// beginStep starts a forward step of n tokens and reports whether it measures lazy ratios:
+// Test mode's first forward, when the prompt is longer than sink+window and at least w_last.
+// That first forward counts as the selecting one even when it is too short to select on.
+func (s *Session) beginStep(n int) (selecting bool) {
+	if s.mode != ModeTest || s.selected {
+		return false
+	}
+	s.selected = true
+	if n <= s.sink+s.window || n < s.last {
+		return false
+	}
+	if s.ratios == nil {
+		s.ratios = make([]float64, s.m.cfg.NumLayers)
+	}
+	return true
+}
+
+// layer returns the cache layer li that this step's attention reads.
+func (s *Session) layer(li int) kvcache.Layer { return s.cache.Layer(li) }
+
+// appendKV appends the step's keys and values of layer li to the cache and tracks the peak
+// bytes held.
+func (s *Session) appendKV(li int, k, v []float32, pos []int32) error {
+	if err := s.cache.Append(li, k, v, pos); err != nil {
+		s.err = fmt.Errorf("model: layer %d: %w", li, err)
+		return s.err
+	}
+	s.peakKV = max(s.peakKV, s.cache.Bytes())
+	return nil
+}
+
+// observe records layer li's lazy ratio and turns the layers the online selector pops into
+// streaming layers at once, truncating their caches.
+func (s *Session) observe(li int, ratio float64) error {
+	s.ratios[li] = ratio
+	for _, j := range s.online.Observe(li, ratio) {
+		if err := s.cache.Convert(j, s.streaming()); err != nil {
+			s.err = fmt.Errorf("model: truncating layer %d: %w", j, err)
+			return s.err
+		}
+	}
+	return nil
+}
+
+// endStep ends a forward step of n tokens: the position moves past them.
+func (s *Session) endStep(n int) { s.pos += n }
+
+// interrupt marks the session unusable after a step stopped before layer li.
+func (s *Session) interrupt(li int, err error) {
+	s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/lighttransfer/lighttransfer-go/loader"
@@ -85,27 +86,28 @@ func (b *binder) report(t loader.TensorInfo) {
 	}
 }
 
-// vector reads a 1-D tensor of n elements as float32.
-func (b *binder) vector(name string, n int) []float32 {
+var _ weightVisitor = (*binder)(nil)
+
+// vector reads a 1-D tensor of n elements as float32 into v.
+func (b *binder) vector(v *[]float32, name string, n int, _ float32) {
 	t, ok := b.info(name, n)
 	if !ok {
-		return nil
+		return
 	}
 	d, err := b.ck.Float32(name)
 	if err != nil {
 		b.err = fmt.Errorf("%w: %w", ErrWeights, err)
-		return nil
+		return
 	}
-	out := append([]float32(nil), d.Data().([]float32)...)
+	*v = append([]float32(nil), d.Data().([]float32)...)
 	b.report(t)
-	return out
 }
 
-// matrix reads a [rows][cols] tensor in the binder's weight format.
-func (b *binder) matrix(name string, rows, cols int) matrix {
+// matrix reads a [rows][cols] tensor in the binder's weight format into w.
+func (b *binder) matrix(dst *matrix, name string, rows, cols int) {
 	t, ok := b.info(name, rows, cols)
 	if !ok {
-		return matrix{}
+		return
 	}
 	w := matrix{rows: rows, cols: cols}
 	bf16 := b.format == WeightsBF16 || (b.format == WeightsAuto && t.DType == loader.BF16)
@@ -114,7 +116,7 @@ func (b *binder) matrix(name string, rows, cols int) matrix {
 		raw, _, _, err := b.ck.Raw(name)
 		if err != nil {
 			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
-			return matrix{}
+			return
 		}
 		w.bf16 = make([]uint16, rows*cols)
 		for i := range w.bf16 {
@@ -124,7 +126,7 @@ func (b *binder) matrix(name string, rows, cols int) matrix {
 		d, err := b.ck.Float32(name)
 		if err != nil {
 			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
-			return matrix{}
+			return
 		}
 		src := d.Data().([]float32)
 		if bf16 {
@@ -136,8 +138,87 @@ func (b *binder) matrix(name string, rows, cols int) matrix {
 			w.f32 = append([]float32(nil), src...)
 		}
 	}
+	*dst = w
 	b.report(t)
-	return w
+}
+
+// lmHead shares the embedding when tied, else reads the checkpoint's lm_head.
+func (b *binder) lmHead(head, embed *matrix, name string, rows, cols int, tied bool) {
+	if tied {
+		*head = *embed
+		return
+	}
+	b.matrix(head, name, rows, cols)
+}
+
+func (b *binder) layerDone(int, int) error { return b.err }
+
+// randomizer draws a random model's weights: matrix entries uniform with standard deviation
+// 0.02 (Hugging Face's initializer range), vectors filled with their table value, all from
+// one seeded generator in description order.
+type randomizer struct {
+	rng      *rand.Rand
+	bf16     bool
+	progress func(done, total int64)
+}
+
+var _ weightVisitor = (*randomizer)(nil)
+
+func (r *randomizer) matrix(w *matrix, _ string, rows, cols int) {
+	*w = matrix{rows: rows, cols: cols}
+	// Uniform on [-a, a] has standard deviation a/sqrt(3).
+	a := float32(0.02 * math.Sqrt(3))
+	if r.bf16 {
+		w.bf16 = make([]uint16, rows*cols)
+		for i := range w.bf16 {
+			w.bf16[i] = toBF16(a * (2*r.rng.Float32() - 1))
+		}
+		return
+	}
+	w.f32 = make([]float32, rows*cols)
+	for i := range w.f32 {
+		w.f32[i] = a * (2*r.rng.Float32() - 1)
+	}
+}
+
+func (r *randomizer) vector(v *[]float32, _ string, n int, fill float32) {
+	*v = make([]float32, n)
+	if fill != 0 {
+		for i := range *v {
+			(*v)[i] = fill
+		}
+	}
+}
+
+func (r *randomizer) lmHead(head, embed *matrix, name string, rows, cols int, tied bool) {
+	if tied {
+		*head = *embed
+		return
+	}
+	r.matrix(head, name, rows, cols)
+}
+
+func (r *randomizer) layerDone(i, n int) error {
+	if r.progress != nil && i < n {
+		r.progress(int64(i+1), int64(n))
+	}
+	return nil
+}
+
+// byteCounter adds up the bytes of a model's weights as they sit in memory (a tied LM head
+// once).
+type byteCounter struct{ n int64 }
+
+var _ weightVisitor = (*byteCounter)(nil)
+
+func (c *byteCounter) matrix(w *matrix, _ string, _, _ int)            { c.n += w.bytes() }
+func (c *byteCounter) vector(v *[]float32, _ string, _ int, _ float32) { c.n += int64(4 * len(*v)) }
+func (c *byteCounter) layerDone(int, int) error                        { return nil }
+
+func (c *byteCounter) lmHead(head, embed *matrix, _ string, _, _ int, _ bool) {
+	if !head.same(*embed) {
+		c.n += head.bytes()
+	}
 }
 
 // toBF16 rounds x to the nearest bfloat16 (ties to even), keeping NaN a NaN.
