@@ -5,7 +5,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
-	"sync/atomic"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/cpu"
 )
 
 // Params describes the head layout of one attention layer.
@@ -15,13 +16,17 @@ import (
 // Scale multiplies q·k before the softmax; 0 means float32(1/sqrt(HeadDim)).
 // Threads is the number of goroutines a call may use: 0 or 1 runs on the
 // caller's goroutine, more splits (KV head, query tile) work units over up to
-// that many goroutines (capped at 4·GOMAXPROCS and at the number of units, so
-// a single decode query uses at most KVHeads goroutines). Results are
-// bit-identical for every Threads value.
+// that many workers (capped at 4·GOMAXPROCS, at the number of units, so
+// a single decode query uses at most KVHeads workers, and at the pool's size).
+// Results are bit-identical for every Threads value. Pool, when not nil, is the
+// worker pool those units run on (package model passes the one its dense kernels
+// use, so a forward has one pool); nil means a process-wide pool of GOMAXPROCS
+// workers.
 type Params struct {
 	Heads, KVHeads, HeadDim int
 	Scale                   float32
 	Threads                 int
+	Pool                    *cpu.Pool
 }
 
 // scale returns the effective softmax scale.
@@ -172,8 +177,7 @@ type job struct {
 	gper   int // KV heads per work unit
 	units  int
 	nthr   int // Params.Threads
-	next   atomic.Int64
-	wg     sync.WaitGroup
+	pool   *cpu.Pool
 }
 
 var jobPool = sync.Pool{New: func() any { return new(job) }}
@@ -206,14 +210,13 @@ func getJob(out, q []float32, n int, m mask, p Params, lse []float32) *job {
 		j.gper = 1
 	}
 	j.units = j.nqt * (j.kvh / j.gper)
-	j.nthr = p.Threads
-	j.next.Store(0)
+	j.nthr, j.pool = p.Threads, p.Pool
 	return j
 }
 
 func putJob(j *job) {
 	// Drop references so pooled jobs do not keep caller memory alive.
-	j.out, j.q, j.lse, j.qpos, j.kv, j.single = nil, nil, nil, nil, nil, seg{}
+	j.out, j.q, j.lse, j.qpos, j.kv, j.single, j.pool = nil, nil, nil, nil, nil, seg{}, nil
 	j.qbase = 0
 	jobPool.Put(j)
 }
@@ -260,8 +263,9 @@ func (j *job) qposAt(t int) int32 {
 	return j.qbase + int32(t)
 }
 
-// run executes every work unit, on the caller's goroutine or over
-// min(Threads, units) goroutines pulling units from an atomic counter.
+// run executes every work unit, on the caller's goroutine or over min(Threads, units)
+// workers of the pool (Params.Pool, else internal/cpu's shared pool), which take the units
+// one at a time.
 func (j *job) run() {
 	if j.units == 0 {
 		return
@@ -275,52 +279,18 @@ func (j *job) run() {
 		scratchPool.Put(sc)
 		return
 	}
-	j.wg.Add(t - 1)
-	ensureHelpers(t - 1)
-	for i := 1; i < t; i++ {
-		helperJobs <- j
+	pool := j.pool
+	if pool == nil {
+		pool = cpu.Shared()
 	}
-	j.worker(false)
-	j.wg.Wait()
+	pool.Run(j, j.units, 1, t)
 }
 
-// helperJobs feeds the package's helper goroutines: each receive is one helper's
-// share of a job (it pulls units until none are left, then calls wg.Done). Reusing
-// goroutines keeps a multi-threaded call free of allocation, which a go statement
-// with arguments is not.
-var (
-	helperJobs  = make(chan *job, 256)
-	helpersMu   sync.Mutex
-	helperCount int
-)
-
-// ensureHelpers starts helper goroutines until at least n run. Helpers live for the
-// life of the process, idle in a channel receive; at most 4·GOMAXPROCS are started
-// (run never asks for more).
-func ensureHelpers(n int) {
-	helpersMu.Lock()
-	for helperCount < n {
-		helperCount++
-		go func() {
-			for j := range helperJobs {
-				j.worker(true)
-			}
-		}()
-	}
-	helpersMu.Unlock()
-}
-
-func (j *job) worker(done bool) {
+// Chunk computes work units [lo, hi) (cpu.Task).
+func (j *job) Chunk(_, lo, hi int) {
 	sc := getScratch(j)
-	for {
-		u := int(j.next.Add(1) - 1)
-		if u >= j.units {
-			break
-		}
+	for u := lo; u < hi; u++ {
 		j.unit(u, sc)
 	}
 	scratchPool.Put(sc)
-	if done {
-		j.wg.Done()
-	}
 }

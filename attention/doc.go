@@ -27,7 +27,10 @@
 // # Concurrency and allocation
 //
 // The kernels keep their scratch in a sync.Pool and allocate nothing per call
-// once warm (Params.Threads > 1 additionally starts goroutines). Results are
+// once warm. With Params.Threads > 1 the work runs on an internal/cpu worker
+// pool (Params.Pool, or a process-wide one), the same pool type the dense
+// kernels use; feature detection and the purego build tag come from
+// internal/cpu too, so `-tags purego` runs the pure-Go kernels here as well. Results are
 // bit-identical for every value of Params.Threads: each (query, head) pair is
 // computed by exactly one goroutine in a fixed order. Size mismatches are
 // programmer errors and panic.

@@ -1,27 +1,12 @@
+//go:build amd64 && !purego
+
 package attention
 
-// useAVX2 selects the AVX2+FMA assembly kernels; tests flip it to check the
-// portable Go kernels against them.
-var useAVX2 = cpuHasAVX2FMA()
+import "github.com/lighttransfer/lighttransfer-go/internal/cpu"
 
-func cpuHasAVX2FMA() bool {
-	_, _, c1, _ := cpuid(1, 0)
-	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
-	if c1&fma == 0 || c1&osxsave == 0 || c1&avx == 0 {
-		return false
-	}
-	if xcr0, _ := xgetbv(); xcr0&6 != 6 { // OS saves XMM and YMM state
-		return false
-	}
-	_, b7, _, _ := cpuid(7, 0)
-	return b7&(1<<5) != 0
-}
-
-//go:noescape
-func cpuid(eax, ecx uint32) (a, b, c, d uint32)
-
-//go:noescape
-func xgetbv() (eax, edx uint32)
+// useAVX2 selects the AVX2+FMA assembly kernels (internal/cpu's detection); tests flip it to
+// check the portable Go kernels against them.
+var useAVX2 = cpu.AVX2FMA
 
 // dotTileAVX sets dst[j] = scale·q·k_j for j < nk (a multiple of 4), key j at
 // k + j·stride floats; d (a multiple of 8) floats per vector.

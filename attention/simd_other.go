@@ -1,8 +1,8 @@
-//go:build !amd64
+//go:build !amd64 || purego
 
 package attention
 
-// useAVX2 is false off amd64: the portable Go kernels run.
+// useAVX2 is false off amd64 and with the purego tag: the portable Go kernels run.
 var useAVX2 = false
 
 func dotTileAVX(dst, q, k *float32, d, stride, nk int, scale float32) {

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/internal/cpu"
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 	"github.com/lighttransfer/lighttransfer-go/loader"
@@ -11,8 +12,9 @@ import (
 )
 
 // cpuBackend runs the forward on the CPU: the dense kernels of model/internal/kernels and the
-// attention package, all on one worker pool.
+// attention package, both on one internal/cpu worker pool.
 type cpuBackend struct {
+	cp    *cpu.Pool
 	pool  *kernels.Pool
 	rp    *attention.Rope
 	attn  attention.Params
@@ -23,13 +25,15 @@ type cpuBackend struct {
 var _ backend = (*cpuBackend)(nil)
 
 func newCPUBackend(cfg *loader.Config, threads int) *cpuBackend {
-	b := &cpuBackend{pool: kernels.NewPool(threads)}
+	cp := cpu.NewPool(threads)
+	b := &cpuBackend{cp: cp, pool: kernels.On(cp)}
 	b.attn = attention.Params{
 		Heads:   cfg.NumHeads,
 		KVHeads: cfg.NumKVHeads,
 		HeadDim: cfg.HeadDim,
 		Scale:   float32(1 / math.Sqrt(float64(cfg.HeadDim))),
-		Threads: threads,
+		Threads: cp.Threads(),
+		Pool:    cp,
 	}
 	b.heads = layerselect.Heads{Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim, Scale: b.attn.Scale}
 	b.shape = kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}
@@ -108,4 +112,7 @@ func (b *cpuBackend) newCache(policies []kvcache.Policy) (*kvcache.Cache, error)
 	return kvcache.New(b.shape, policies)
 }
 
-func (b *cpuBackend) close() { b.pool.Close() }
+func (b *cpuBackend) close() {
+	b.pool.Close()
+	b.cp.Close()
+}

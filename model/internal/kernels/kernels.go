@@ -42,7 +42,7 @@ func (p *Pool) MatVec(dst, w, x []float32, rows, cols int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.j = job{op: opMatVec, dst: dst, w: w, x: x, rows: rows, cols: cols}
+	p.set(job{op: opMatVec, dst: dst, w: w, x: x, rows: rows, cols: cols})
 	p.dispatch(rows, 16, 4)
 }
 
@@ -64,7 +64,7 @@ func (p *Pool) MatVecBF16(dst []float32, w []uint16, x []float32, rows, cols int
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.j = job{op: opMatVecBF16, dst: dst, wb: w, x: x, rows: rows, cols: cols}
+	p.set(job{op: opMatVecBF16, dst: dst, wb: w, x: x, rows: rows, cols: cols})
 	p.j.xp = p.permuted(x, cols)
 	p.dispatch(rows, 16, 4)
 }
@@ -121,7 +121,7 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 	if anyBF16(&ps) {
 		xp = p.permuted(x, cols)
 	}
-	p.j = job{op: opMatVecs, x: x, xp: xp, cols: cols, prods: ps}
+	p.set(job{op: opMatVecs, x: x, xp: xp, cols: cols, prods: ps})
 	p.dispatch(total, 16, 4)
 }
 
@@ -175,7 +175,7 @@ func (p *Pool) SiLUMul(dst, gate, up []float32) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.j = job{op: opSiLUMul, dst: dst, gate: gate, up: up}
+	p.set(job{op: opSiLUMul, dst: dst, gate: gate, up: up})
 	p.dispatch(len(dst), 1024, 16)
 }
 
@@ -200,7 +200,7 @@ func (p *Pool) MatMul(dst, x, w []float32, n, rows, cols int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.j = job{op: opMatMul, dst: dst, x: x, w: w, n: n, rows: rows, cols: cols}
+	p.set(job{op: opMatMul, dst: dst, x: x, w: w, n: n, rows: rows, cols: cols})
 	p.dispatch(rows, (rows+p.threads*4-1)/(p.threads*4), 4)
 }
 
@@ -222,7 +222,7 @@ func (p *Pool) MatMulBF16(dst []float32, x []float32, w []uint16, n, rows, cols 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.j = job{op: opMatMulBF16, dst: dst, x: x, wb: w, n: n, rows: rows, cols: cols}
+	p.set(job{op: opMatMulBF16, dst: dst, x: x, wb: w, n: n, rows: rows, cols: cols})
 	p.dispatch(rows, (rows+p.threads*4-1)/(p.threads*4), 4)
 }
 

@@ -2,15 +2,13 @@
 
 package kernels
 
-import (
-	"golang.org/x/sys/cpu"
-)
+import "github.com/lighttransfer/lighttransfer-go/internal/cpu"
 
-// asmAvailable reports whether this CPU runs the AVX2/FMA kernels.
-var asmAvailable = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// asmAvailable reports whether this CPU runs the AVX2/FMA kernels (internal/cpu's detection).
+var asmAvailable = cpu.AVX2FMA
 
 // avx512Available reports whether this CPU also runs the AVX-512 MatMul tiles.
-var avx512Available = asmAvailable && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL
+var avx512Available = cpu.AVX512
 
 // useAsm selects the assembly route and useAVX512 its AVX-512 MatMul tiles; tests
 // switch them to compare the routes.

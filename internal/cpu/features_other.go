@@ -1,0 +1,6 @@
+//go:build !amd64 || purego
+
+package cpu
+
+// No assembly route in this build: every kernel runs its pure-Go code.
+const avx2fma, avx512 = false, false
