@@ -76,7 +76,18 @@ type part struct {
 // This is the one forward function of the Llama family (Llama, Mistral, Qwen2 with q/k/v
 // bias, Qwen3 with q/k RMSNorm): per-layer differences are data (weights present or not, each
 // session's per-layer attention mask), not branches on the architecture.
+//
+// A step runs to its end, except a single part's selecting prefill (Test mode's first
+// forward): it checks ctx and Close between layers and, when stopped, restarts its session
+// (Session.restart) and returns an error wrapping ctx's error or ErrClosed. On Close the step
+// fails with ErrClosed before it starts.
 func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.errIfClosed(); err != nil {
+		return err
+	}
+	interruptible := len(parts) == 1 && parts[0].selecting
 	cfg := m.cfg
 	dm := m.dims
 	n := 0
@@ -112,11 +123,15 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 	d := dense{p: m.pool}
 
 	for li := range m.layers {
-		if err := ctx.Err(); err != nil {
-			for _, pt := range parts {
-				pt.s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
+		if interruptible {
+			err := ctx.Err()
+			if err == nil {
+				err = m.errIfClosed()
 			}
-			return err
+			if err != nil {
+				parts[0].s.restart()
+				return fmt.Errorf("model: selecting prefill stopped before layer %d, session restarted at position 0: %w", li, err)
+			}
 		}
 		l := &m.layers[li]
 

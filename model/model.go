@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/lighttransfer/lighttransfer-go/attention"
 	"github.com/lighttransfer/lighttransfer-go/loader"
@@ -39,6 +41,11 @@ type Model struct {
 	attn    attention.Params
 	threads int
 	eos     []int32
+
+	// closed is set by Close before it takes mu; every forward step holds mu for reading and
+	// fails with ErrClosed once closed is set, so Close waits for the steps in flight.
+	closed atomic.Bool
+	mu     sync.RWMutex
 }
 
 // layerWeights holds one decoder layer's tensors; biases and q/k norms are nil when the
@@ -57,11 +64,10 @@ type layerWeights struct {
 // Unsupported architectures and configurations fail with errors wrapping loader.ErrUnsupported;
 // missing or misshapen tensors with ErrWeights naming the tensor. ctx cancels a long load.
 func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
-	var o loadOptions
-	for _, f := range opts {
-		f(&o)
+	o, err := loadOpts(opts)
+	if err != nil {
+		return nil, err
 	}
-	o.fill()
 	ck, err := loader.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model: load %s: %w", dir, err)
@@ -72,7 +78,7 @@ func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("model: load %s: %w", dir, err)
+		return nil, wrapf(err, "load %s", dir)
 	}
 	m.dir = dir
 	if !o.noTok {
@@ -96,13 +102,15 @@ func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
 // loader.OpenFS). The weights are copied, so the caller may close the checkpoint afterwards. No
 // tokenizer is attached.
 func FromCheckpoint(ctx context.Context, ck *loader.Checkpoint, opts ...LoadOption) (*Model, error) {
-	var o loadOptions
-	for _, f := range opts {
-		f(&o)
+	o, err := loadOpts(opts)
+	if err != nil {
+		return nil, err
 	}
-	o.fill()
 	m, err := build(ctx, ck, o)
 	if err != nil {
+		if errors.Is(err, ErrWeights) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	return m, nil
@@ -237,9 +245,26 @@ func (m *Model) WeightBytes() int64 {
 	return n
 }
 
-// Close stops the model's worker goroutines. Sessions of a closed Model must not be used.
+// Close stops the model's worker goroutines. It is safe to call from any goroutine and more
+// than once. Close waits for the forward steps in flight to finish (a prefill chunk or a decode
+// step; Test mode's selecting prefill stops at its next layer and restarts its session); after
+// that every call that would compute — Generate, GenerateTokens, Chat, GenerateBatch,
+// NewSession, NewBatch's Step, and Next, Forward, Clone and MakeStreaming of sessions made
+// before — returns an error wrapping ErrClosed, so generations running during Close end with
+// ErrClosed and the tokens produced so far.
 func (m *Model) Close() {
+	m.closed.Store(true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.pool.Close()
+}
+
+// errIfClosed returns an error wrapping ErrClosed once Close has been called.
+func (m *Model) errIfClosed() error {
+	if m.closed.Load() {
+		return fmt.Errorf("%w: the Model was closed", ErrClosed)
+	}
+	return nil
 }
 
 // StepReadBytes returns the bytes one decode step over these sessions reads from memory by

@@ -14,11 +14,10 @@ import (
 // uniformly with standard deviation 0.02 (Hugging Face's initializer range), norm weights are
 // 1 and biases 0, all from the seed. WithWeightFormat(WeightsBF16) stores bf16 weights.
 func Random(ctx context.Context, cfg loader.Config, seed uint64, opts ...LoadOption) (*Model, error) {
-	var o loadOptions
-	for _, f := range opts {
-		f(&o)
+	o, err := loadOpts(opts)
+	if err != nil {
+		return nil, err
 	}
-	o.fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("model: random: %w", err)
 	}
