@@ -22,8 +22,11 @@ func (m *Model) NewBatch() *Batch { return &Batch{m: m} }
 
 // Step appends tokens[i] to sessions[i] for every i and returns each session's next-token
 // logits ([vocab] each). The slices belong to the Batch and are overwritten by the next Step.
-// A session may appear once per step; all must belong to the Batch's Model. On an error
-// naming one session no session has advanced.
+// A session may appear once per step; all must belong to the Batch's Model; a nil session is
+// an error naming its index. On an error no session has advanced: ctx is checked before the
+// step, which then runs to its end (a session's first token in Test mode may instead stop
+// between layers, which leaves that session as NewSession made it).
+// After the Model's Close, Step returns an error wrapping ErrClosed.
 func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) ([][]float32, error) {
 	if len(sessions) != len(tokens) {
 		return nil, fmt.Errorf("%w: %d sessions but %d tokens", ErrOption, len(sessions), len(tokens))
@@ -33,6 +36,9 @@ func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) (
 	}
 	b.parts = b.parts[:0]
 	for i, s := range sessions {
+		if s == nil {
+			return nil, fmt.Errorf("%w: session %d is nil", ErrOption, i)
+		}
 		if s.m != b.m {
 			return nil, fmt.Errorf("%w: session %d belongs to another model", ErrOption, i)
 		}
@@ -42,7 +48,7 @@ func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) (
 			}
 		}
 		if err := s.check(ctx, tokens[i:i+1]); err != nil {
-			return nil, fmt.Errorf("model: batch session %d: %w", i, err)
+			return nil, wrapf(err, "batch session %d", i)
 		}
 		b.parts = append(b.parts, part{s: s, tokens: tokens[i : i+1]})
 	}
@@ -63,6 +69,9 @@ func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) (
 // sequence a token belongs to. Prompts are prefilled one after another. On cancellation every
 // result holds what was generated so far, along with ctx's error.
 func (m *Model) GenerateBatch(ctx context.Context, prompts []string, opts ...GenerateOption) ([]Result, error) {
+	if err := m.errIfClosed(); err != nil {
+		return nil, err
+	}
 	if m.tok == nil {
 		return nil, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
 	}
@@ -70,7 +79,7 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts []string, opts ...Gen
 	for i, p := range prompts {
 		t, err := m.encodePrompt(p)
 		if err != nil {
-			return nil, fmt.Errorf("model: prompt %d: %w", i, err)
+			return nil, wrapf(err, "prompt %d", i)
 		}
 		ids[i] = t
 	}
@@ -79,6 +88,9 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts []string, opts ...Gen
 
 // GenerateTokensBatch is GenerateBatch for prompts given as token ids.
 func (m *Model) GenerateTokensBatch(ctx context.Context, prompts [][]int32, opts ...GenerateOption) ([]Result, error) {
+	if err := m.errIfClosed(); err != nil {
+		return nil, err
+	}
 	o, err := genOpts(opts)
 	if err != nil {
 		return nil, err
@@ -86,7 +98,7 @@ func (m *Model) GenerateTokensBatch(ctx context.Context, prompts [][]int32, opts
 	gens := make([]*generation, len(prompts))
 	for i, p := range prompts {
 		if gens[i], err = m.newGeneration(o, p, i); err != nil {
-			return nil, fmt.Errorf("model: prompt %d: %w", i, err)
+			return nil, wrapf(err, "prompt %d", i)
 		}
 		defer gens[i].s.Close()
 	}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/lighttransfer/lighttransfer-go/attention"
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
@@ -74,7 +75,8 @@ type part struct {
 	tokens []int32
 	all    []float32
 	row    int  // first row of the part within the step
-	sel    bool // the session measures lazy ratios in this step (Test mode's prefill)
+	first  bool // the session's Test-mode first forward
+	sel    bool // the session measures lazy ratios in this step (a long enough first forward)
 }
 
 // forward runs one step: the tokens of every part through every layer, layer by layer, with
@@ -85,15 +87,26 @@ type part struct {
 // step's buffers and the cache layers each session hands out, on the model's backend.
 // Per-layer differences are data (a nil bias or norm is skipped; each cache layer's policy is
 // its mask), not branches on the architecture.
+//
+// A step runs to its end, except a single part's Test-mode first forward (the selecting
+// prefill): it checks ctx and Close between layers and, when stopped, restarts its session
+// (Session.restart) and returns an error wrapping ctx's error or ErrClosed. On Close the step
+// fails with ErrClosed before it starts.
 func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.errIfClosed(); err != nil {
+		return err
+	}
 	cfg, d, be := &m.cfg, m.dims, m.be
 	n := 0
 	for i := range parts {
 		pt := &parts[i]
 		pt.row = n
 		n += len(pt.tokens)
-		pt.sel = pt.s.beginStep(len(pt.tokens))
+		pt.first, pt.sel = pt.s.beginStep(len(pt.tokens))
 	}
+	interruptible := len(parts) == 1 && parts[0].first
 	b.grow(d, n, len(parts), chunk)
 	h, inter := d.h, d.inter
 	eps := float32(cfg.RMSNormEps)
@@ -110,11 +123,15 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 	}
 
 	for li := range m.layers {
-		if err := ctx.Err(); err != nil {
-			for _, pt := range parts {
-				pt.s.interrupt(li, err)
+		if interruptible {
+			err := ctx.Err()
+			if err == nil {
+				err = m.errIfClosed()
 			}
-			return err
+			if err != nil {
+				parts[0].s.restart()
+				return fmt.Errorf("model: selecting prefill stopped before layer %d, session restarted at position 0: %w", li, err)
+			}
 		}
 		l := &m.layers[li]
 

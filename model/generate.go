@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
@@ -61,7 +60,8 @@ func (r Result) DecodeTokensPerSecond() float64 {
 	return float64(r.GeneratedTokens-1) / r.Decode.Seconds()
 }
 
-// GenerateOption configures Generate, GenerateTokens and Chat.
+// GenerateOption configures Generate, GenerateTokens, Chat and GenerateBatch. A nil
+// GenerateOption is ignored.
 type GenerateOption func(*genOptions)
 
 type genOptions struct {
@@ -105,8 +105,13 @@ func WithIgnoreEOS() GenerateOption { return func(o *genOptions) { o.ignoreEOS =
 // Generate encodes prompt with the model's tokenizer (adding BOS when the tokenizer does) and
 // generates a continuation. An empty prompt generates from BOS alone; it is an error for a
 // tokenizer that adds no BOS. On cancellation Generate returns what was generated so far with
-// FinishCanceled together with ctx's error.
+// FinishCanceled together with ctx's error. Text that is not valid UTF-8 fails with an error
+// wrapping tokenizer.ErrInvalidUTF8 that names the byte offset. After the Model's Close (also
+// during the call) it returns an error wrapping ErrClosed.
 func (m *Model) Generate(ctx context.Context, prompt string, opts ...GenerateOption) (Result, error) {
+	if err := m.errIfClosed(); err != nil {
+		return Result{}, err
+	}
 	if m.tok == nil {
 		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
 	}
@@ -119,9 +124,6 @@ func (m *Model) Generate(ctx context.Context, prompt string, opts ...GenerateOpt
 
 // encodePrompt encodes a prompt with the tokenizer, adding BOS when the tokenizer does.
 func (m *Model) encodePrompt(prompt string) ([]int32, error) {
-	if !utf8.ValidString(prompt) {
-		return nil, fmt.Errorf("%w: prompt is not valid UTF-8", ErrOption)
-	}
 	ids, err := m.tok.Encode(prompt, true)
 	if err != nil {
 		return nil, fmt.Errorf("model: encoding prompt: %w", err)
@@ -135,6 +137,9 @@ func (m *Model) encodePrompt(prompt string) ([]int32, error) {
 // Chat renders msgs with the checkpoint's chat template (adding the assistant's turn prompt)
 // and generates the reply.
 func (m *Model) Chat(ctx context.Context, msgs []tokenizer.Message, opts ...GenerateOption) (Result, error) {
+	if err := m.errIfClosed(); err != nil {
+		return Result{}, err
+	}
 	if m.tok == nil {
 		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
 	}
@@ -176,7 +181,9 @@ func (m *Model) GenerateTokens(ctx context.Context, prompt []int32, opts ...Gene
 func genOpts(opts []GenerateOption) (*genOptions, error) {
 	o := &genOptions{maxTokens: DefaultMaxTokens}
 	for _, f := range opts {
-		f(o)
+		if f != nil {
+			f(o)
+		}
 	}
 	if o.maxTokens <= 0 {
 		return nil, fmt.Errorf("%w: max tokens %d must be > 0", ErrOption, o.maxTokens)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
+	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
@@ -158,7 +159,8 @@ func TestGenerateBadInput(t *testing.T) {
 	_, err = m.Generate(ctx, "Once", model.WithStop(""))
 	require.ErrorIs(t, err, model.ErrOption)
 	_, err = m.Generate(ctx, "bad \xff utf8")
-	require.ErrorIs(t, err, model.ErrOption)
+	require.ErrorIs(t, err, tokenizer.ErrInvalidUTF8)
+	require.Contains(t, err.Error(), "byte offset 4")
 	_, err = m.Generate(ctx, strings.Repeat("Once upon a time ", 300))
 	require.ErrorIs(t, err, model.ErrContext)
 

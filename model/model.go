@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/lighttransfer/lighttransfer-go/loader"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
@@ -33,6 +35,11 @@ type Model struct {
 	be   backend // the compute (backend_cpu.go), shared by all sessions
 	dims *configDims
 	eos  []int32
+
+	// closed is set by Close before it takes mu; every forward step holds mu for reading and
+	// fails with ErrClosed once closed is set, so Close waits for the steps in flight.
+	closed atomic.Bool
+	mu     sync.RWMutex
 }
 
 // Load opens the Hugging Face checkpoint in dir (config.json, model.safetensors or a sharded
@@ -40,7 +47,10 @@ type Model struct {
 // Unsupported architectures and configurations fail with errors wrapping loader.ErrUnsupported;
 // missing or misshapen tensors with ErrWeights naming the tensor. ctx cancels a long load.
 func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
-	o := newLoadOptions(opts)
+	o, err := loadOpts(opts)
+	if err != nil {
+		return nil, err
+	}
 	ck, err := loader.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model: load %s: %w", dir, err)
@@ -51,7 +61,7 @@ func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("model: load %s: %w", dir, err)
+		return nil, wrapf(err, "load %s", dir)
 	}
 	m.dir = dir
 	if !o.noTok {
@@ -91,16 +101,6 @@ func build(ctx context.Context, ck *loader.Checkpoint, o loadOptions) (*Model, e
 		return nil, err
 	}
 	return m, nil
-}
-
-// newLoadOptions applies opts over the defaults.
-func newLoadOptions(opts []LoadOption) loadOptions {
-	var o loadOptions
-	for _, f := range opts {
-		f(&o)
-	}
-	o.fill()
-	return o
 }
 
 // newModel sets up what every Model needs besides its weights: its architecture's
@@ -155,9 +155,26 @@ func (m *Model) WeightBytes() int64 {
 	return c.n
 }
 
-// Close stops the model's worker goroutines. Sessions of a closed Model must not be used.
+// Close stops the model's worker goroutines. It is safe to call from any goroutine and more
+// than once. Close waits for the forward steps in flight to finish (a prefill chunk or a decode
+// step; Test mode's selecting prefill stops at its next layer and restarts its session); after
+// that every call that would compute — Generate, GenerateTokens, Chat, GenerateBatch,
+// NewSession, NewBatch's Step, and Next, Forward, Clone and MakeStreaming of sessions made
+// before — returns an error wrapping ErrClosed, so generations running during Close end with
+// ErrClosed and the tokens produced so far.
 func (m *Model) Close() {
+	m.closed.Store(true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.be.close()
+}
+
+// errIfClosed returns an error wrapping ErrClosed once Close has been called.
+func (m *Model) errIfClosed() error {
+	if m.closed.Load() {
+		return fmt.Errorf("%w: the Model was closed", ErrClosed)
+	}
+	return nil
 }
 
 // StepReadBytes returns the bytes one decode step over these sessions reads from memory by

@@ -356,8 +356,8 @@ func TestSessionClose(t *testing.T) {
 	s.Close()
 	require.Zero(t, s.Usage().Bytes)
 	_, err = s.Next(context.Background(), []int32{5})
-	require.Error(t, err)
+	require.ErrorIs(t, err, model.ErrClosed)
 	_, err = s.Clone()
-	require.Error(t, err)
-	require.Error(t, s.MakeStreaming(1))
+	require.ErrorIs(t, err, model.ErrClosed)
+	require.ErrorIs(t, s.MakeStreaming(1), model.ErrClosed)
 }

@@ -1,11 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"log/slog"
 	"runtime"
 )
 
-// LoadOption configures Load.
+// LoadOption configures Load, FromCheckpoint and Random. A nil LoadOption is ignored.
 type LoadOption func(*loadOptions)
 
 type loadOptions struct {
@@ -16,14 +17,24 @@ type loadOptions struct {
 	weights  WeightFormat
 }
 
-// fill applies the defaults.
-func (o *loadOptions) fill() {
+// loadOpts applies opts (skipping nil ones), checks them and fills in the defaults.
+func loadOpts(opts []LoadOption) (loadOptions, error) {
+	var o loadOptions
+	for _, f := range opts {
+		if f != nil {
+			f(&o)
+		}
+	}
+	if o.weights < WeightsAuto || o.weights > WeightsBF16 {
+		return o, fmt.Errorf("%w: weight format %d is none of WeightsAuto, WeightsF32, WeightsBF16", ErrOption, int(o.weights))
+	}
 	if o.logger == nil {
-		o.logger = slog.Default()
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.threads <= 0 {
 		o.threads = runtime.GOMAXPROCS(0)
 	}
+	return o, nil
 }
 
 // WeightFormat selects how Load keeps weight matrices in memory.
@@ -56,7 +67,8 @@ func (f WeightFormat) String() string {
 // n <= 0 (the default) means runtime.GOMAXPROCS(0).
 func WithThreads(n int) LoadOption { return func(o *loadOptions) { o.threads = n } }
 
-// WithLogger sets the logger Load and sessions report to (default: slog.Default()).
+// WithLogger sets the logger Load and sessions report to. Without it (or with nil) the
+// library logs nothing.
 func WithLogger(l *slog.Logger) LoadOption { return func(o *loadOptions) { o.logger = l } }
 
 // WithProgress sets a callback that Load calls as weights are bound, with the bytes done and
@@ -69,4 +81,5 @@ func WithProgress(f func(done, total int64)) LoadOption {
 func WithoutTokenizer() LoadOption { return func(o *loadOptions) { o.noTok = true } }
 
 // WithWeightFormat chooses the in-memory format of the weight matrices (default WeightsAuto).
+// A value other than the WeightFormat constants makes Load fail with ErrOption.
 func WithWeightFormat(f WeightFormat) LoadOption { return func(o *loadOptions) { o.weights = f } }

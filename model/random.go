@@ -13,7 +13,10 @@ import (
 // uniformly with standard deviation 0.02 (Hugging Face's initializer range), norm weights are
 // 1 and biases 0, all from the seed. WithWeightFormat(WeightsBF16) stores bf16 weights.
 func Random(ctx context.Context, cfg loader.Config, seed uint64, opts ...LoadOption) (*Model, error) {
-	o := newLoadOptions(opts)
+	o, err := loadOpts(opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("model: random: %w", err)
 	}

@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -36,18 +35,36 @@ type Session struct {
 	online   *layerselect.Online
 	ratios   []float64
 	peakKV   int64 // most KV bytes held at any point
-	err      error // set when a forward was interrupted half way; the session is then unusable
+	err      error // set by Close or a failed cache operation; the session is then unusable
 
 	buf   buffers
 	parts [1]part // the single part of this session's own steps
 }
 
 // NewSession starts a sequence at position 0. Without a mode option the session uses full
-// attention, or fixed mode when the checkpoint's config declares lazy layers.
+// attention, or fixed mode when the checkpoint's config declares lazy layers. Nil options are
+// ignored; two mode options (FullAttention, TestMode, FixedMode, WithPlan) or a stream option
+// that the mode does not use are an error wrapping ErrOption.
 func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
+	if err := m.errIfClosed(); err != nil {
+		return nil, err
+	}
 	var o sessionOptions
 	for _, f := range opts {
-		f(&o)
+		if f != nil {
+			f(&o)
+		}
+	}
+	if len(o.modes) > 1 {
+		return nil, fmt.Errorf("%w: two attention modes given (%v and %v); pass one", ErrOption, o.modes[0], o.modes[1])
+	}
+	if o.modeSet && o.mode == ModeFixed {
+		if o.stream.keepSet {
+			return nil, fmt.Errorf("%w: WithKeep applies to TestMode only, not to fixed mode", ErrOption)
+		}
+		if o.stream.lastSet {
+			return nil, fmt.Errorf("%w: WithLast applies to TestMode only, not to fixed mode", ErrOption)
+		}
 	}
 	cfg := m.cfg
 	L := cfg.NumLayers
@@ -55,14 +72,14 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		o.mode, o.lazy = ModeFixed, cfg.LazyLayers
 	}
 	s := &Session{m: m, mode: o.mode, maxCtx: cfg.MaxPositions, chunk: defaultChunk}
-	if o.maxContext != 0 {
-		if o.maxContext < 0 || o.maxContext > cfg.MaxPositions {
+	if o.maxContextSet {
+		if o.maxContext < 1 || o.maxContext > cfg.MaxPositions {
 			return nil, fmt.Errorf("%w: max context %d outside [1, %d]", ErrOption, o.maxContext, cfg.MaxPositions)
 		}
 		s.maxCtx = o.maxContext
 	}
-	if o.chunk != 0 {
-		if o.chunk < 0 {
+	if o.chunkSet {
+		if o.chunk < 1 {
 			return nil, fmt.Errorf("%w: chunk size %d must be positive", ErrOption, o.chunk)
 		}
 		s.chunk = o.chunk
@@ -164,15 +181,17 @@ func (s *Session) Usage() kvcache.Usage {
 // after every layer's append and truncation (so it includes Test mode's prefill peak).
 func (s *Session) PeakKVBytes() int64 { return s.peakKV }
 
-// Close releases the session's cache and buffers. A closed session returns errors.
+// Close releases the session's cache and buffers. Afterwards Next, Forward, Clone and
+// MakeStreaming return an error wrapping ErrClosed. Closing twice is harmless.
 func (s *Session) Close() {
 	s.cache = nil
 	s.buf = buffers{}
-	s.err = errors.New("model: session closed")
+	s.err = fmt.Errorf("%w: the session was closed", ErrClosed)
 }
 
 // Forward appends tokens to the sequence and returns their logits, a [len(tokens)][vocab]
-// float32 tensor: row t predicts the token after tokens[t].
+// float32 tensor: row t predicts the token after tokens[t]. On cancellation it returns nil and
+// an error wrapping ctx's error, and the session keeps the tokens processed so far (see Next).
 func (s *Session) Forward(ctx context.Context, tokens []int32) (*tensor.Dense, error) {
 	V := s.m.cfg.VocabSize
 	out := make([]float32, len(tokens)*V)
@@ -185,6 +204,14 @@ func (s *Session) Forward(ctx context.Context, tokens []int32) (*tensor.Dense, e
 // Next appends tokens to the sequence and returns the logits of the last one ([vocab]). The
 // slice belongs to the session and is overwritten by the next call. Only the last row goes
 // through the LM head.
+//
+// Cancellation leaves the session usable. ctx is checked before every span of at most the
+// chunk size (WithChunkSize) and a span in flight is finished, so a cancelled call returns
+// within one span with an error wrapping ctx's error, and Pos() counts the tokens kept: the
+// session is then exactly as if the call had been given only those tokens. Test mode's
+// selecting prefill (the session's first forward, one span over the whole prompt) checks ctx
+// between layers instead and, when cancelled, restarts the session: position 0, no ratios,
+// layers not yet selected, as fresh from NewSession.
 func (s *Session) Next(ctx context.Context, tokens []int32) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("%w: no tokens", ErrOption)
@@ -208,6 +235,11 @@ func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error 
 		span = len(tokens)
 	}
 	for lo := 0; lo < len(tokens); lo += span {
+		if lo > 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("model: cancelled after %d of %d tokens (session kept them, position %d): %w", lo, len(tokens), s.pos, err)
+			}
+		}
 		hi := min(lo+span, len(tokens))
 		var rows []float32
 		if all != nil {
@@ -219,6 +251,31 @@ func (s *Session) run(ctx context.Context, tokens []int32, all []float32) error 
 		}
 	}
 	return nil
+}
+
+// restart undoes an interrupted selecting prefill (Test mode's first forward): a new cache and
+// selector, no ratios, position 0, so the session is again as NewSession made it (layers made
+// streaming by MakeStreaming stay streaming; those the selector had picked are full again).
+func (s *Session) restart() {
+	L := s.m.cfg.NumLayers
+	policies := make([]kvcache.Policy, L)
+	picked := s.online.Lazy()
+	for l := range L {
+		if s.cache.Policy(l).IsStreaming() && !slices.Contains(picked, l) {
+			policies[l] = s.streaming()
+		}
+	}
+	c, err := s.m.be.newCache(policies)
+	if err != nil {
+		s.err = fmt.Errorf("model: restarting the session: %w", err)
+		return
+	}
+	on, err := layerselect.NewOnline(L, s.keep)
+	if err != nil {
+		s.err = fmt.Errorf("model: restarting the session: %w", err)
+		return
+	}
+	s.cache, s.online, s.ratios, s.selected, s.pos, s.peakKV = c, on, nil, false, 0, 0
 }
 
 // Sink returns the attention-sink size of the session's streaming layers.
@@ -235,6 +292,9 @@ func (s *Session) MakeStreaming(layers ...int) error {
 	if s.err != nil {
 		return s.err
 	}
+	if err := s.m.errIfClosed(); err != nil {
+		return err
+	}
 	if err := layerselect.ValidateLayers(layers, s.m.cfg.NumLayers); err != nil {
 		return fmt.Errorf("%w: %w", ErrOption, err)
 	}
@@ -245,7 +305,7 @@ func (s *Session) MakeStreaming(layers ...int) error {
 	}
 	for _, l := range layers {
 		if err := s.cache.Convert(l, s.streaming()); err != nil {
-			return fmt.Errorf("model: layer %d: %w", l, err)
+			return fmt.Errorf("model: making layer %d streaming: %w", l, err)
 		}
 	}
 	return nil
@@ -255,6 +315,9 @@ func (s *Session) MakeStreaming(layers ...int) error {
 func (s *Session) check(ctx context.Context, tokens []int32) error {
 	if s.err != nil {
 		return s.err
+	}
+	if err := s.m.errIfClosed(); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -278,6 +341,9 @@ func (s *Session) Clone() (*Session, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
+	if err := s.m.errIfClosed(); err != nil {
+		return nil, err
+	}
 	c := &Session{m: s.m, mode: s.mode, sink: s.sink, window: s.window, last: s.last, keep: s.keep,
 		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV}
 	c.cache = s.cache.Clone()
@@ -300,21 +366,22 @@ func (s *Session) ratioWindow() layerselect.Window {
 	return layerselect.Window{Sink: s.sink, Recent: s.window, Last: s.last}
 }
 
-// beginStep starts a forward step of n tokens and reports whether it measures lazy ratios:
-// Test mode's first forward, when the prompt is longer than sink+window and at least w_last.
-// That first forward counts as the selecting one even when it is too short to select on.
-func (s *Session) beginStep(n int) (selecting bool) {
+// beginStep starts a forward step of n tokens. first reports Test mode's first forward (the
+// selecting prefill, which restart undoes if it is stopped), selecting whether it measures
+// lazy ratios: when the prompt is longer than sink+window and at least w_last. The first
+// forward counts as the selecting one even when it is too short to select on.
+func (s *Session) beginStep(n int) (first, selecting bool) {
 	if s.mode != ModeTest || s.selected {
-		return false
+		return false, false
 	}
 	s.selected = true
 	if n <= s.sink+s.window || n < s.last {
-		return false
+		return true, false
 	}
 	if s.ratios == nil {
 		s.ratios = make([]float64, s.m.cfg.NumLayers)
 	}
-	return true
+	return true, true
 }
 
 // layer returns the cache layer li that this step's attention reads.
@@ -346,8 +413,3 @@ func (s *Session) observe(li int, ratio float64) error {
 
 // endStep ends a forward step of n tokens: the position moves past them.
 func (s *Session) endStep(n int) { s.pos += n }
-
-// interrupt marks the session unusable after a step stopped before layer li.
-func (s *Session) interrupt(li int, err error) {
-	s.err = fmt.Errorf("model: session interrupted in layer %d of a forward: %w", li, err)
-}

@@ -31,7 +31,7 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Defaults of the streaming layers and of Test-mode selection (DESIGN.md §1).
+// Defaults of the streaming layers and of Test-mode selection (see the package documentation).
 const (
 	DefaultSink   = 4    // attention-sink tokens a lazy layer keeps
 	DefaultWindow = 1020 // recent tokens a lazy layer keeps, the query's own included
@@ -39,22 +39,33 @@ const (
 	DefaultKeep   = 0.5  // fraction of layers Test mode keeps full
 )
 
-// SessionOption configures NewSession.
+// SessionOption configures NewSession. A nil SessionOption is ignored.
 type SessionOption func(*sessionOptions)
 
 type sessionOptions struct {
-	mode       Mode
-	modeSet    bool
-	lazy       []int
-	plan       *layerselect.Plan
-	stream     streamOptions
-	maxContext int
-	chunk      int
+	mode          Mode
+	modeSet       bool
+	modes         []Mode // every mode option given, in order (more than one is an error)
+	lazy          []int
+	plan          *layerselect.Plan
+	stream        streamOptions
+	maxContext    int
+	maxContextSet bool
+	chunk         int
+	chunkSet      bool
+}
+
+// setMode records a mode option.
+func (o *sessionOptions) setMode(m Mode, lazy []int, plan *layerselect.Plan) {
+	o.mode, o.modeSet, o.lazy, o.plan = m, true, lazy, plan
+	o.modes = append(o.modes, m)
 }
 
 // StreamOption sets one parameter of the streaming layers or of Test-mode selection. Those not
 // given take the defaults: in fixed mode the checkpoint's streaming_sink/streaming_window when
 // it declares them, else DefaultSink, DefaultWindow; DefaultKeep, DefaultLast in Test mode.
+// WithKeep and WithLast apply to TestMode only: given to FixedMode they make NewSession fail
+// with ErrOption. A nil StreamOption is ignored.
 type StreamOption func(*streamOptions)
 
 type streamOptions struct {
@@ -88,7 +99,7 @@ func WithKeep(f float64) StreamOption {
 // FullAttention makes every layer keep a full cache, also for checkpoints that declare lazy
 // layers.
 func FullAttention() SessionOption {
-	return func(o *sessionOptions) { o.mode, o.modeSet, o.lazy, o.plan = ModeFull, true, nil, nil }
+	return func(o *sessionOptions) { o.setMode(ModeFull, nil, nil) }
 }
 
 // TestMode selects LightTransfer-Test: the session's first forward runs full attention in
@@ -97,9 +108,11 @@ func FullAttention() SessionOption {
 // sink+window tokens, or of fewer than w_last tokens, makes no layer lazy.
 func TestMode(opts ...StreamOption) SessionOption {
 	return func(o *sessionOptions) {
-		o.mode, o.modeSet, o.lazy, o.plan = ModeTest, true, nil, nil
+		o.setMode(ModeTest, nil, nil)
 		for _, f := range opts {
-			f(&o.stream)
+			if f != nil {
+				f(&o.stream)
+			}
 		}
 	}
 }
@@ -108,9 +121,11 @@ func TestMode(opts ...StreamOption) SessionOption {
 // every query of those layers, prompt included.
 func FixedMode(lazy []int, opts ...StreamOption) SessionOption {
 	return func(o *sessionOptions) {
-		o.mode, o.modeSet, o.lazy, o.plan = ModeFixed, true, append([]int(nil), lazy...), nil
+		o.setMode(ModeFixed, append([]int(nil), lazy...), nil)
 		for _, f := range opts {
-			f(&o.stream)
+			if f != nil {
+				f(&o.stream)
+			}
 		}
 	}
 }
@@ -118,14 +133,20 @@ func FixedMode(lazy []int, opts ...StreamOption) SessionOption {
 // WithPlan runs fixed mode with a plan's lazy layers, sink and window (see layerselect.Plan).
 func WithPlan(p layerselect.Plan) SessionOption {
 	return func(o *sessionOptions) {
-		o.mode, o.modeSet, o.lazy, o.plan = ModeFixed, true, nil, &p
+		o.setMode(ModeFixed, nil, &p)
 	}
 }
 
-// WithMaxContext caps the number of tokens a session can hold (default and upper bound: the
-// model's max_position_embeddings).
-func WithMaxContext(n int) SessionOption { return func(o *sessionOptions) { o.maxContext = n } }
+// WithMaxContext caps the number of tokens a session can hold, n in [1,
+// max_position_embeddings]; without it the cap is the model's max_position_embeddings. Any
+// other n, 0 included, makes NewSession fail with ErrOption.
+func WithMaxContext(n int) SessionOption {
+	return func(o *sessionOptions) { o.maxContext, o.maxContextSet = n, true }
+}
 
 // WithChunkSize sets how many tokens a prefill pushes through all layers at once outside Test
-// mode's first forward (default 512). Smaller chunks use less activation memory.
-func WithChunkSize(n int) SessionOption { return func(o *sessionOptions) { o.chunk = n } }
+// mode's first forward (default 512; n must be >= 1, else NewSession fails with ErrOption).
+// Smaller chunks use less activation memory and let cancellation land sooner.
+func WithChunkSize(n int) SessionOption {
+	return func(o *sessionOptions) { o.chunk, o.chunkSet = n, true }
+}
