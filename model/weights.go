@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/lighttransfer/lighttransfer-go/internal/bf16"
 	"github.com/lighttransfer/lighttransfer-go/loader"
 )
 
@@ -48,7 +49,7 @@ func (w *matrix) row(dst []float32, r int) {
 	}
 	src := w.bf16[r*w.cols : (r+1)*w.cols]
 	for i, b := range src {
-		dst[i] = math.Float32frombits(uint32(b) << 16)
+		dst[i] = bf16.ToFloat32(b)
 	}
 }
 
@@ -110,9 +111,9 @@ func (b *binder) matrix(dst *matrix, name string, rows, cols int) {
 		return
 	}
 	w := matrix{rows: rows, cols: cols}
-	bf16 := b.format == WeightsBF16 || (b.format == WeightsAuto && t.DType == loader.BF16)
+	keep16 := b.format == WeightsBF16 || (b.format == WeightsAuto && t.DType == loader.BF16)
 	switch {
-	case bf16 && t.DType == loader.BF16:
+	case keep16 && t.DType == loader.BF16:
 		raw, _, _, err := b.ck.Raw(name)
 		if err != nil {
 			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
@@ -129,10 +130,10 @@ func (b *binder) matrix(dst *matrix, name string, rows, cols int) {
 			return
 		}
 		src := d.Data().([]float32)
-		if bf16 {
+		if keep16 {
 			w.bf16 = make([]uint16, len(src))
 			for i, x := range src {
-				w.bf16[i] = toBF16(x)
+				w.bf16[i] = bf16.FromFloat32(x)
 			}
 		} else {
 			w.f32 = append([]float32(nil), src...)
@@ -171,7 +172,7 @@ func (r *randomizer) matrix(w *matrix, _ string, rows, cols int) {
 	if r.bf16 {
 		w.bf16 = make([]uint16, rows*cols)
 		for i := range w.bf16 {
-			w.bf16[i] = toBF16(a * (2*r.rng.Float32() - 1))
+			w.bf16[i] = bf16.FromFloat32(a * (2*r.rng.Float32() - 1))
 		}
 		return
 	}
@@ -219,14 +220,4 @@ func (c *byteCounter) lmHead(head, embed *matrix, _ string, _, _ int, _ bool) {
 	if !head.same(*embed) {
 		c.n += head.bytes()
 	}
-}
-
-// toBF16 rounds x to the nearest bfloat16 (ties to even), keeping NaN a NaN.
-func toBF16(x float32) uint16 {
-	u := math.Float32bits(x)
-	if u&0x7fffffff > 0x7f800000 {
-		return uint16(u>>16) | 0x40
-	}
-	u += 0x7fff + (u>>16)&1
-	return uint16(u >> 16)
 }
