@@ -7,6 +7,10 @@ import (
 	"math"
 
 	"gorgonia.org/cu"
+
+	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
 const log2e = 1.4426950408889634
@@ -19,7 +23,7 @@ type KV struct {
 	Slots     int
 }
 
-func (p Params) check() (scale2 float32, err error) {
+func checkParams(p attention.Params) (scale2 float32, err error) {
 	if p.HeadDim != 64 && p.HeadDim != 128 {
 		return 0, fmt.Errorf("%w: head dim %d (want 64 or 128)", ErrUnsupported, p.HeadDim)
 	}
@@ -48,8 +52,8 @@ func need(b *Buffer, t DType, n int, what string) {
 // [n][Heads*HeadDim], k, v BF16 [n][KVHeads*HeadDim]. If lse is not nil it receives F32
 // [n][Heads] natural-log log-sum-exp of Scale*q·k over the visible keys (bf16-rounded q).
 // The kernel is queued; it returns launch errors only. Panics on buffer sizes or types.
-func (d *Device) Prefill(out, q, k, v *Buffer, n int, m Mask, p Params, lse *Buffer) error {
-	scale2, err := p.check()
+func (d *Device) Prefill(out, q, k, v *Buffer, n int, m kvcache.Policy, p attention.Params, lse *Buffer) error {
+	scale2, err := checkParams(p)
 	if err != nil {
 		return err
 	}
@@ -119,8 +123,8 @@ func (d *Device) grow(b **Buffer, n int) error {
 // partial results): out F32 [Heads*HeadDim], q F32 [Heads*HeadDim]. Slots whose position is
 // negative or not visible under m are ignored. If lse is not nil it receives F32 [Heads].
 // Queued; returns launch or workspace allocation errors. Panics on buffer sizes or types.
-func (d *Device) Decode(out, q *Buffer, pos int32, kv KV, m Mask, p Params, lse *Buffer) error {
-	scale2, err := p.check()
+func (d *Device) Decode(out, q *Buffer, pos int32, kv KV, m kvcache.Policy, p attention.Params, lse *Buffer) error {
+	scale2, err := checkParams(p)
 	if err != nil {
 		return err
 	}
@@ -220,8 +224,8 @@ func decodeSplits2(slots, blocks, target, minPer int) (perSplit, nsplit int) {
 // F32 [n][Heads]: the mean over heads and the last w.Last queries of the softmax mass on
 // S = [0, w.Sink) ∪ [n-w.Recent, n), causal. Returns 1 when n <= w.Sink+w.Recent; w.Last > n
 // uses all n queries. Waits for the result. Panics on buffer sizes or types.
-func (d *Device) LazyRatio(q, k, lse *Buffer, n int, w Window, p Params) (float64, error) {
-	scale2, err := p.check()
+func (d *Device) LazyRatio(q, k, lse *Buffer, n int, w layerselect.Window, p attention.Params) (float64, error) {
+	scale2, err := checkParams(p)
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"gorgonia.org/cu"
+
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 )
 
 // Cache is a KV cache in device memory with one store per model layer, following the policies
@@ -16,13 +18,13 @@ import (
 // Not safe for concurrent mutation.
 type Cache struct {
 	d      *Device
-	shape  Shape
+	shape  kvcache.Shape
 	block  int
 	layers []cacheLayer
 }
 
 type cacheLayer struct {
-	pol       Policy
+	pol       kvcache.Policy
 	k, v, pos *Buffer
 	capacity  int // allocated slots
 	count     int // tokens ever appended (arrival index of the next one)
@@ -34,7 +36,7 @@ const cacheBlock = 256
 // NewCache makes a cache with one layer per policy. Full layers preallocate reserve tokens
 // (0: allocate on first append; they grow by doubling in blocks of 256 tokens); streaming layers
 // allocate sink+window slots at once. Fails with ErrPolicy on a bad policy.
-func (d *Device) NewCache(s Shape, policies []Policy, reserve int) (*Cache, error) {
+func (d *Device) NewCache(s kvcache.Shape, policies []kvcache.Policy, reserve int) (*Cache, error) {
 	if s.KVHeads <= 0 || s.HeadDim <= 0 {
 		return nil, fmt.Errorf("%w: shape %+v", ErrPolicy, s)
 	}
@@ -113,7 +115,7 @@ func (c *Cache) realloc(i, n int) error {
 func (c *Cache) Layers() int { return len(c.layers) }
 
 // Policy returns layer's policy.
-func (c *Cache) Policy(layer int) Policy { return c.layers[layer].pol }
+func (c *Cache) Policy(layer int) kvcache.Policy { return c.layers[layer].pol }
 
 // Len returns the number of tokens layer holds now.
 func (c *Cache) Len(layer int) int {
@@ -169,7 +171,7 @@ func (c *Cache) View(layer int) KV {
 // first p.Sink and the last p.Window-1 tokens in arrival order, places them where a streaming
 // layer would hold them, and frees the full store at once. Converting to Full, a streaming layer,
 // or with a bad policy fails with ErrPolicy.
-func (c *Cache) Convert(layer int, p Policy) error {
+func (c *Cache) Convert(layer int, p kvcache.Policy) error {
 	l := &c.layers[layer]
 	if !p.IsStreaming() || p.Sink < 0 || l.pol.IsStreaming() {
 		return fmt.Errorf("%w: convert layer %d from %+v to %+v", ErrPolicy, layer, l.pol, p)

@@ -8,6 +8,10 @@ import (
 	"math/rand"
 	"os"
 	"testing"
+
+	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
 var dev *Device
@@ -90,7 +94,7 @@ func compare(t *testing.T, what string, got []float32, want []float64, atol, rto
 	t.Logf("%s: max abs err %.3g at %d", what, worst, at)
 }
 
-var layouts = []Params{
+var layouts = []attention.Params{
 	{Heads: 4, KVHeads: 4, HeadDim: 64},  // GQA ratio 1
 	{Heads: 8, KVHeads: 2, HeadDim: 128}, // ratio 4
 	{Heads: 14, KVHeads: 2, HeadDim: 64}, // ratio 7 (Qwen2.5-0.5B)
@@ -118,7 +122,7 @@ func TestPrefill(t *testing.T) {
 }
 
 func testPrefill(t *testing.T) {
-	masks := []Mask{{}, {Sink: 4, Window: 16}, {Sink: 0, Window: 7}, {Sink: 70, Window: 100}}
+	masks := []kvcache.Policy{{}, {Sink: 4, Window: 16}, {Sink: 0, Window: 7}, {Sink: 70, Window: 100}}
 	sizes := []int{1, 5, 63, 64, 65, 200, 517}
 	r := rand.New(rand.NewSource(7))
 	for li, p := range layouts {
@@ -155,7 +159,7 @@ func testDecodeSlots(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	for li, p := range layouts {
 		for _, n := range []int{1, 3, 100, 1000, 5000} {
-			m := []Mask{{}, {Sink: 4, Window: 64}, {Sink: 0, Window: 10}}[(li+n)%3]
+			m := []kvcache.Policy{{}, {Sink: 4, Window: 64}, {Sink: 0, Window: 10}}[(li+n)%3]
 			t.Run(fmt.Sprintf("h%d_kv%d_d%d/n%d/sink%d_win%d", p.Heads, p.KVHeads, p.HeadDim, n, m.Sink, m.Window), func(t *testing.T) {
 				qw, kw := p.Heads*p.HeadDim, p.KVHeads*p.HeadDim
 				slots := n + n/7
@@ -199,12 +203,12 @@ func TestCacheDecode(t *testing.T) { bothDecoders(t, testCacheDecode) }
 
 func testCacheDecode(t *testing.T) {
 	r := rand.New(rand.NewSource(3))
-	for _, p := range []Params{layouts[1], layouts[2], layouts[0]} {
+	for _, p := range []attention.Params{layouts[1], layouts[2], layouts[0]} {
 		t.Run(fmt.Sprintf("h%d_kv%d_d%d", p.Heads, p.KVHeads, p.HeadDim), func(t *testing.T) {
-			s := Shape{KVHeads: p.KVHeads, HeadDim: p.HeadDim}
+			s := kvcache.Shape{KVHeads: p.KVHeads, HeadDim: p.HeadDim}
 			w := s.Width()
-			sm := Streaming(4, 50)
-			c, err := dev.NewCache(s, []Policy{Full(), sm, Full()}, 0)
+			sm := kvcache.Streaming(4, 50)
+			c, err := dev.NewCache(s, []kvcache.Policy{kvcache.Full(), sm, kvcache.Full()}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,10 +230,10 @@ func testCacheDecode(t *testing.T) {
 					if err := c.Append(2, kb, vb, b, 0); err != nil {
 						t.Fatal(err)
 					}
-					if err := c.Convert(2, Streaming(4, 40)); err != nil {
+					if err := c.Convert(2, kvcache.Streaming(4, 40)); err != nil {
 						t.Fatal(err)
 					}
-					if err := c.Convert(2, Streaming(4, 40)); err == nil {
+					if err := c.Convert(2, kvcache.Streaming(4, 40)); err == nil {
 						t.Fatal("second Convert succeeded")
 					}
 				} else if err := c.Append(2, kb, vb, b, int32(total)); err != nil {
@@ -259,7 +263,7 @@ func testCacheDecode(t *testing.T) {
 						kept = append(kept, int32(a))
 					}
 				}
-				for layer, m := range []Mask{{}, {Sink: 4, Window: 50}, {}} {
+				for layer, m := range []kvcache.Policy{{}, {Sink: 4, Window: 50}, {}} {
 					want := make([]float64, len(q))
 					kpos := pos
 					if layer == 2 {
@@ -303,14 +307,14 @@ func testCacheDecode(t *testing.T) {
 func TestLazyRatio(t *testing.T) {
 	r := rand.New(rand.NewSource(5))
 	cases := []struct {
-		p Params
+		p attention.Params
 		n int
-		w Window
+		w layerselect.Window
 	}{
-		{layouts[2], 300, Window{Sink: 4, Recent: 32, Last: 32}},
-		{layouts[1], 1100, Window{Sink: 4, Recent: 100, Last: 32}},
-		{layouts[3], 90, Window{Sink: 4, Recent: 32, Last: 200}}, // Last > n
-		{layouts[0], 40, Window{Sink: 8, Recent: 32, Last: 32}},  // n <= Sink+Recent → 1
+		{layouts[2], 300, layerselect.Window{Sink: 4, Recent: 32, Last: 32}},
+		{layouts[1], 1100, layerselect.Window{Sink: 4, Recent: 100, Last: 32}},
+		{layouts[3], 90, layerselect.Window{Sink: 4, Recent: 32, Last: 200}}, // Last > n
+		{layouts[0], 40, layerselect.Window{Sink: 8, Recent: 32, Last: 32}},  // n <= Sink+Recent → 1
 	}
 	for _, c := range cases {
 		p, n := c.p, c.n
@@ -324,7 +328,7 @@ func TestLazyRatio(t *testing.T) {
 				pos[i] = int32(i)
 			}
 			out, lse := make([]float64, n*qw), make([]float64, n*p.Heads)
-			refAttend(out, lse, q, pos, k, v, pos, Mask{}, p)
+			refAttend(out, lse, q, pos, k, v, pos, kvcache.Policy{}, p)
 			want := refLazyRatio(q, k, lse, n, c.w, p)
 			lse32 := make([]float32, len(lse))
 			for i, x := range lse {
@@ -350,7 +354,7 @@ func TestPrefillThenLazyRatio(t *testing.T) {
 	r := rand.New(rand.NewSource(9))
 	p := layouts[2]
 	n := 700
-	w := Window{Sink: 4, Recent: 64, Last: 32}
+	w := layerselect.Window{Sink: 4, Recent: 64, Last: 32}
 	qw, kw := p.Heads*p.HeadDim, p.KVHeads*p.HeadDim
 	q := roundAll(randVec(r, n*qw, 2))
 	k := roundAll(randVec(r, n*kw, 1))
@@ -360,12 +364,12 @@ func TestPrefillThenLazyRatio(t *testing.T) {
 		pos[i] = int32(i)
 	}
 	out, lse := make([]float64, n*qw), make([]float64, n*p.Heads)
-	refAttend(out, lse, q, pos, k, v, pos, Mask{}, p)
+	refAttend(out, lse, q, pos, k, v, pos, kvcache.Policy{}, p)
 	want := refLazyRatio(q, k, lse, n, w, p)
 	qb, kb, vb := upload(t, F32, q), upload(t, BF16, k), upload(t, BF16, v)
 	ob, lb := alloc(t, F32, n*qw), alloc(t, F32, n*p.Heads)
 	defer func() { qb.Free(); kb.Free(); vb.Free(); ob.Free(); lb.Free() }()
-	if err := dev.Prefill(ob, qb, kb, vb, n, Mask{}, p, lb); err != nil {
+	if err := dev.Prefill(ob, qb, kb, vb, n, kvcache.Policy{}, p, lb); err != nil {
 		t.Fatal(err)
 	}
 	got, err := dev.LazyRatio(qb, kb, lb, n, w, p)
@@ -381,10 +385,10 @@ func TestPrefillThenLazyRatio(t *testing.T) {
 func TestUnsupported(t *testing.T) {
 	b := alloc(t, F32, 4)
 	defer b.Free()
-	if err := dev.Prefill(b, b, nil, nil, 1, Mask{}, Params{Heads: 1, KVHeads: 1, HeadDim: 96}, nil); err == nil {
+	if err := dev.Prefill(b, b, nil, nil, 1, kvcache.Policy{}, attention.Params{Heads: 1, KVHeads: 1, HeadDim: 96}, nil); err == nil {
 		t.Fatal("head dim 96 accepted")
 	}
-	if _, err := dev.NewCache(Shape{KVHeads: 1, HeadDim: 64}, []Policy{{Sink: -1, Window: 3}}, 0); err == nil {
+	if _, err := dev.NewCache(kvcache.Shape{KVHeads: 1, HeadDim: 64}, []kvcache.Policy{{Sink: -1, Window: 3}}, 0); err == nil {
 		t.Fatal("negative sink accepted")
 	}
 }

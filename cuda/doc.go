@@ -6,6 +6,12 @@
 // with -tags cuda needs the NVIDIA driver at run time and exits at start-up on a machine without
 // a GPU (gorgonia.org/cu initialises the driver in its init function).
 //
+// The package speaks the CPU packages' types: a call's head layout is an attention.Params
+// (Threads and Pool are ignored on the GPU), a layer's mask and cache policy is a
+// kvcache.Policy, a cache's geometry a kvcache.Shape, and the lazy-ratio windows a
+// layerselect.Window, so the model package's compute backend can hand the same values to the
+// CPU or to the GPU.
+//
 // Data types and layouts (the same as package attention, but in device memory):
 //
 //	q, out  float32 [n][Heads*HeadDim]    token-major; head h of token t at (t*Heads+h)*HeadDim
@@ -33,43 +39,3 @@ var ErrUnsupported = errors.New("cuda: unsupported")
 
 // ErrPolicy reports an invalid cache policy or conversion.
 var ErrPolicy = errors.New("cuda: invalid cache policy")
-
-// Params describes the head layout, as attention.Params does. Scale 0 means 1/sqrt(HeadDim).
-type Params struct {
-	Heads, KVHeads, HeadDim int
-	Scale                   float32
-}
-
-// Mask is the streaming mask, as attention.Mask: Window 0 is plain causal attention; otherwise
-// key position kp is visible to query position qp iff kp <= qp && (kp < Sink || kp > qp-Window).
-type Mask struct{ Sink, Window int }
-
-// Visible reports whether key position kp is visible to query position qp (negative kp never is).
-func (m Mask) Visible(qp, kp int32) bool {
-	if kp < 0 || kp > qp {
-		return false
-	}
-	return m.Window == 0 || kp < int32(m.Sink) || kp > qp-int32(m.Window)
-}
-
-// Window holds the lazy-ratio windows w_sink, w_recent, w_last of DESIGN §1 (no implicit defaults).
-type Window struct{ Sink, Recent, Last int }
-
-// Policy is a cache layer's policy, as kvcache.Policy: the zero value is Full, Window > 0 is
-// streaming (a sink segment of Sink slots plus a ring of Window slots).
-type Policy struct{ Sink, Window int }
-
-// Full returns the policy of a layer that keeps every token.
-func Full() Policy { return Policy{} }
-
-// Streaming returns the policy of a lazy layer: sink tokens plus a ring of the last window.
-func Streaming(sink, window int) Policy { return Policy{Sink: sink, Window: window} }
-
-// IsStreaming reports whether p is a streaming policy.
-func (p Policy) IsStreaming() bool { return p.Window > 0 }
-
-// Shape is the per-token width of a cache: KVHeads*HeadDim values for K and as many for V.
-type Shape struct{ KVHeads, HeadDim int }
-
-// Width returns KVHeads*HeadDim.
-func (s Shape) Width() int { return s.KVHeads * s.HeadDim }

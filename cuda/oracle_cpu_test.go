@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 )
 
 // TestAgainstAttentionPackage compares the default prefill and decode kernels with the CPU
@@ -18,26 +19,25 @@ import (
 func TestAgainstAttentionPackage(t *testing.T) {
 	r := rand.New(rand.NewSource(21))
 	cases := []struct {
-		p Params
+		p attention.Params
 		n int
-		m Mask
+		m kvcache.Policy
 	}{
-		{Params{Heads: 4, KVHeads: 4, HeadDim: 64}, 130, Mask{}},
-		{Params{Heads: 8, KVHeads: 2, HeadDim: 128}, 257, Mask{Sink: 4, Window: 32}},
-		{Params{Heads: 14, KVHeads: 2, HeadDim: 64}, 300, Mask{}},
-		{Params{Heads: 7, KVHeads: 1, HeadDim: 128}, 77, Mask{Sink: 2, Window: 9}},
+		{attention.Params{Heads: 4, KVHeads: 4, HeadDim: 64}, 130, kvcache.Policy{}},
+		{attention.Params{Heads: 8, KVHeads: 2, HeadDim: 128}, 257, kvcache.Policy{Sink: 4, Window: 32}},
+		{attention.Params{Heads: 14, KVHeads: 2, HeadDim: 64}, 300, kvcache.Policy{}},
+		{attention.Params{Heads: 7, KVHeads: 1, HeadDim: 128}, 77, kvcache.Policy{Sink: 2, Window: 9}},
 	}
 	for _, c := range cases {
 		p, n, m := c.p, c.n, c.m
 		t.Run(fmt.Sprintf("h%d_kv%d_d%d/n%d", p.Heads, p.KVHeads, p.HeadDim, n), func(t *testing.T) {
-			ap := attention.Params{Heads: p.Heads, KVHeads: p.KVHeads, HeadDim: p.HeadDim, Scale: p.Scale}
-			am := attention.Mask{Sink: m.Sink, Window: m.Window}
+			ap := p
 			qw, kw := p.Heads*p.HeadDim, p.KVHeads*p.HeadDim
 			q := roundAll(randVec(r, n*qw, 1.5))
 			k := roundAll(randVec(r, n*kw, 1))
 			v := roundAll(randVec(r, n*kw, 1))
 			want, wantLSE := make([]float32, n*qw), make([]float32, n*p.Heads)
-			attention.Prefill(want, q, k, v, n, am, ap, wantLSE)
+			attention.Prefill(want, q, k, v, n, m.Sink, m.Window, ap, wantLSE)
 			qb, kb, vb := upload(t, F32, q), upload(t, BF16, k), upload(t, BF16, v)
 			ob, lb := alloc(t, F32, n*qw), alloc(t, F32, n*p.Heads)
 			defer func() { qb.Free(); kb.Free(); vb.Free(); ob.Free(); lb.Free() }()
@@ -58,7 +58,7 @@ func TestAgainstAttentionPackage(t *testing.T) {
 			}
 			qd := randVec(r, qw, 1.5)
 			wantD := make([]float32, qw)
-			attention.Decode(wantD, qd, int32(n-1), attention.Segments{{K: ks, V: vs, Pos: pos}}, am, ap)
+			attention.Decode(wantD, qd, int32(n-1), attention.Segments{{K: ks, V: vs, Pos: pos}}, m.Sink, m.Window, ap)
 			qdb, ksb, vsb, pb := upload(t, F32, qd), upload(t, BF16, ks), upload(t, BF16, vs), uploadI32(t, pos)
 			odb := alloc(t, F32, qw)
 			defer func() { qdb.Free(); ksb.Free(); vsb.Free(); pb.Free(); odb.Free() }()

@@ -4,6 +4,10 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/lighttransfer/lighttransfer-go/attention"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
 // Naive float64 oracles for the GPU kernels (the house rule's "naive twin"). They follow
@@ -12,7 +16,7 @@ import (
 // refAttend computes attention of queries q [nq][H*D] at positions qpos over keys/values
 // k, v [nk][KVH*D] at positions kpos (any order; negative = empty), visible under m.
 // out [nq][H*D]; lse [nq][H] (natural log; -Inf when nothing is visible).
-func refAttend(out, lse []float64, q []float32, qpos []int32, k, v []float32, kpos []int32, m Mask, p Params) {
+func refAttend(out, lse []float64, q []float32, qpos []int32, k, v []float32, kpos []int32, m kvcache.Policy, p attention.Params) {
 	H, KVH, D := p.Heads, p.KVHeads, p.HeadDim
 	scale := float64(p.Scale)
 	if scale == 0 {
@@ -69,7 +73,7 @@ func refAttend(out, lse []float64, q []float32, qpos []int32, k, v []float32, kp
 }
 
 // refLazyRatio is DESIGN §1 Eq. 1 via LSE: q [n][H*D], k [n][KVH*D], lse [n][H].
-func refLazyRatio(q, k []float32, lse []float64, n int, w Window, p Params) float64 {
+func refLazyRatio(q, k []float32, lse []float64, n int, w layerselect.Window, p attention.Params) float64 {
 	if n <= w.Sink+w.Recent {
 		return 1
 	}
@@ -148,13 +152,13 @@ func TestBF16Rounding(t *testing.T) {
 
 func TestMaskVisible(t *testing.T) {
 	cases := []struct {
-		m      Mask
+		m      kvcache.Policy
 		qp, kp int32
 		want   bool
 	}{
-		{Mask{}, 5, 5, true}, {Mask{}, 5, 6, false}, {Mask{}, 5, -1, false},
-		{Mask{Sink: 2, Window: 3}, 10, 1, true}, {Mask{Sink: 2, Window: 3}, 10, 7, false},
-		{Mask{Sink: 2, Window: 3}, 10, 8, true}, {Mask{Sink: 2, Window: 3}, 10, 10, true},
+		{kvcache.Policy{}, 5, 5, true}, {kvcache.Policy{}, 5, 6, false}, {kvcache.Policy{}, 5, -1, false},
+		{kvcache.Policy{Sink: 2, Window: 3}, 10, 1, true}, {kvcache.Policy{Sink: 2, Window: 3}, 10, 7, false},
+		{kvcache.Policy{Sink: 2, Window: 3}, 10, 8, true}, {kvcache.Policy{Sink: 2, Window: 3}, 10, 10, true},
 	}
 	for _, c := range cases {
 		if got := c.m.Visible(c.qp, c.kp); got != c.want {
@@ -167,7 +171,7 @@ func TestMaskVisible(t *testing.T) {
 // key the lazy ratio is 1, and with the refAttend lse the masses are probabilities.
 func TestRefLazyRatioMatchesAttend(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	p := Params{Heads: 4, KVHeads: 2, HeadDim: 8}
+	p := attention.Params{Heads: 4, KVHeads: 2, HeadDim: 8}
 	n := 40
 	q, k, v := randVec(r, n*32, 1), randVec(r, n*16, 1), randVec(r, n*16, 1)
 	pos := make([]int32, n)
@@ -175,13 +179,13 @@ func TestRefLazyRatioMatchesAttend(t *testing.T) {
 		pos[i] = int32(i)
 	}
 	out, lse := make([]float64, n*32), make([]float64, n*4)
-	refAttend(out, lse, q, pos, k, v, pos, Mask{}, p)
+	refAttend(out, lse, q, pos, k, v, pos, kvcache.Policy{}, p)
 	// Sink+Recent = n-1 < n but S still covers all keys but one: ratio just below 1.
-	got := refLazyRatio(q, k, lse, n, Window{Sink: 20, Recent: 19, Last: 8}, p)
+	got := refLazyRatio(q, k, lse, n, layerselect.Window{Sink: 20, Recent: 19, Last: 8}, p)
 	if got <= 0.5 || got > 1+1e-12 {
 		t.Fatalf("ratio %v out of range", got)
 	}
-	if got := refLazyRatio(q, k, lse, n, Window{Sink: 0, Recent: n - 1, Last: 1}, p); math.Abs(got-1) > 0.5 {
+	if got := refLazyRatio(q, k, lse, n, layerselect.Window{Sink: 0, Recent: n - 1, Last: 1}, p); math.Abs(got-1) > 0.5 {
 		t.Fatalf("ratio %v", got)
 	}
 }
