@@ -20,4 +20,19 @@
 // Forward returns logits as a gorgonia.org/tensor Dense of shape [n][vocab] (for tests and
 // reference checks); Next returns only the last row, which is what generation needs; Generate
 // and GenerateTokens turn text or token prompts into continuations.
+//
+// # Layout
+//
+// Where things go (a new architecture, KV layer type or backend is one more file or package):
+//
+//	model/llama.go         an architecture: the table of its tensors (names, shapes, optional
+//	                       ones), walked by loading, Random and WeightBytes (arch.go); a new
+//	                       architecture is one such file plus its config defaults in loader
+//	model/forward.go       the one forward: math over weights, buffers and cache layers
+//	model/session.go       a sequence's state, changed only through its step methods
+//	model/backend.go       the compute seam (products, norms, RoPE, attention, lazy ratio,
+//	                       cache factory); backend_cpu.go is the CPU implementation, a GPU
+//	                       one is another implementation (package cuda has its kernels)
+//	kvcache/full.go, streaming.go   the cache layer kinds; a new one (bf16, int8, …) is a file
+//	internal/cpu           feature detection, the purego convention, the one worker pool
 package model

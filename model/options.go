@@ -6,7 +6,7 @@ import (
 	"runtime"
 )
 
-// LoadOption configures Load, FromCheckpoint and Random. A nil LoadOption is ignored.
+// LoadOption configures Load and Random. A nil LoadOption is ignored.
 type LoadOption func(*loadOptions)
 
 type loadOptions struct {
