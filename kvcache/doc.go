@@ -13,8 +13,15 @@
 //	              slots that overwrites its oldest token (sink 0: a plain sliding
 //	              window). Sink+Window slots are allocated on the first append.
 //
-// Both store float32 keys and values. A layer of another element type (bf16,
-// int8, 4-bit) is one more file implementing Layer, with its own Bytes.
+// Either kind stores its keys and values in an element [Type] chosen per kind of layer with
+// [WithType] (F32 by default, BF16, Q8), through one store file per type:
+//
+//	store_f32.go  float32, exact
+//	store_bf16.go bfloat16, round to nearest even
+//	store_q8.go   int8 with one float32 scale per min(32, HeadDim) elements of a token's head
+//
+// [Layer.SegmentQ] (and [View.SegmentQ]) hand the stored bytes and scales to attention, which
+// dequantizes them where they lie. A converted layer keeps its type.
 //
 // Keys are stored after RoPE at their original absolute positions; the cache
 // never re-indexes or re-rotates anything. [Cache.View] exposes a layer as
@@ -24,8 +31,8 @@
 // Sink and the last Window-1 tokens and freeing the blocks at once.
 //
 // Memory accounting is exact: [Cache.Usage] reports allocated slots per layer,
-// each slot costing [SlotBytes] bytes, and [Estimate] predicts the same figure
-// for a token count without allocating.
+// each slot costing [Type.SlotBytes] bytes of its layer's type (scales included; [SlotBytes]
+// for F32), and [Estimate] predicts the same figure for a token count without allocating.
 //
 // A Cache is not safe for concurrent mutation; concurrent reads (View, Len,
 // Usage) without a concurrent writer are safe.

@@ -58,7 +58,8 @@ func SlotBytes(s Shape) int64 { return slotBytes(s.Width()) }
 func slotBytes(width int) int64 { return 2*int64(width)*4 + 4 }
 
 type options struct {
-	blockTokens int
+	blockTokens       int
+	fullT, streamingT Type
 }
 
 // Option configures [New] and [Estimate].
@@ -68,6 +69,14 @@ type Option func(*options)
 // (default [DefaultBlockTokens]). New reports an error wrapping [ErrShape] for
 // n <= 0; Estimate falls back to the default.
 func WithBlockTokens(n int) Option { return func(o *options) { o.blockTokens = n } }
+
+// WithType sets the element type of the layers whose policy given to New is Full (full) and of
+// those streaming from the start (streaming); both default to [F32]. A full layer keeps its
+// type when converted to streaming. New reports an error wrapping [ErrType] for an unknown
+// type; Estimate counts an unknown type as F32.
+func WithType(full, streaming Type) Option {
+	return func(o *options) { o.fullT, o.streamingT = full, streaming }
+}
 
 func buildOptions(opts []Option) options {
 	o := options{blockTokens: DefaultBlockTokens}
@@ -86,12 +95,14 @@ type Cache struct {
 	width  int
 	bt     int
 	init   []Policy // policies given to New (Reset restores them)
+	types  []Type   // each layer's element type (New's, or SetType's)
 	layers []Layer
 }
 
-// New returns an empty cache with one layer per policy. It reports errors
-// wrapping [ErrShape] (bad shape or block size), [ErrLayer] (no policies) or
-// [ErrPolicy] (an invalid policy, naming the layer). Nothing is allocated for
+// New returns an empty cache with one layer per policy, of the element types [WithType] sets
+// (default F32). It reports errors wrapping [ErrShape] (bad shape or block size), [ErrLayer]
+// (no policies), [ErrPolicy] (an invalid policy, naming the layer) or [ErrType] (an unknown
+// element type, naming it). Nothing is allocated for
 // the tokens until they are appended.
 func New(s Shape, policies []Policy, opts ...Option) (*Cache, error) {
 	if err := s.validate(); err != nil {
@@ -104,20 +115,27 @@ func New(s Shape, policies []Policy, opts ...Option) (*Cache, error) {
 	if len(policies) == 0 {
 		return nil, errorf(ErrLayer, "no layers: need at least one policy")
 	}
-	for i, p := range policies {
-		if err := p.Validate(); err != nil {
-			return nil, errorf(ErrPolicy, "layer %d: %s", i, trimPrefix(err.Error()))
-		}
-	}
 	c := &Cache{
 		shape:  s,
 		width:  s.Width(),
 		bt:     o.blockTokens,
 		init:   append([]Policy(nil), policies...),
+		types:  make([]Type, len(policies)),
 		layers: make([]Layer, len(policies)),
 	}
 	for i, p := range policies {
-		c.layers[i] = newLayer(s, p, c.bt)
+		if err := p.Validate(); err != nil {
+			return nil, errorf(ErrPolicy, "layer %d: %s", i, trimPrefix(err.Error()))
+		}
+		t := o.fullT
+		if p.IsStreaming() {
+			t = o.streamingT
+		}
+		if err := t.Validate(s); err != nil {
+			return nil, errorf(ErrType, "layer %d: %s", i, trimPrefix(err.Error()))
+		}
+		c.types[i] = t
+		c.layers[i] = newLayer(s, p, t, c.bt)
 	}
 	return c, nil
 }
@@ -129,6 +147,9 @@ func trimPrefix(msg string) string {
 	}
 	return msg
 }
+
+// Shape returns the cache's per-token geometry.
+func (c *Cache) Shape() Shape { return c.shape }
 
 // Layers returns the number of layers.
 func (c *Cache) Layers() int { return len(c.layers) }
@@ -210,6 +231,7 @@ func (c *Cache) Clone() *Cache {
 		width:  c.width,
 		bt:     c.bt,
 		init:   append([]Policy(nil), c.init...),
+		types:  append([]Type(nil), c.types...),
 		layers: make([]Layer, len(c.layers)),
 	}
 	for i, l := range c.layers {
@@ -226,11 +248,36 @@ func (c *Cache) Clone() *Cache {
 func (c *Cache) Reset() {
 	for i, l := range c.layers {
 		if l.Policy() != c.init[i] {
-			c.layers[i] = newLayer(c.shape, c.init[i], c.bt)
+			c.layers[i] = newLayer(c.shape, c.init[i], c.types[i], c.bt)
 			continue
 		}
 		l.Reset()
 	}
+}
+
+// Type returns layer's element type. It panics if layer is out of range.
+func (c *Cache) Type(layer int) Type { return c.Layer(layer).Type() }
+
+// SetType changes the element type of an empty layer (keeping its policy; Reset keeps the new
+// type). Errors wrap [ErrLayer] (layer out of range) or [ErrType] (an unknown type, or a layer
+// that holds tokens, naming the layer and both types); setting the type a layer has is a no-op.
+func (c *Cache) SetType(layer int, t Type) error {
+	if err := c.checkLayer(layer); err != nil {
+		return err
+	}
+	if err := t.Validate(c.shape); err != nil {
+		return errorf(ErrType, "layer %d: %s", layer, trimPrefix(err.Error()))
+	}
+	l := c.layers[layer]
+	if l.Type() == t {
+		return nil
+	}
+	if l.Len() > 0 {
+		return errorf(ErrType, "layer %d: set type %v: the layer holds %d tokens of type %v", layer, t, l.Len(), l.Type())
+	}
+	c.types[layer] = t
+	c.layers[layer] = newLayer(c.shape, l.Policy(), t, c.bt)
+	return nil
 }
 
 // View returns a read-only view of layer's tokens as segments; it does not
@@ -263,4 +310,13 @@ func (vw View) Segment(i int) (k, v []float32, pos []int32) {
 		panic(fmt.Sprintf("kvcache: segment %d of an empty view", i))
 	}
 	return vw.l.Segment(i)
+}
+
+// SegmentQ returns segment i as stored (see [Layer]); it satisfies the attention package's
+// QKV interface. It panics if i is out of range.
+func (vw View) SegmentQ(i int) (elem int, k, v []byte, ks, vs []float32, pos []int32) {
+	if vw.l == nil {
+		panic(fmt.Sprintf("kvcache: segment %d of an empty view", i))
+	}
+	return vw.l.SegmentQ(i)
 }

@@ -3,6 +3,7 @@ package kvcache_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -23,6 +24,7 @@ type tok struct {
 // others only the last Window stay (ring, oldest first).
 type naiveLayer struct {
 	init, policy kvcache.Policy
+	typ          kvcache.Type
 	all          []tok // full layers: every token in arrival order
 	sink, ring   []tok // streaming layers
 	capacity     int   // slots the real cache should report as allocated
@@ -80,10 +82,14 @@ type naiveCache struct {
 	bt     int
 }
 
-func newNaive(policies []kvcache.Policy, bt int) *naiveCache {
+func newNaive(policies []kvcache.Policy, bt int, fullT, streamingT kvcache.Type) *naiveCache {
 	n := &naiveCache{bt: bt, layers: make([]naiveLayer, len(policies))}
 	for i, p := range policies {
-		n.layers[i] = naiveLayer{init: p, policy: p}
+		t := fullT
+		if p.IsStreaming() {
+			t = streamingT
+		}
+		n.layers[i] = naiveLayer{init: p, policy: p, typ: t}
 	}
 	return n
 }
@@ -113,7 +119,14 @@ func checkView(t *testing.T, c *kvcache.Cache, layer, width int, want []tok, msg
 	got := make(map[int32]tok, len(want))
 	view := c.View(layer)
 	for s := range view.NumSegments() {
-		k, v, pos := view.Segment(s)
+		elem, kb, vb, ks, vs, pos := view.SegmentQ(s)
+		require.Equal(t, int(c.Type(layer)), elem, msg)
+		k, v := dequant(c.Type(layer), kb, ks, c.Shape().HeadDim, pos), dequant(c.Type(layer), vb, vs, c.Shape().HeadDim, pos)
+		if c.Type(layer) == kvcache.F32 {
+			kf, vf, _ := view.Segment(s)
+			require.Equal(t, k, kf, msg)
+			require.Equal(t, v, vf, msg)
+		}
 		if len(pos) == 0 || len(k) != len(pos)*width || len(v) != len(pos)*width {
 			t.Fatalf("%s: segment %d: %d positions, %d k, %d v floats", msg, s, len(pos), len(k), len(v))
 		}
@@ -144,21 +157,23 @@ func checkUsage(t *testing.T, c *kvcache.Cache, n *naiveCache, s kvcache.Shape, 
 	u := c.Usage()
 	require.Equal(t, u.Bytes, c.Bytes(), "Bytes must equal Usage().Bytes")
 	require.Len(t, u.Layers, len(n.layers), msg)
-	var tokens, bytes int64
+	var tokens, bytes, data int64
 	for i := range n.layers {
 		l := &n.layers[i]
 		lu := u.Layers[i]
 		require.Equal(t, l.policy, lu.Policy, "%s: layer %d policy", msg, i)
 		require.Equal(t, len(l.expected()), lu.Tokens, "%s: layer %d tokens", msg, i)
 		require.Equal(t, l.capacity, lu.Capacity, "%s: layer %d capacity", msg, i)
-		require.Equal(t, int64(l.capacity)*kvcache.SlotBytes(s), lu.Bytes, "%s: layer %d bytes", msg, i)
+		require.Equal(t, int64(l.capacity)*slotBytes(l.typ, s), lu.Bytes, "%s: layer %d bytes", msg, i)
+		require.Equal(t, l.typ, lu.Type, "%s: layer %d type", msg, i)
 		tokens += int64(lu.Tokens)
 		bytes += lu.Bytes
+		data += int64(lu.Tokens) * (slotBytes(l.typ, s) - 4)
 	}
 	require.Equal(t, tokens, u.Tokens, msg)
 	require.Equal(t, bytes, u.Bytes, msg)
-	// Each held token has one key and one value of Width float32s.
-	require.Equal(t, tokens*2*int64(s.KVHeads*s.HeadDim)*4, u.DataBytes, msg)
+	// Each held token has one key and one value of Width elements (and their scales).
+	require.Equal(t, data, u.DataBytes, msg)
 }
 
 func randomPolicy(rng *rand.Rand) kvcache.Policy {
@@ -183,9 +198,10 @@ func TestRandomAgainstNaive(t *testing.T) {
 			for i := range policies {
 				policies[i] = randomPolicy(rng)
 			}
-			c, err := kvcache.New(s, policies, kvcache.WithBlockTokens(bt))
+			fullT, streamingT := kvcache.Type(rng.IntN(3)), kvcache.Type(rng.IntN(3))
+			c, err := kvcache.New(s, policies, kvcache.WithBlockTokens(bt), kvcache.WithType(fullT, streamingT))
 			require.NoError(t, err)
-			n := newNaive(policies, bt)
+			n := newNaive(policies, bt, fullT, streamingT)
 			require.Equal(t, len(policies), c.Layers())
 			next := int32(0)
 
@@ -223,6 +239,8 @@ func TestRandomAgainstNaive(t *testing.T) {
 					k, v, pos, toks := makeTokens(rng, w, count, &next)
 					require.NoError(t, c.Append(layer, k, v, pos), msg)
 					for _, tk := range toks {
+						typ := n.layers[layer].typ
+						tk.k, tk.v = roundTrip(typ, tk.k, s.HeadDim), roundTrip(typ, tk.v, s.HeadDim)
 						n.layers[layer].append(tk, bt)
 					}
 					// The cache must have copied: scribbling over the inputs changes nothing.
@@ -276,7 +294,7 @@ func TestStreamingBatchEqualsOneByOne(t *testing.T) {
 		for _, batch := range []int{1, 2, 3, 6, 7, 8, 20, 40} {
 			a, _ := kvcache.New(s, []kvcache.Policy{p})
 			b, _ := kvcache.New(s, []kvcache.Policy{p})
-			n := newNaive([]kvcache.Policy{p}, 1)
+			n := newNaive([]kvcache.Policy{p}, 1, kvcache.F32, kvcache.F32)
 			next := int32(0)
 			for range 4 {
 				k, v, pos, toks := makeTokens(rng, s.Width(), batch, &next)
@@ -352,7 +370,7 @@ func TestConvert(t *testing.T) {
 			}
 
 			// Further appends: streaming rule on top of the converted state.
-			n := newNaive([]kvcache.Policy{kvcache.Full()}, tc.bt)
+			n := newNaive([]kvcache.Policy{kvcache.Full()}, tc.bt, kvcache.F32, kvcache.F32)
 			for _, tk := range toks {
 				n.layers[0].append(tk, tc.bt)
 			}
@@ -476,6 +494,9 @@ func TestEstimateEqualsUsage(t *testing.T) {
 		if bt != kvcache.DefaultBlockTokens || rng.IntN(2) == 0 {
 			opts = append(opts, kvcache.WithBlockTokens(bt))
 		}
+		if trial%4 != 0 {
+			opts = append(opts, kvcache.WithType(kvcache.Type(rng.IntN(3)), kvcache.Type(rng.IntN(3))))
+		}
 		c, err := kvcache.New(s, policies, opts...)
 		require.NoError(t, err)
 		require.Zero(t, kvcache.Estimate(s, policies, 0, opts...))
@@ -508,6 +529,113 @@ func TestEstimateEqualsUsage(t *testing.T) {
 	require.Zero(t, kvcache.Estimate(s, pol, -5))
 	require.Equal(t, kvcache.Estimate(s, pol, 5000), kvcache.Estimate(s, pol, 5000, kvcache.WithBlockTokens(0)))
 	require.Zero(t, testing.AllocsPerRun(100, func() { kvcache.Estimate(s, pol, 5000) }))
+	// Same shape at 16384 tokens: Q8 slot = 2·(128 + 4 scales·4) + 4 = 292 bytes, BF16 516.
+	// Hybrid (12 streaming(4,1020)) with Q8 is 0.151× of full attention at F32.
+	var allFull []kvcache.Policy = make([]kvcache.Policy, 24)
+	full32 := kvcache.Estimate(s, allFull, 16384)
+	require.Equal(t, int64(24*16384*1028), full32)
+	hq8 := kvcache.Estimate(s, pol, 16384, kvcache.WithType(kvcache.Q8, kvcache.Q8))
+	require.Equal(t, int64(12*16384*292+12*1024*292), hq8)
+	require.Less(t, float64(hq8)/float64(full32), 0.16)
+	require.Equal(t, int64(24*16384*516), kvcache.Estimate(s, allFull, 16384, kvcache.WithType(kvcache.BF16, kvcache.F32)))
+}
+
+func TestTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		t    kvcache.Type
+	}{{"f32", kvcache.F32}, {"bf16", kvcache.BF16}, {"q8", kvcache.Q8}} {
+		got, err := kvcache.ParseType(tc.name)
+		require.NoError(t, err)
+		require.Equal(t, tc.t, got)
+		require.Equal(t, tc.name, tc.t.String())
+	}
+	for _, bad := range []string{"", "F32", "q5", "fp16"} {
+		_, err := kvcache.ParseType(bad)
+		require.ErrorIs(t, err, kvcache.ErrType)
+		require.Contains(t, err.Error(), fmt.Sprintf("%q", bad))
+	}
+	require.Equal(t, "Type(9)", kvcache.Type(9).String())
+	s := kvcache.Shape{KVHeads: 2, HeadDim: 8}
+	_, err := kvcache.New(s, []kvcache.Policy{kvcache.Full(), kvcache.Streaming(1, 2)}, kvcache.WithType(kvcache.F32, kvcache.Type(7)))
+	require.ErrorIs(t, err, kvcache.ErrType)
+	require.Contains(t, err.Error(), "layer 1: element type Type(7)")
+	// Q8 accepts every head_dim from 1 up; 40 has a group of 32 and one of 8.
+	for _, hd := range []int{1, 8, 40, 64, 80, 128} {
+		require.NoError(t, kvcache.Q8.Validate(kvcache.Shape{KVHeads: 1, HeadDim: hd}))
+	}
+	require.Equal(t, int64(2*(40+2*4)+4), kvcache.Q8.SlotBytes(kvcache.Shape{KVHeads: 1, HeadDim: 40}))
+
+	c, err := kvcache.New(s, []kvcache.Policy{kvcache.Full(), kvcache.Streaming(1, 2)}, kvcache.WithType(kvcache.Q8, kvcache.BF16))
+	require.NoError(t, err)
+	require.Equal(t, kvcache.Q8, c.Type(0))
+	require.Equal(t, kvcache.BF16, c.Type(1))
+	k := make([]float32, 16)
+	require.NoError(t, c.Append(0, k, k, []int32{0}))
+	err = c.SetType(0, kvcache.F32)
+	require.ErrorIs(t, err, kvcache.ErrType)
+	require.Contains(t, err.Error(), "layer 0: set type f32: the layer holds 1 tokens of type q8")
+	require.ErrorIs(t, c.SetType(5, kvcache.F32), kvcache.ErrLayer)
+	require.ErrorIs(t, c.SetType(1, kvcache.Type(4)), kvcache.ErrType)
+	require.NoError(t, c.SetType(0, kvcache.Q8), "same type: no-op")
+	require.NoError(t, c.SetType(1, kvcache.F32))
+	require.Equal(t, kvcache.F32, c.Type(1))
+	require.Equal(t, kvcache.Streaming(1, 2), c.Policy(1))
+	// Convert keeps the type; Reset restores the policy and keeps the type.
+	require.NoError(t, c.Convert(0, kvcache.Streaming(1, 2)))
+	require.Equal(t, kvcache.Q8, c.Type(0))
+	c.Reset()
+	require.Equal(t, kvcache.Full(), c.Policy(0))
+	require.Equal(t, kvcache.Q8, c.Type(0))
+	require.Equal(t, kvcache.F32, c.Type(1))
+}
+
+// TestQuantizedValues: stored elements decode within each type's rounding bound (BF16: a
+// relative 2⁻⁸; Q8: half a scale step), and inputs with zeros, huge values and NaN never panic.
+func TestQuantizedValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	s := kvcache.Shape{KVHeads: 2, HeadDim: 40}
+	w := s.Width()
+	for _, typ := range []kvcache.Type{kvcache.BF16, kvcache.Q8} {
+		c, err := kvcache.New(s, []kvcache.Policy{kvcache.Full()}, kvcache.WithType(typ, typ), kvcache.WithBlockTokens(4))
+		require.NoError(t, err)
+		n := 10
+		k := make([]float32, n*w)
+		for i := range k {
+			k[i] = float32(rng.NormFloat64()) * 3
+		}
+		clear(k[2*w : 3*w]) // an all-zero token
+		pos := make([]int32, n)
+		for i := range pos {
+			pos[i] = int32(i)
+		}
+		require.NoError(t, c.Append(0, k, k, pos))
+		var got []float32
+		for si := range c.View(0).NumSegments() {
+			elem, kb, _, ks, _, p := c.View(0).SegmentQ(si)
+			require.Equal(t, int(typ), elem)
+			got = append(got, dequant(typ, kb, ks, s.HeadDim, p)...)
+		}
+		for i, x := range k {
+			bound := math.Abs(float64(x)) / 256
+			if typ == kvcache.Q8 {
+				h := i / s.HeadDim * s.HeadDim
+				g := h + (i-h)/32*32
+				var amax float64
+				for _, y := range k[g:min(g+32, h+s.HeadDim)] {
+					amax = math.Max(amax, math.Abs(float64(y)))
+				}
+				bound = amax / 127 / 2 * (1 + 1e-5)
+			}
+			require.LessOrEqual(t, math.Abs(float64(got[i]-x)), bound, "%v element %d", typ, i)
+		}
+		bad := []float32{float32(math.NaN()), float32(math.Inf(1)), 3e38, -3e38}
+		x := make([]float32, w)
+		for i := range x {
+			x[i] = bad[i%len(bad)]
+		}
+		require.NoError(t, c.Append(0, x, x, []int32{int32(n)}))
+	}
 }
 
 func TestResetAndClone(t *testing.T) {
@@ -603,4 +731,20 @@ func TestPolicyVisible(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, tc.p.Visible(tc.qp, tc.kp), "%v q=%d k=%d", tc.p, tc.qp, tc.kp)
 	}
+}
+
+// FuzzParseType: ParseType never panics and accepts exactly the three names, which
+// round-trip through String.
+func FuzzParseType(f *testing.F) {
+	for _, s := range []string{"f32", "bf16", "q8", "q4", "", "F32"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		typ, err := kvcache.ParseType(s)
+		if err != nil {
+			require.ErrorIs(t, err, kvcache.ErrType)
+			return
+		}
+		require.Equal(t, s, typ.String())
+	})
 }

@@ -4,47 +4,40 @@ import "fmt"
 
 // streaming is a layer that keeps the first Sink tokens ever appended (the sink segment,
 // slots [0, Sink)) and the most recent Window tokens (a ring, slots [Sink, Sink+Window),
-// oldest overwritten), in float32. Its Sink+Window slots are allocated on the first append.
-// With Sink 0 it is a plain sliding window.
+// oldest overwritten), in element type t. Its Sink+Window slots are allocated on the first
+// append. With Sink 0 it is a plain sliding window.
 type streaming struct {
-	w      int
+	s      Shape
+	t      Type
 	p      Policy
-	k, v   []float32 // [Sink+Window][w], nil until first append
-	pos    []int32   // [Sink+Window]
-	sinkN  int       // sink slots filled
-	filled int       // ring slots filled
-	head   int       // next ring slot to write (relative to the ring start)
+	st     store   // [Sink+Window] slots, nil until first append
+	pos    []int32 // [Sink+Window]
+	sinkN  int     // sink slots filled
+	filled int     // ring slots filled
+	head   int     // next ring slot to write (relative to the ring start)
 }
 
 var _ Layer = (*streaming)(nil)
 
-func newStreaming(width int, p Policy) *streaming { return &streaming{w: width, p: p} }
+func newStreaming(s Shape, t Type, p Policy) *streaming { return &streaming{s: s, t: t, p: p} }
 
 func (l *streaming) Policy() Policy { return l.p }
+func (l *streaming) Type() Type     { return l.t }
 func (l *streaming) Len() int       { return l.sinkN + l.filled }
 
 func (l *streaming) Capacity() int {
-	if l.k == nil {
+	if l.st == nil {
 		return 0
 	}
 	return l.p.Sink + l.p.Window
 }
 
-func (l *streaming) Bytes() int64     { return int64(l.Capacity()) * slotBytes(l.w) }
-func (l *streaming) DataBytes() int64 { return int64(l.Len()) * 2 * int64(l.w) * 4 }
+func (l *streaming) Bytes() int64     { return int64(l.Capacity()) * l.t.SlotBytes(l.s) }
+func (l *streaming) DataBytes() int64 { return dataBytes(l.s, l.t, l.Len()) }
 
 func (l *streaming) alloc() {
 	slots := l.p.Sink + l.p.Window
-	n := slots * l.w
-	kv := make([]float32, 2*n)
-	l.k, l.v, l.pos = kv[:n:n], kv[n:], make([]int32, slots)
-}
-
-// put stores one token in slot s.
-func (l *streaming) put(s int, k, v []float32, pos int32) {
-	copy(l.k[s*l.w:(s+1)*l.w], k)
-	copy(l.v[s*l.w:(s+1)*l.w], v)
-	l.pos[s] = pos
+	l.st, l.pos = newStore(l.t, l.s, slots), make([]int32, slots)
 }
 
 func (l *streaming) NumSegments() int {
@@ -58,17 +51,28 @@ func (l *streaming) NumSegments() int {
 	return n
 }
 
-// Segment returns the sink segment (if not empty) and then the filled part of the ring.
-func (l *streaming) Segment(i int) (k, v []float32, pos []int32) {
+// span returns the slot range of segment i: the sink segment (if not empty) and then the
+// filled part of the ring.
+func (l *streaming) span(i int) (lo, hi int) {
 	if i < 0 || i >= l.NumSegments() {
 		panic(fmt.Sprintf("kvcache: segment %d out of range [0,%d)", i, l.NumSegments()))
 	}
-	w := l.w
 	if i == 0 && l.sinkN > 0 {
-		return l.k[:l.sinkN*w], l.v[:l.sinkN*w], l.pos[:l.sinkN]
+		return 0, l.sinkN
 	}
-	s, e := l.p.Sink, l.p.Sink+l.filled
-	return l.k[s*w : e*w], l.v[s*w : e*w], l.pos[s:e]
+	return l.p.Sink, l.p.Sink + l.filled
+}
+
+func (l *streaming) Segment(i int) (k, v []float32, pos []int32) {
+	lo, hi := l.span(i)
+	k, v = l.st.f32(lo, hi)
+	return k, v, l.pos[lo:hi]
+}
+
+func (l *streaming) SegmentQ(i int) (elem int, k, v []byte, ks, vs []float32, pos []int32) {
+	lo, hi := l.span(i)
+	k, v, ks, vs = l.st.raw(lo, hi)
+	return int(l.t), k, v, ks, vs, l.pos[lo:hi]
 }
 
 // Append is exactly equivalent to appending the tokens one by one.
@@ -76,14 +80,13 @@ func (l *streaming) Append(k, v []float32, pos []int32) {
 	if len(pos) == 0 {
 		return
 	}
-	if l.k == nil {
+	if l.st == nil {
 		l.alloc()
 	}
-	w, sink, win := l.w, l.p.Sink, l.p.Window
+	w, sink, win := l.s.Width(), l.p.Sink, l.p.Window
 	// Sink first: the first Sink tokens ever appended.
 	if m := min(sink-l.sinkN, len(pos)); m > 0 {
-		copy(l.k[l.sinkN*w:], k[:m*w])
-		copy(l.v[l.sinkN*w:], v[:m*w])
+		l.st.put(l.sinkN, k[:m*w], v[:m*w])
 		copy(l.pos[l.sinkN:], pos[:m])
 		l.sinkN += m
 		k, v, pos = k[m*w:], v[m*w:], pos[m:]
@@ -96,8 +99,7 @@ func (l *streaming) Append(k, v []float32, pos []int32) {
 	for len(pos) > 0 {
 		m := min(win-l.head, len(pos))
 		s := sink + l.head
-		copy(l.k[s*w:], k[:m*w])
-		copy(l.v[s*w:], v[:m*w])
+		l.st.put(s, k[:m*w], v[:m*w])
 		copy(l.pos[s:], pos[:m])
 		l.head = (l.head + m) % win
 		l.filled = min(l.filled+m, win)
@@ -112,12 +114,8 @@ func (l *streaming) Convert(p Policy) (Layer, error) {
 
 func (l *streaming) Clone() Layer {
 	d := *l
-	if l.k != nil {
-		n := len(l.k)
-		kv := make([]float32, 2*n)
-		copy(kv, l.k)
-		copy(kv[n:], l.v)
-		d.k, d.v, d.pos = kv[:n:n], kv[n:], append([]int32(nil), l.pos...)
+	if l.st != nil {
+		d.st, d.pos = l.st.clone(), append([]int32(nil), l.pos...)
 	}
 	return &d
 }

@@ -3,10 +3,11 @@ package kvcache
 import "log/slog"
 
 // LayerUsage is one layer's memory: its current Policy, the Tokens it holds,
-// the Capacity in token slots allocated, and Bytes = Capacity × the layer's slot size ([SlotBytes] for
-// the float32 layers).
+// its element Type, the Capacity in token slots allocated, and Bytes = Capacity × the layer's slot
+// size ([Type.SlotBytes]: keys, values, scales and the position).
 type LayerUsage struct {
 	Policy   Policy
+	Type     Type
 	Tokens   int
 	Capacity int
 	Bytes    int64
@@ -16,6 +17,7 @@ type LayerUsage struct {
 func (u LayerUsage) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("policy", u.Policy.String()),
+		slog.String("type", u.Type.String()),
 		slog.Int("tokens", u.Tokens),
 		slog.Int("capacity", u.Capacity),
 		slog.Int64("bytes", u.Bytes),
@@ -28,8 +30,9 @@ type Usage struct {
 	Layers []LayerUsage
 	Tokens int64
 	Bytes  int64
-	// DataBytes is the bytes of keys and values of the tokens held (Tokens × 2·Width·4): what
-	// one attention pass over the whole cache reads.
+	// DataBytes is the bytes of keys, values and scales of the tokens held (each layer's tokens
+	// × its slot size less the 4-byte position): what one attention pass over the whole cache
+	// reads.
 	DataBytes int64
 }
 
@@ -66,7 +69,7 @@ func (u Usage) LogValue() slog.Value {
 func (c *Cache) Usage() Usage {
 	u := Usage{Layers: make([]LayerUsage, len(c.layers))}
 	for i, l := range c.layers {
-		lu := LayerUsage{Policy: l.Policy(), Tokens: l.Len(), Capacity: l.Capacity(), Bytes: l.Bytes()}
+		lu := LayerUsage{Policy: l.Policy(), Type: l.Type(), Tokens: l.Len(), Capacity: l.Capacity(), Bytes: l.Bytes()}
 		u.Layers[i] = lu
 		u.Tokens += int64(lu.Tokens)
 		u.Bytes += lu.Bytes
@@ -86,15 +89,19 @@ func (c *Cache) Bytes() int64 {
 }
 
 // Estimate returns the total Bytes that Usage would report for a new cache with
-// these policies after tokens tokens were appended to every layer (no Convert,
-// no Reset), without allocating (no allocation at all when opts is empty): a full layer ceil(tokens/BlockTokens) blocks,
-// a streaming layer Sink+Window slots once tokens > 0. It does not validate:
+// these policies and options after tokens tokens were appended to every layer (no Convert,
+// no SetType, no Reset), without allocating (no allocation at all when opts is empty): a full
+// layer ceil(tokens/BlockTokens) blocks, a streaming layer Sink+Window slots once tokens > 0,
+// each slot [Type.SlotBytes] of its layer's type ([WithType]). It does not validate:
 // tokens < 0 counts as 0, a policy with Window > 0 counts as streaming and any
-// other as full, and a block size <= 0 falls back to [DefaultBlockTokens].
+// other as full, a block size <= 0 falls back to [DefaultBlockTokens] and an unknown type
+// counts as F32.
 func Estimate(s Shape, policies []Policy, tokens int, opts ...Option) int64 {
 	bt := int64(DefaultBlockTokens)
+	fullT, streamingT := F32, F32
 	if len(opts) > 0 { // (buildOptions' struct escapes; skip it when there are no options)
-		bt = int64(buildOptions(opts).blockTokens)
+		o := buildOptions(opts)
+		bt, fullT, streamingT = int64(o.blockTokens), o.fullT, o.streamingT
 	}
 	if bt <= 0 {
 		bt = DefaultBlockTokens
@@ -103,13 +110,14 @@ func Estimate(s Shape, policies []Policy, tokens int, opts ...Option) int64 {
 		return 0
 	}
 	t := int64(tokens)
-	var slots int64
+	fb, sb := fullT.SlotBytes(s), streamingT.SlotBytes(s)
+	var n int64
 	for _, p := range policies {
 		if p.IsStreaming() {
-			slots += int64(p.Sink) + int64(p.Window)
+			n += (int64(p.Sink) + int64(p.Window)) * sb
 		} else {
-			slots += (t + bt - 1) / bt * bt
+			n += (t + bt - 1) / bt * bt * fb
 		}
 	}
-	return slots * SlotBytes(s)
+	return n
 }
