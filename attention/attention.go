@@ -72,6 +72,30 @@ type KV interface {
 	Segment(i int) (k, v []float32, pos []int32)
 }
 
+// Element types of a [QKV] segment (the values of kvcache.Type).
+//
+//	ElemF32   float32; the segment's data is read through KV.Segment
+//	ElemBF16  bfloat16, 2 bytes little-endian an element (the high half of a float32)
+//	ElemQ8    int8 (two's complement) with one float32 scale per group of
+//	          min(32, HeadDim) consecutive elements of a token's head, x = q·scale
+const (
+	ElemF32  = 0
+	ElemBF16 = 1
+	ElemQ8   = 2
+)
+
+// QKV is a KV whose segments may be stored in reduced precision; attention reads each segment
+// where it lies and dequantizes one key tile at a time into a small buffer that stays in L1,
+// so no float32 copy of the cache is ever made. SegmentQ returns segment i as stored: elem is
+// one of the Elem constants; for ElemF32 the keys and values are read through Segment(i) and
+// k, v may be nil; for ElemBF16 k and v are [len(pos)][KVHeads·HeadDim] elements of 2 bytes;
+// for ElemQ8 of 1 byte, with ks and vs [len(pos)][KVHeads·ceil(HeadDim/min(32, HeadDim))]
+// scales. kvcache's layers and views satisfy QKV structurally.
+type QKV interface {
+	KV
+	SegmentQ(i int) (elem int, k, v []byte, ks, vs []float32, pos []int32)
+}
+
 // Segment is one run of cached tokens: K and V are [len(Pos)][KVHeads*HeadDim]
 // and Pos holds each token's absolute position.
 type Segment struct {
@@ -103,8 +127,7 @@ func (s Segments) Segment(i int) (k, v []float32, pos []int32) {
 func Attend(out, q []float32, qpos []int32, kv KV, sink, window int, p Params, lse []float32) {
 	j := getJob(out, q, len(qpos), mask{sink, window}, p, lse)
 	j.qpos = qpos
-	j.kv = kv
-	j.checkKV()
+	j.setKV(kv)
 	j.run()
 	putJob(j)
 }
@@ -129,18 +152,21 @@ func Prefill(out, q, k, v []float32, n, sink, window int, p Params, lse []float3
 func Decode(out, q []float32, pos int32, kv KV, sink, window int, p Params) {
 	j := getJob(out, q, 1, mask{sink, window}, p, nil)
 	j.qbase = pos
-	j.kv = kv
-	j.checkKV()
+	j.setKV(kv)
 	j.run()
 	putJob(j)
 }
 
-// seg is one key segment; pos == nil means positions base, base+1, ...
+// seg is one key segment; pos == nil means positions base, base+1, ... elem says how the
+// keys and values are stored: float32 in k, v, or encoded in kb, vb (scales ks, vs).
 type seg struct {
-	k, v []float32
-	pos  []int32
-	base int32
-	n    int
+	k, v   []float32
+	pos    []int32
+	base   int32
+	n      int
+	elem   int
+	kb, vb []byte
+	ks, vs []float32
 }
 
 func (s *seg) at(i int) int32 {
@@ -164,7 +190,8 @@ type job struct {
 	qpos   []int32 // nil: qbase, qbase+1, ...
 	qbase  int32
 	n      int
-	kv     KV // nil: single
+	kv     KV  // nil: single
+	qkv    QKV // kv as a QKV, when it is one
 	single seg
 	mask   mask
 	heads  int
@@ -216,26 +243,51 @@ func getJob(out, q []float32, n int, m mask, p Params, lse []float32) *job {
 
 func putJob(j *job) {
 	// Drop references so pooled jobs do not keep caller memory alive.
-	j.out, j.q, j.lse, j.qpos, j.kv, j.single, j.pool = nil, nil, nil, nil, nil, seg{}, nil
+	j.out, j.q, j.lse, j.qpos, j.kv, j.qkv, j.single, j.pool = nil, nil, nil, nil, nil, nil, seg{}, nil
 	j.qbase = 0
 	jobPool.Put(j)
 }
 
+// q8Groups returns the Q8 scale groups of one head of d elements: its group size and count.
+func q8Groups(d int) (gs, n int) {
+	gs = min(32, d)
+	return gs, (d + gs - 1) / gs
+}
+
 func (j *job) checkSeg(s *seg) {
 	w := s.n * j.kvh * j.d
-	if len(s.k) != w || len(s.v) != w {
-		panic(fmt.Sprintf("attention: segment len(k)=%d len(v)=%d, want %d (%d tokens × KVHeads=%d × HeadDim=%d)",
-			len(s.k), len(s.v), w, s.n, j.kvh, j.d))
+	switch s.elem {
+	case ElemF32:
+		if len(s.k) != w || len(s.v) != w {
+			panic(fmt.Sprintf("attention: segment len(k)=%d len(v)=%d, want %d (%d tokens × KVHeads=%d × HeadDim=%d)",
+				len(s.k), len(s.v), w, s.n, j.kvh, j.d))
+		}
+	case ElemBF16:
+		if len(s.kb) != 2*w || len(s.vb) != 2*w {
+			panic(fmt.Sprintf("attention: bf16 segment of %d tokens has %d and %d bytes, want %d", s.n, len(s.kb), len(s.vb), 2*w))
+		}
+	case ElemQ8:
+		_, g := q8Groups(j.d)
+		ns := s.n * j.kvh * g
+		if len(s.kb) != w || len(s.vb) != w || len(s.ks) != ns || len(s.vs) != ns {
+			panic(fmt.Sprintf("attention: q8 segment of %d tokens has %d, %d bytes and %d, %d scales, want %d and %d",
+				s.n, len(s.kb), len(s.vb), len(s.ks), len(s.vs), w, ns))
+		}
+	default:
+		panic(fmt.Sprintf("attention: segment element type %d unknown", s.elem))
 	}
 }
 
-func (j *job) checkKV() {
-	if j.kv == nil {
+// setKV records the call's KV and checks every segment's sizes.
+func (j *job) setKV(kv KV) {
+	if kv == nil {
 		panic("attention: nil KV")
 	}
-	for i, ns := 0, j.kv.NumSegments(); i < ns; i++ {
-		k, v, pos := j.kv.Segment(i)
-		s := seg{k: k, v: v, pos: pos, n: len(pos)}
+	j.kv = kv
+	j.qkv, _ = kv.(QKV)
+	var s seg
+	for i, ns := 0, kv.NumSegments(); i < ns; i++ {
+		j.segment(i, &s)
 		j.checkSeg(&s)
 	}
 }
@@ -251,6 +303,13 @@ func (j *job) segment(i int, s *seg) {
 	if j.kv == nil {
 		*s = j.single
 		return
+	}
+	if j.qkv != nil {
+		elem, kb, vb, ks, vs, pos := j.qkv.SegmentQ(i)
+		if elem != ElemF32 {
+			*s = seg{pos: pos, n: len(pos), elem: elem, kb: kb, vb: vb, ks: ks, vs: vs}
+			return
+		}
 	}
 	k, v, pos := j.kv.Segment(i)
 	*s = seg{k: k, v: v, pos: pos, n: len(pos)}

@@ -16,6 +16,14 @@
 // positions, so cached keys may be stored in any slot order (a ring buffer,
 // several blocks); the mask is decided by positions only.
 //
+// # Reduced-precision caches
+//
+// A KV that also implements [QKV] may hold segments in bfloat16 ([ElemBF16]) or int8 with
+// per-group scales ([ElemQ8]). Attention reads them where they lie: per key tile of 64 tokens
+// and KV head it decodes keys and values once into an L1-resident buffer (AVX-512, AVX2 or
+// pure-Go dequantization, chosen at run time) that all the head's query heads and every query
+// of the tile then share, so the cache is read once per call and never copied to float32.
+//
 // # Semantics
 //
 // For a query at position qp, key position kp is visible iff kp <= qp and, in a

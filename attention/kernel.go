@@ -10,6 +10,8 @@ type scratch struct {
 	s    []float32 // [rows][keyTile] scores, then probabilities
 	m, l []float32 // [rows] running max and running sum
 	cls  []uint8   // [queries per tile] visibility class of the current key tile
+	kt   []float32 // [keyTile][HeadDim] keys of one KV head, dequantized
+	vt   []float32 // [keyTile][HeadDim] values of one KV head, dequantized
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -27,7 +29,12 @@ func getScratch(j *job) *scratch {
 	if cap(sc.cls) < j.tq {
 		sc.cls = make([]uint8, j.tq)
 	}
+	if cap(sc.kt) < keyTile*j.d {
+		sc.kt = make([]float32, keyTile*j.d)
+		sc.vt = make([]float32, keyTile*j.d)
+	}
 	sc.s, sc.m, sc.l, sc.cls = sc.s[:rows*keyTile], sc.m[:rows], sc.l[:rows], sc.cls[:j.tq]
+	sc.kt, sc.vt = sc.kt[:keyTile*j.d], sc.vt[:keyTile*j.d]
 	return sc
 }
 
@@ -104,8 +111,16 @@ func (j *job) unit(u int, sc *scratch) {
 				sc.cls[ti] = uint8(c)
 			}
 			for g := g0; g < g1; g++ {
-				kb := s.k[k0*kd+g*D:]
-				vb := s.v[k0*kd+g*D:]
+				var kb, vb []float32
+				stride := kd
+				if s.elem == ElemF32 {
+					kb, vb = s.k[k0*kd+g*D:], s.v[k0*kd+g*D:]
+				} else {
+					// Reduced precision: this head's key tile, decoded once into L1 for all
+					// G query heads and every query of the tile.
+					j.dequantTile(sc.kt, sc.vt, &s, k0, kn, g)
+					kb, vb, stride = sc.kt, sc.vt, D
+				}
 				hg := (g - g0) * G // first row of this KV head within a query's rows
 				// Scores for every (query, head) row of the tile.
 				for ti := 0; ti < nq; ti++ {
@@ -117,10 +132,10 @@ func (j *job) unit(u int, sc *scratch) {
 					rs := sc.s[(ti*R+hg)*keyTile:]
 					gi := 0
 					for ; gi+2 <= G; gi += 2 {
-						scores2(rs[gi*keyTile:][:kn], rs[(gi+1)*keyTile:][:kn], qr[gi*D:][:D], qr[(gi+1)*D:][:D], kb, kd, scale)
+						scores2(rs[gi*keyTile:][:kn], rs[(gi+1)*keyTile:][:kn], qr[gi*D:][:D], qr[(gi+1)*D:][:D], kb, stride, scale)
 					}
 					if gi < G {
-						scores(rs[gi*keyTile:][:kn], qr[gi*D:][:D], kb, kd, scale)
+						scores(rs[gi*keyTile:][:kn], qr[gi*D:][:D], kb, stride, scale)
 					}
 					if c == visPartial {
 						qp := j.qposAt(t0 + ti)
@@ -141,7 +156,7 @@ func (j *job) unit(u int, sc *scratch) {
 					ob := j.out[(t0+ti)*hd+(h0+hg)*D:]
 					for gi := 0; gi < G; gi++ {
 						r := ti*R + hg + gi
-						j.update(sc.s[r*keyTile:][:keyTile], kn, &m[r], &l[r], ob[gi*D:][:D], vb, kd)
+						j.update(sc.s[r*keyTile:][:keyTile], kn, &m[r], &l[r], ob[gi*D:][:D], vb, stride)
 					}
 				}
 			}

@@ -8,6 +8,32 @@ import "github.com/lighttransfer/lighttransfer-go/internal/cpu"
 // check the portable Go kernels against them.
 var useAVX2 = cpu.AVX2FMA
 
+// useAVX512 selects the AVX-512 dequantization kernels (internal/cpu's detection: F, DQ, VL);
+// tests flip it like useAVX2.
+var useAVX512 = cpu.AVX512
+
+// deqBF16TileAVX sets dst[t][i] to the bfloat16 at src + 2·(t·stride+i) for t < n, i < d
+// (a positive multiple of 8).
+//
+//go:noescape
+func deqBF16TileAVX(dst *float32, src *byte, d, stride, n int)
+
+// deqQ8TileAVX sets dst[t][i] = int8(src[t·stride+i]) · sc[t·scStride + i/gs] for t < n,
+// i < d; d and gs positive multiples of 8.
+//
+//go:noescape
+func deqQ8TileAVX(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int)
+
+// deqBF16TileAVX512 is deqBF16TileAVX for d a positive multiple of 16.
+//
+//go:noescape
+func deqBF16TileAVX512(dst *float32, src *byte, d, stride, n int)
+
+// deqQ8TileAVX512 is deqQ8TileAVX for d and gs positive multiples of 16.
+//
+//go:noescape
+func deqQ8TileAVX512(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int)
+
 // dotTileAVX sets dst[j] = scale·q·k_j for j < nk (a multiple of 4), key j at
 // k + j·stride floats; d (a multiple of 8) floats per vector.
 //

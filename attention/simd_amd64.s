@@ -422,3 +422,168 @@ tloop:
 tdone:
 	VZEROUPPER
 	RET
+
+// func deqBF16TileAVX(dst *float32, src *byte, d, stride, n int)
+// dst[t][i] = float32(bf16 at src + 2·(t·stride+i)) for t < n, i < d; d a positive multiple of 8.
+TEXT ·deqBF16TileAVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ d+16(FP), BX
+	MOVQ stride+24(FP), R8
+	MOVQ n+32(FP), R9
+	SHLQ $1, R8 // stride in bytes
+
+btok:
+	TESTQ R9, R9
+	JZ    bdone
+	MOVQ  SI, R10
+	XORQ  AX, AX
+
+bloop:
+	VPMOVZXWD (R10), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, R10
+	ADDQ      $32, DI
+	ADDQ      $8, AX
+	CMPQ      AX, BX
+	JL        bloop
+	ADDQ      R8, SI
+	DECQ      R9
+	JMP       btok
+
+bdone:
+	VZEROUPPER
+	RET
+
+// func deqQ8TileAVX(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int)
+// dst[t][i] = int8(src[t·stride+i]) · sc[t·scStride + i/gs] for t < n, i < d; d and gs
+// positive multiples of 8.
+TEXT ·deqQ8TileAVX(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ sc+16(FP), DX
+	MOVQ d+24(FP), BX
+	MOVQ gs+32(FP), CX
+	MOVQ stride+40(FP), R8
+	MOVQ scStride+48(FP), R11
+	MOVQ n+56(FP), R9
+	SHLQ $2, R11 // scale stride in bytes
+
+qtok:
+	TESTQ R9, R9
+	JZ    qdone
+	MOVQ  SI, R10 // this token's elements
+	MOVQ  DX, R12 // this token's current scale
+	XORQ  AX, AX  // element index
+	XORQ  R13, R13 // index within the group
+	VBROADCASTSS (R12), Y1
+
+qloop:
+	CMPQ R13, CX
+	JL   qsame
+	ADDQ $4, R12
+	VBROADCASTSS (R12), Y1
+	XORQ R13, R13
+
+qsame:
+	VPMOVSXBD (R10), Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    Y1, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $8, R10
+	ADDQ      $32, DI
+	ADDQ      $8, AX
+	ADDQ      $8, R13
+	CMPQ      AX, BX
+	JL        qloop
+	ADDQ      R8, SI
+	ADDQ      R11, DX
+	DECQ      R9
+	JMP       qtok
+
+qdone:
+	VZEROUPPER
+	RET
+
+// func deqBF16TileAVX512(dst *float32, src *byte, d, stride, n int)
+// deqBF16TileAVX with 16 elements a step; d a positive multiple of 16.
+TEXT ·deqBF16TileAVX512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ d+16(FP), BX
+	MOVQ stride+24(FP), R8
+	MOVQ n+32(FP), R9
+	SHLQ $1, R8
+
+zbtok:
+	TESTQ R9, R9
+	JZ    zbdone
+	MOVQ  SI, R10
+	XORQ  AX, AX
+
+zbloop:
+	VPMOVZXWD (R10), Z0
+	VPSLLD    $16, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $32, R10
+	ADDQ      $64, DI
+	ADDQ      $16, AX
+	CMPQ      AX, BX
+	JL        zbloop
+	ADDQ      R8, SI
+	DECQ      R9
+	JMP       zbtok
+
+zbdone:
+	VZEROUPPER
+	RET
+
+// func deqQ8TileAVX512(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int)
+// deqQ8TileAVX with 16 elements a step; d and gs positive multiples of 16.
+TEXT ·deqQ8TileAVX512(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ sc+16(FP), DX
+	MOVQ d+24(FP), BX
+	MOVQ gs+32(FP), CX
+	MOVQ stride+40(FP), R8
+	MOVQ scStride+48(FP), R11
+	MOVQ n+56(FP), R9
+	SHLQ $2, R11
+
+zqtok:
+	TESTQ R9, R9
+	JZ    zqdone
+	MOVQ  SI, R10
+	MOVQ  DX, R12
+	XORQ  AX, AX
+	XORQ  R13, R13
+	VBROADCASTSS (R12), Z1
+
+zqloop:
+	CMPQ R13, CX
+	JL   zqsame
+	ADDQ $4, R12
+	VBROADCASTSS (R12), Z1
+	XORQ R13, R13
+
+zqsame:
+	VPMOVSXBD (R10), Z0
+	VCVTDQ2PS Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $16, R10
+	ADDQ      $64, DI
+	ADDQ      $16, AX
+	ADDQ      $16, R13
+	CMPQ      AX, BX
+	JL        zqloop
+	ADDQ      R8, SI
+	ADDQ      R11, DX
+	DECQ      R9
+	JMP       zqtok
+
+zqdone:
+	VZEROUPPER
+	RET

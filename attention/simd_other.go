@@ -5,6 +5,25 @@ package attention
 // useAVX2 is false off amd64 and with the purego tag: the portable Go kernels run.
 var useAVX2 = false
 
+// useAVX512 is false off amd64 and with the purego tag.
+var useAVX512 = false
+
+func deqBF16TileAVX(dst *float32, src *byte, d, stride, n int) {
+	panic("attention: no AVX2 kernel on this architecture")
+}
+
+func deqQ8TileAVX(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int) {
+	panic("attention: no AVX2 kernel on this architecture")
+}
+
+func deqBF16TileAVX512(dst *float32, src *byte, d, stride, n int) {
+	panic("attention: no AVX-512 kernel on this architecture")
+}
+
+func deqQ8TileAVX512(dst *float32, src *byte, sc *float32, d, gs, stride, scStride, n int) {
+	panic("attention: no AVX-512 kernel on this architecture")
+}
+
 func dotTileAVX(dst, q, k *float32, d, stride, nk int, scale float32) {
 	panic("attention: no AVX2 kernel on this architecture")
 }

@@ -11,9 +11,9 @@ import (
 // withPortable runs f with the assembly kernels switched off.
 func withPortable(t *testing.T, f func()) {
 	t.Helper()
-	saved := useAVX2
-	useAVX2 = false
-	defer func() { useAVX2 = saved }()
+	saved, saved512 := useAVX2, useAVX512
+	useAVX2, useAVX512 = false, false
+	defer func() { useAVX2, useAVX512 = saved, saved512 }()
 	f()
 }
 
