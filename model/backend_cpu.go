@@ -108,8 +108,8 @@ func (b *cpuBackend) lazyRatio(q, k, lse []float32, n int, w layerselect.Window)
 	return layerselect.LazyRatio(q, k, lse, n, w, b.heads)
 }
 
-func (b *cpuBackend) newCache(policies []kvcache.Policy) (*kvcache.Cache, error) {
-	return kvcache.New(b.shape, policies)
+func (b *cpuBackend) newCache(policies []kvcache.Policy, full, streaming kvcache.Type) (*kvcache.Cache, error) {
+	return kvcache.New(b.shape, policies, kvcache.WithType(full, streaming))
 }
 
 func (b *cpuBackend) close() {

@@ -48,14 +48,16 @@ func (b *buffers) grow(d *configDims, rows, parts, chunk int) {
 }
 
 // chunkKV presents a layer's cache followed by the span's own keys and values as one
-// attention.KV, so a span attends to earlier tokens and to itself before it is appended.
+// attention.QKV, so a span attends to earlier tokens (in the layer's element type) and to
+// itself (in float32) before it is appended. A Test-mode selecting prefill therefore measures
+// its lazy ratios on full-precision keys whatever the cache's type.
 type chunkKV struct {
 	layer kvcache.Layer
 	k, v  []float32
 	pos   []int32
 }
 
-var _ attention.KV = (*chunkKV)(nil)
+var _ attention.QKV = (*chunkKV)(nil)
 
 func (c *chunkKV) NumSegments() int { return c.layer.NumSegments() + 1 }
 
@@ -64,6 +66,15 @@ func (c *chunkKV) Segment(i int) (k, v []float32, pos []int32) {
 		return c.layer.Segment(i)
 	}
 	return c.k, c.v, c.pos
+}
+
+// SegmentQ returns the layer's segments as stored (attention dequantizes them where they lie)
+// and the span's own keys and values as float32.
+func (c *chunkKV) SegmentQ(i int) (elem int, k, v []byte, ks, vs []float32, pos []int32) {
+	if i < c.layer.NumSegments() {
+		return c.layer.SegmentQ(i)
+	}
+	return attention.ElemF32, nil, nil, nil, nil, c.pos
 }
 
 // part is one sequence's share of a forward step: its tokens, and where its logits go. all,

@@ -28,6 +28,8 @@ type Session struct {
 	keep   float64
 	maxCtx int
 	chunk  int
+	kvFull kvcache.Type // element type of full layers (Test mode: of every layer)
+	kvStr  kvcache.Type // element type of layers streaming from the start
 
 	cache    *kvcache.Cache
 	pos      int
@@ -71,7 +73,7 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	if !o.modeSet && len(cfg.LazyLayers) > 0 {
 		o.mode, o.lazy = ModeFixed, cfg.LazyLayers
 	}
-	s := &Session{m: m, mode: o.mode, maxCtx: cfg.MaxPositions, chunk: defaultChunk}
+	s := &Session{m: m, mode: o.mode, maxCtx: cfg.MaxPositions, chunk: defaultChunk, kvFull: o.kvFull, kvStr: o.kvStr}
 	if o.maxContextSet {
 		if o.maxContext < 1 || o.maxContext > cfg.MaxPositions {
 			return nil, fmt.Errorf("%w: max context %d outside [1, %d]", ErrOption, o.maxContext, cfg.MaxPositions)
@@ -132,7 +134,7 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 			policies[l] = s.streaming()
 		}
 	}
-	c, err := m.be.newCache(policies)
+	c, err := m.be.newCache(policies, s.kvFull, s.kvStr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOption, err)
 	}
@@ -265,7 +267,7 @@ func (s *Session) restart() {
 			policies[l] = s.streaming()
 		}
 	}
-	c, err := s.m.be.newCache(policies)
+	c, err := s.m.be.newCache(policies, s.kvFull, s.kvStr)
 	if err != nil {
 		s.err = fmt.Errorf("model: restarting the session: %w", err)
 		return

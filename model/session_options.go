@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
+
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
@@ -53,6 +55,7 @@ type sessionOptions struct {
 	maxContextSet bool
 	chunk         int
 	chunkSet      bool
+	kvFull, kvStr kvcache.Type // element types of full and streaming-from-the-start layers
 }
 
 // setMode records a mode option.
@@ -149,4 +152,17 @@ func WithMaxContext(n int) SessionOption {
 // Smaller chunks use less activation memory and let cancellation land sooner.
 func WithChunkSize(n int) SessionOption {
 	return func(o *sessionOptions) { o.chunk, o.chunkSet = n, true }
+}
+
+// WithKV stores every layer's keys and values in element type t (default kvcache.F32, which
+// keeps every reference exact; kvcache.BF16 and kvcache.Q8 use 2 and about 1.1 bytes an
+// element). It is WithKVTypes(t, t).
+func WithKV(t kvcache.Type) SessionOption { return WithKVTypes(t, t) }
+
+// WithKVTypes sets the element type of full layers and of layers streaming from the start
+// (fixed mode's lazy layers). In Test mode every layer starts full, so has the full type, and
+// keeps it when it is made streaming. An unknown type makes NewSession fail with an error
+// wrapping ErrOption and kvcache.ErrType that names the layer and the type.
+func WithKVTypes(full, streaming kvcache.Type) SessionOption {
+	return func(o *sessionOptions) { o.kvFull, o.kvStr = full, streaming }
 }
