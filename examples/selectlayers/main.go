@@ -12,6 +12,8 @@
 // all layers — by prefilling the first N tokens with full attention in every layer, truncating
 // the chosen layers' caches, decoding the rest teacher-forced and reporting the mean next-token
 // negative log-likelihood over tokens N..T-1 and the top-1 agreement with full attention.
+// -kv f32|bf16|q8 sets the KV cache's element type for every choice (the top-1 agreement is
+// then with full attention at that type).
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
@@ -66,8 +69,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	eval := fs.Bool("eval", false, "evaluate full, ratio, reverse and all-streaming choices on the rest of -tokens")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	calibrate := fs.Bool("calibrate", false, "calibrate a plan over the token files given as arguments and print it")
+	kvName := fs.String("kv", "f32", "KV cache element `type` of -eval: f32, bf16 or q8")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	kv, err := kvcache.ParseType(*kvName)
+	if err != nil {
+		return fmt.Errorf("-kv: %w", err)
 	}
 	if *dir == "" {
 		return errors.New("-model is required")
@@ -138,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var fullArgmax []int32
 		rep.Eval = map[string]Score{}
 		for _, c := range choices {
-			nll, am, err := score(ctx, m, toks, *promptLen, c.lazy, stream)
+			nll, am, err := score(ctx, m, toks, *promptLen, c.lazy, stream, kv)
 			if err != nil {
 				return fmt.Errorf("eval %s: %w", c.name, err)
 			}
@@ -220,12 +228,12 @@ func lowest(ratios []float64, k int) []int {
 	return out
 }
 
-// score prefills toks[:n] with full attention everywhere, makes the given layers streaming,
+// score prefills toks[:n] with full attention everywhere and a KV cache of type kv, makes the given layers streaming,
 // decodes the rest teacher-forced and returns the mean NLL of tokens n..T-1 and each
 // prediction's argmax.
-func score(ctx context.Context, m *model.Model, toks []int32, n int, lazy []int, stream []model.StreamOption) (float64, []int32, error) {
+func score(ctx context.Context, m *model.Model, toks []int32, n int, lazy []int, stream []model.StreamOption, kv kvcache.Type) (float64, []int32, error) {
 	// Keep 1 keeps every layer full during the prefill; the sink and window are those given.
-	s, err := m.NewSession(model.TestMode(append(slices.Clone(stream), model.WithKeep(1))...))
+	s, err := m.NewSession(model.TestMode(append(slices.Clone(stream), model.WithKeep(1))...), model.WithKV(kv))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
@@ -73,4 +74,40 @@ func TestCalibrate(t *testing.T) {
 	err = run(context.Background(), []string{"-model", dir, "-prompt-len", "20", "-sink", "4", "-window", "32",
 		"-calibrate", tokens}, &out, &errb)
 	require.Error(t, err)
+}
+
+// evalReport runs selectlayers -eval -json with the design table's settings on a token file.
+func evalReport(t *testing.T, dir, tokens string, extra ...string) Report {
+	t.Helper()
+	var out, errb bytes.Buffer
+	args := append([]string{"-model", dir, "-tokens", tokens, "-prompt-len", "128", "-sink", "4", "-window", "32", "-eval", "-json"}, extra...)
+	require.NoError(t, run(context.Background(), args, &out, &errb), errb.String())
+	var rep Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
+	return rep
+}
+
+// TestEvalKV holds the KV element types to the quality targets on stories260K, on greedy256
+// and on a text written for this test (testdata/boat.json, never tuned on): the NLL of full
+// attention and of the by-ratio hybrid within +0.3% (bf16) and +1% (q8) of f32, and the
+// same lazy layers (ratios are measured on full-precision keys).
+func TestEvalKV(t *testing.T) {
+	dir := testutil.Shared(t, "models", "stories260K")
+	for _, tokens := range []string{filepath.Join(dir, "greedy256.json"), filepath.Join("testdata", "boat.json")} {
+		base := evalReport(t, dir, tokens)
+		for kv, tol := range map[string]float64{"bf16": 0.003, "q8": 0.01} {
+			rep := evalReport(t, dir, tokens, "-kv", kv)
+			require.Equal(t, base.Ratios, rep.Ratios, kv)
+			require.Equal(t, base.Lazy, rep.Lazy, kv)
+			for _, c := range []string{"full", "ratio"} {
+				rel := rep.Eval[c].NLL/base.Eval[c].NLL - 1
+				t.Logf("%s %s %s: nll %.4f (f32 %.4f, %+.2f%%)", filepath.Base(tokens), kv, c, rep.Eval[c].NLL, base.Eval[c].NLL, 100*rel)
+				require.Less(t, rel, tol, "%s %s %s", tokens, kv, c)
+			}
+		}
+	}
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-model", dir, "-prompt-len", "8", "-kv", "int3"}, &out, &errb)
+	require.ErrorIs(t, err, kvcache.ErrType)
+	require.Contains(t, err.Error(), `-kv: kvcache: element type "int3"`)
 }
