@@ -47,6 +47,7 @@ func main() {
 type Measurement struct {
 	Shape      string  `json:"shape"`
 	DType      string  `json:"dtype"`
+	KVType     string  `json:"kv_type"` // the -kv value: f32, bf16, q8
 	Mode       string  `json:"mode"`
 	Depth      int     `json:"depth"`
 	Batch      int     `json:"batch"`
@@ -81,6 +82,7 @@ type config struct {
 	modes          []string
 	asJSON         bool
 	seed           uint64
+	kv             kvcache.Type
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -96,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.steps, "decode", 128, "timed decode steps")
 	budget := fs.String("kv-budget", "", "KV memory budget (bytes or KiB/MiB/GiB): decode as many sequences as fit, together")
 	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
+	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16 or q8")
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")
@@ -109,6 +112,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-dtype %q: want f32 or bf16", c.dtype)
 	}
 	var err error
+	if c.kv, err = kvcache.ParseType(*kvName); err != nil {
+		return fmt.Errorf("-kv: %w", err)
+	}
 	if c.depths, err = parseInts(*depth); err != nil {
 		return fmt.Errorf("-depth: %w", err)
 	}
@@ -163,8 +169,8 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	defer m.Close()
 	fmt.Fprintf(stderr, "bench: %s %s weights %d bytes built in %v\n", c.shape, c.dtype, m.WeightBytes(), time.Since(t0).Round(time.Millisecond))
 	if !c.asJSON {
-		fmt.Fprintf(stdout, "%-13s %-5s %-6s %6s %5s %11s %10s %14s %14s %10s\n",
-			"shape", "dtype", "mode", "depth", "batch", "prefill t/s", "decode t/s", "kv bytes", "read B/step", "rss MiB")
+		fmt.Fprintf(stdout, "%-13s %-5s %-6s %6s %5s %11s %10s %14s %14s %10s %s\n",
+			"shape", "dtype", "mode", "depth", "batch", "prefill t/s", "decode t/s", "kv bytes", "read B/step", "rss MiB", "kv")
 	}
 	rng := rand.New(rand.NewPCG(c.seed, 2))
 	tokens := func(n int) []int32 {
@@ -179,7 +185,7 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			base, err := m.NewSession(sessionMode(mode, cfg.NumLayers), model.WithMaxContext(min(cfg.MaxPositions, depth+c.prefill+c.steps+1)))
+			base, err := m.NewSession(sessionMode(mode, cfg.NumLayers), model.WithKV(c.kv), model.WithMaxContext(min(cfg.MaxPositions, depth+c.prefill+c.steps+1)))
 			if err != nil {
 				return err
 			}
@@ -190,7 +196,7 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 				}
 				fmt.Fprintf(stderr, "bench: %s depth %d filled in %v\n", mode, depth, time.Since(t).Round(time.Millisecond))
 			}
-			meas := Measurement{Shape: c.shape, DType: c.dtype, Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
+			meas := Measurement{Shape: c.shape, DType: c.dtype, KVType: c.kv.String(), Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
 			var pre, dec []float64
 			for r := 0; r < c.reps; r++ {
 				p, err := base.Clone()
@@ -245,7 +251,7 @@ func batched(ctx context.Context, c config, m *model.Model, base *model.Session,
 	for _, l := range base.Lazy() {
 		policies[l] = kvcache.Streaming(base.Sink(), base.Window())
 	}
-	per := kvcache.Estimate(shape, policies, base.Pos()+c.steps)
+	per := kvcache.Estimate(shape, policies, base.Pos()+c.steps, kvcache.WithType(c.kv, c.kv))
 	n := int(c.budget / per)
 	if n == 0 {
 		fmt.Fprintf(stderr, "bench: %s: one sequence needs %d bytes, more than the budget %d\n", meas.Mode, per, c.budget)
@@ -301,8 +307,8 @@ func report(c config, m Measurement, w io.Writer) {
 		fmt.Fprintln(w, string(b))
 		return
 	}
-	fmt.Fprintf(w, "%-13s %-5s %-6s %6d %5d %11.1f %10.2f %14d %14d %10.0f\n", m.Shape, m.DType, m.Mode, m.Depth,
-		m.Batch, m.PrefillTPS, m.DecodeTPS, m.KVBytes, m.ReadBytes, float64(m.RSS)/(1<<20))
+	fmt.Fprintf(w, "%-13s %-5s %-6s %6d %5d %11.1f %10.2f %14d %14d %10.0f %s\n", m.Shape, m.DType, m.Mode, m.Depth,
+		m.Batch, m.PrefillTPS, m.DecodeTPS, m.KVBytes, m.ReadBytes, float64(m.RSS)/(1<<20), m.KVType)
 }
 
 func median(x []float64) float64 {

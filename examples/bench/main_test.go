@@ -57,3 +57,32 @@ func TestParseBytes(t *testing.T) {
 		require.Error(t, err, in)
 	}
 }
+
+// TestBenchKV: -kv q8 rows carry kv_type "q8" and hold the bytes Q8 costs: 2·(32 + 4·4) + 4 =
+// 100 per slot for the tiny shape (4 KV heads × 8: 32 elements and 4 scales), against 260 at
+// f32, so a budget batch fits 2.6 times the sequences.
+func TestBenchKV(t *testing.T) {
+	rows := map[string][]Measurement{}
+	for _, kv := range []string{"f32", "q8"} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"-shape", "tiny", "-depth", "600", "-reps", "1", "-prefill", "16",
+			"-decode", "4", "-modes", "full", "-kv-budget", "4MiB", "-kv", kv, "-json"}, &out, &errb)
+		require.NoError(t, err, errb.String())
+		sc := bufio.NewScanner(&out)
+		for sc.Scan() {
+			var m Measurement
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+			require.Equal(t, kv, m.KVType)
+			rows[kv] = append(rows[kv], m)
+		}
+		require.Len(t, rows[kv], 2)
+	}
+	// 600+4 tokens in blocks of 256: 768 slots in each of 5 layers.
+	require.Equal(t, int64(5*768*(2*(4*8*4)+4)), rows["f32"][0].KVBytes)
+	require.Equal(t, int64(5*768*(2*(4*8+4*4)+4)), rows["q8"][0].KVBytes)
+	require.Equal(t, int(4<<20/(5*768*100)), rows["q8"][1].Batch)
+	require.Equal(t, int(4<<20/(5*768*260)), rows["f32"][1].Batch)
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-shape", "tiny", "-kv", "f8"}, &out, &errb)
+	require.ErrorContains(t, err, `-kv: kvcache: element type "f8"`)
+}

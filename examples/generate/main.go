@@ -2,7 +2,9 @@
 //
 //	go run ./examples/generate -prompt "Once upon a time" -n 240
 //	go run ./examples/generate -model DIR -prompt "..." -mode test -keep 0.5 -sink 4 -window 1020
+//	go run ./examples/generate -model DIR -prompt "..." -mode test -kv q8
 //
+// -kv f32|bf16|q8 sets the KV cache's element type (default f32).
 // stdout receives exactly the prompt followed by the generated text; the one-line summary
 // (tokens, tok/s, KV bytes) and errors go to stderr. Without -model it uses the small real
 // model in ../shared/models/stories260K when that folder exists.
@@ -20,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
@@ -60,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lazy := fs.String("lazy", "", "fixed mode: comma-separated lazy layers")
 	plan := fs.String("plan", "", "fixed mode: plan `file` written by selectlayers -calibrate")
 	threads := fs.Int("threads", 0, "threads (0: GOMAXPROCS)")
+	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16 or q8")
 	verbose := fs.Bool("v", false, "log loading details to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,6 +85,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	kv, err := kvcache.ParseType(*kvName)
+	if err != nil {
+		return fmt.Errorf("-kv: %w", err)
+	}
+	sessOpts = append(sessOpts, model.WithKV(kv))
 
 	level := slog.LevelWarn
 	if *verbose {
@@ -112,9 +121,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	if res.GeneratedTokens > 0 || err == nil {
-		fmt.Fprintf(stderr, "prompt %d tokens, generated %d (%s), prefill %.1f tok/s, decode %.1f tok/s, KV %d bytes, lazy layers %v\n",
+		fmt.Fprintf(stderr, "prompt %d tokens, generated %d (%s), prefill %.1f tok/s, decode %.1f tok/s, KV %d bytes (%v), lazy layers %v\n",
 			res.PromptTokens, res.GeneratedTokens, res.Finish,
-			float64(res.PromptTokens)/max(res.Prefill.Seconds(), 1e-9), res.DecodeTokensPerSecond(), res.KV.Bytes, res.Lazy)
+			float64(res.PromptTokens)/max(res.Prefill.Seconds(), 1e-9), res.DecodeTokensPerSecond(), res.KV.Bytes, kv, res.Lazy)
 	}
 	return err
 }

@@ -51,6 +51,7 @@ func TestBadFlags(t *testing.T) {
 		{"-model", dir, "-mode", "sideways"},
 		{"-model", dir, "-mode", "fixed", "-lazy", "9"},
 		{"-model", dir, "-mode", "test", "-keep", "0"},
+		{"-model", dir, "-kv", "q3"},
 	} {
 		var out, errb bytes.Buffer
 		require.Error(t, run(context.Background(), args, &out, &errb), "%v", args)
@@ -71,6 +72,8 @@ func TestHybridFlags(t *testing.T) {
 		{[]string{"-mode", "fixed", "-lazy", "0,2", "-window", "8"}, `lazy layers \[0 2\]`},
 		{[]string{"-mode", "test", "-window", "8", "-sink", "2", "-last", "4"}, `lazy layers \[\d \d\]`}, // 2 of 5 layers
 		{[]string{"-mode", "full"}, `lazy layers \[\]`},
+		{[]string{"-mode", "test", "-window", "8", "-sink", "2", "-last", "4", "-kv", "q8"}, `lazy layers \[\d \d\]`},
+		{[]string{"-mode", "full", "-kv", "bf16"}, `lazy layers \[\]`},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"-model", dir, "-prompt", "Once upon a time, there was a little girl named Lily", "-n", "20"}, tc.args...)
