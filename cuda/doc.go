@@ -52,7 +52,7 @@ func (m Mask) Visible(qp, kp int32) bool {
 	return m.Window == 0 || kp < int32(m.Sink) || kp > qp-int32(m.Window)
 }
 
-// Window holds the lazy-ratio windows w_sink, w_recent, w_last of DESIGN §1 (no implicit defaults).
+// Window holds the lazy-ratio windows w_sink, w_recent, w_last of docs/method.md §2 (no implicit defaults).
 type Window struct{ Sink, Recent, Last int }
 
 // Policy is a cache layer's policy, as kvcache.Policy: the zero value is Full, Window > 0 is
