@@ -748,3 +748,6 @@ func FuzzParseType(f *testing.F) {
 		require.Equal(t, s, typ.String())
 	})
 }
+
+// Every layer kind satisfies attention's KV too, through the Layer interface.
+var _ kv = kvcache.Layer(nil)
