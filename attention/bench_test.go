@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -103,29 +104,81 @@ func benchKV(r *rand.Rand, m mask, ctx int) (Segments, int) {
 	return kv, len(sink) + ringN
 }
 
-// BenchmarkDecode measures one decode query at position ctx over the layer's
-// cache; MB/s is K and V bytes read (so streaming stays flat, full grows).
+// BenchmarkDecode measures one decode query at position ctx over the layer's cache, stored as
+// f32, bf16 or q8; MB/s is the K, V and scale bytes read (so streaming stays flat, full grows).
+// Compare with BenchmarkStreamRead, the machine's read bandwidth.
 func BenchmarkDecode(b *testing.B) {
 	p := benchParams
 	for _, bm := range benchMasks {
 		for _, ctx := range []int{1 << 10, 4 << 10, 16 << 10} {
 			for _, th := range benchThreads() {
-				b.Run(fmt.Sprintf("%s/%dK/t%d", bm.name, ctx>>10, th), func(b *testing.B) {
-					r := rand.New(rand.NewPCG(3, 4))
-					kv, held := benchKV(r, bm.m, ctx)
-					q := randSlice(r, p.Heads*p.HeadDim, 1)
-					out := make([]float32, len(q))
-					pp := p
-					pp.Threads = th
-					var v KV = kv
-					b.SetBytes(int64(held * 2 * p.KVHeads * p.HeadDim * 4))
-					b.ResetTimer()
-					for b.Loop() {
-						Decode(out, q, int32(ctx), v, bm.m.sink, bm.m.window, pp)
-					}
-				})
+				for _, et := range []struct {
+					name string
+					elem int
+				}{{"f32", ElemF32}, {"bf16", ElemBF16}, {"q8", ElemQ8}} {
+					b.Run(fmt.Sprintf("%s/%dK/t%d/%s", bm.name, ctx>>10, th, et.name), func(b *testing.B) {
+						r := rand.New(rand.NewPCG(3, 4))
+						segs, held := benchKV(r, bm.m, ctx)
+						q := randSlice(r, p.Heads*p.HeadDim, 1)
+						out := make([]float32, len(q))
+						pp := p
+						pp.Threads = th
+						var v KV = segs
+						w := int64(p.KVHeads * p.HeadDim)
+						per := 2 * w * 4
+						if et.elem != ElemF32 {
+							// Every segment encoded (benchKV has no span segment: add an empty one).
+							qkv, _ := quantize(append(segs, Segment{}), et.elem, p.HeadDim)
+							v = qkv
+							_, g := q8Groups(p.HeadDim)
+							per = map[int]int64{ElemBF16: 2 * w * 2, ElemQ8: 2 * (w + 4*int64(p.KVHeads*g))}[et.elem]
+						}
+						b.SetBytes(int64(held) * per)
+						b.ResetTimer()
+						for b.Loop() {
+							Decode(out, q, int32(ctx), v, bm.m.sink, bm.m.window, pp)
+						}
+					})
+				}
 			}
 		}
+	}
+}
+
+// BenchmarkStreamRead is the read-bandwidth baseline of BenchmarkDecode: a maximum over 256 MiB
+// (far beyond the caches), split evenly over t goroutines, with the AVX2 max kernel where the
+// CPU has it (a pure read stream), else a Go loop.
+func BenchmarkStreamRead(b *testing.B) {
+	buf := make([]float32, 64<<20)
+	for i := range buf {
+		buf[i] = float32(i & 7)
+	}
+	for _, th := range benchThreads() {
+		b.Run(fmt.Sprintf("t%d", th), func(b *testing.B) {
+			b.SetBytes(int64(len(buf) * 4))
+			res := make([]float32, th*16)
+			for b.Loop() {
+				var wg sync.WaitGroup
+				n := len(buf) / th &^ 7
+				for t := range th {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						x := buf[t*n : (t+1)*n]
+						if useAVX2 {
+							res[t*16] = maxAVX(&x[0], len(x))
+							return
+						}
+						var m0, m1, m2, m3 float32
+						for i := 0; i+4 <= len(x); i += 4 {
+							m0, m1, m2, m3 = max(m0, x[i]), max(m1, x[i+1]), max(m2, x[i+2]), max(m3, x[i+3])
+						}
+						res[t*16] = max(m0, m1, m2, m3)
+					}()
+				}
+				wg.Wait()
+			}
+		})
 	}
 }
 

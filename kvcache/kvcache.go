@@ -240,6 +240,42 @@ func (c *Cache) Clone() *Cache {
 	return d
 }
 
+// CloneAs returns a deep copy of the cache whose full layers store type full and streaming
+// layers type streaming (the types Reset then restores): a layer of the source already of its
+// target type is copied, an F32 layer is re-encoded slot by slot, exactly as appending its
+// tokens in that type would have stored them. It lets a prefill run once in float32 and serve
+// several cache types. Errors wrap [ErrType]: an unknown type, or a reduced-precision layer
+// asked to change type (its float32 values are gone), naming the layer and both types.
+func (c *Cache) CloneAs(full, streaming Type) (*Cache, error) {
+	d := &Cache{
+		shape:  c.shape,
+		width:  c.width,
+		bt:     c.bt,
+		init:   append([]Policy(nil), c.init...),
+		types:  make([]Type, len(c.layers)),
+		layers: make([]Layer, len(c.layers)),
+	}
+	for i, l := range c.layers {
+		t := full
+		if l.Policy().IsStreaming() {
+			t = streaming
+		}
+		if err := t.Validate(c.shape); err != nil {
+			return nil, errorf(ErrType, "layer %d: %s", i, trimPrefix(err.Error()))
+		}
+		switch {
+		case l.Type() == t:
+			d.layers[i] = l.Clone()
+		case l.Type() == F32:
+			d.layers[i] = retype(l, t)
+		default:
+			return nil, errorf(ErrType, "layer %d: clone as %v: the layer holds type %v, only f32 can be re-encoded", i, t, l.Type())
+		}
+		d.types[i] = t
+	}
+	return d, nil
+}
+
 // Reset drops all tokens and restores the policies given to New (undoing any
 // Convert), so the cache can serve a new sequence. It keeps the memory already
 // allocated by layers whose policy is unchanged (full blocks, streaming slots)

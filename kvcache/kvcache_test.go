@@ -751,3 +751,73 @@ func FuzzParseType(f *testing.F) {
 
 // Every layer kind satisfies attention's KV too, through the Layer interface.
 var _ kv = kvcache.Layer(nil)
+
+// TestCloneAs: re-encoding a float32 cache stores exactly what appending the same tokens to a
+// cache of those types stores (every segment's bytes and scales, positions, usage), converted
+// layers included; reduced-precision layers cannot change type.
+func TestCloneAs(t *testing.T) {
+	for seed := range uint64(12) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		s := kvcache.Shape{KVHeads: 1 + rng.IntN(2), HeadDim: []int{3, 8, 40}[rng.IntN(3)]}
+		policies := make([]kvcache.Policy, 1+rng.IntN(4))
+		for i := range policies {
+			policies[i] = randomPolicy(rng)
+		}
+		fullT, streamingT := kvcache.Type(rng.IntN(3)), kvcache.Type(rng.IntN(3))
+		opts := []kvcache.Option{kvcache.WithBlockTokens([]int{1, 4, 16}[rng.IntN(3)])}
+		src, err := kvcache.New(s, policies, opts...)
+		require.NoError(t, err)
+		want, err := kvcache.New(s, policies, append(opts, kvcache.WithType(fullT, streamingT))...)
+		require.NoError(t, err)
+		next := int32(0)
+		for range 30 {
+			l := rng.IntN(len(policies))
+			if rng.IntN(8) == 0 && !src.Policy(l).IsStreaming() && !policies[l].IsStreaming() && fullT == streamingT {
+				p := kvcache.Streaming(rng.IntN(3), 1+rng.IntN(5))
+				require.NoError(t, src.Convert(l, p))
+				require.NoError(t, want.Convert(l, p))
+				continue
+			}
+			k, v, pos, _ := makeTokens(rng, s.Width(), rng.IntN(12), &next)
+			require.NoError(t, src.Append(l, k, v, pos))
+			require.NoError(t, want.Append(l, k, v, pos))
+		}
+		got, err := src.CloneAs(fullT, streamingT)
+		require.NoError(t, err)
+		require.Equal(t, want.Usage(), got.Usage(), "seed %d", seed)
+		for l := range policies {
+			require.Equal(t, want.View(l).NumSegments(), got.View(l).NumSegments())
+			for i := range want.View(l).NumSegments() {
+				e1, k1, v1, ks1, vs1, p1 := want.View(l).SegmentQ(i)
+				e2, k2, v2, ks2, vs2, p2 := got.View(l).SegmentQ(i)
+				require.Equal(t, e1, e2)
+				require.Equal(t, k1, k2, "seed %d layer %d segment %d", seed, l, i)
+				require.Equal(t, v1, v2)
+				require.Equal(t, ks1, ks2)
+				require.Equal(t, vs1, vs2)
+				require.Equal(t, p1, p2)
+			}
+		}
+		// The copy appends and resets like a cache made with those types.
+		k, v, pos, _ := makeTokens(rng, s.Width(), 5, &next)
+		for l := range policies {
+			require.NoError(t, got.Append(l, k, v, pos))
+			require.NoError(t, want.Append(l, k, v, pos))
+		}
+		require.Equal(t, want.Usage(), got.Usage())
+		got.Reset()
+		want.Reset()
+		require.Equal(t, want.Usage(), got.Usage())
+	}
+	s := kvcache.Shape{KVHeads: 1, HeadDim: 8}
+	c, err := kvcache.New(s, []kvcache.Policy{kvcache.Full()}, kvcache.WithType(kvcache.Q8, kvcache.Q8))
+	require.NoError(t, err)
+	_, err = c.CloneAs(kvcache.BF16, kvcache.BF16)
+	require.ErrorIs(t, err, kvcache.ErrType)
+	require.Contains(t, err.Error(), "layer 0: clone as bf16: the layer holds type q8")
+	same, err := c.CloneAs(kvcache.Q8, kvcache.F32)
+	require.NoError(t, err)
+	require.Equal(t, kvcache.Q8, same.Type(0))
+	_, err = c.CloneAs(kvcache.Type(6), kvcache.F32)
+	require.ErrorIs(t, err, kvcache.ErrType)
+}

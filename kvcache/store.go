@@ -35,3 +35,33 @@ func float32Bytes(f []float32) []byte {
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 }
+
+// reencode returns a store of type t holding the F32 store st's slots, each encoded as put
+// would.
+func reencode(st store, t Type, s Shape, slots int) store {
+	d := newStore(t, s, slots)
+	k, v := st.f32(0, slots)
+	d.put(0, k, v)
+	return d
+}
+
+// retype returns a copy of the F32 layer l storing type t, slot for slot.
+func retype(l Layer, t Type) Layer {
+	switch l := l.(type) {
+	case *full:
+		d := &full{s: l.s, t: t, bt: l.bt, n: l.n, blocks: make([]block, len(l.blocks))}
+		for j, b := range l.blocks {
+			d.blocks[j] = block{st: reencode(b.st, t, l.s, l.bt), pos: append([]int32(nil), b.pos...)}
+		}
+		return d
+	case *streaming:
+		d := *l
+		d.t = t
+		if l.st != nil {
+			slots := l.p.Sink + l.p.Window
+			d.st, d.pos = reencode(l.st, t, l.s, slots), append([]int32(nil), l.pos...)
+		}
+		return &d
+	}
+	panic("kvcache: retype of an unknown layer kind")
+}

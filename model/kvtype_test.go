@@ -140,3 +140,39 @@ func TestKVTypeErrors(t *testing.T) {
 	require.ErrorIs(t, err, kvcache.ErrType)
 	require.Contains(t, err.Error(), "layer 1: element type Type(5)")
 }
+
+// TestCloneKV: a float32 session re-encoded as Q8 holds Q8's bytes, decodes as a session
+// that was Q8 all along would after an f32 prefill, and a Q8 session cannot change type.
+func TestCloneKV(t *testing.T) {
+	ctx := context.Background()
+	cfg := smallConfig(4, 1024)
+	m, err := model.Random(ctx, cfg, 5)
+	require.NoError(t, err)
+	toks := randomTokens(300, cfg.VocabSize, 6)
+	base, err := m.NewSession(model.FixedMode([]int{2}, model.WithSink(2), model.WithWindow(40)))
+	require.NoError(t, err)
+	_, err = base.Next(ctx, toks)
+	require.NoError(t, err)
+	q, err := base.CloneKV(kvcache.Q8, kvcache.BF16)
+	require.NoError(t, err)
+	shape := kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}
+	pol := []kvcache.Policy{{}, {}, kvcache.Streaming(2, 40), {}}
+	require.Equal(t, kvcache.Estimate(shape, pol, 300, kvcache.WithType(kvcache.Q8, kvcache.BF16)), q.Usage().Bytes)
+	require.Equal(t, q.Usage().Bytes, q.PeakKVBytes())
+	require.Equal(t, kvcache.BF16, q.Usage().Layers[2].Type)
+	a, err := base.Next(ctx, toks[:1])
+	require.NoError(t, err)
+	a = append([]float32(nil), a...)
+	b, err := q.Next(ctx, toks[:1])
+	require.NoError(t, err)
+	require.Less(t, maxAbsDiff(a, b), 0.05)
+	require.NotZero(t, maxAbsDiff(a, b))
+	// Clone keeps the types.
+	c, err := q.Clone()
+	require.NoError(t, err)
+	require.Equal(t, q.Usage(), c.Usage())
+	_, err = q.CloneKV(kvcache.F32, kvcache.F32)
+	require.ErrorIs(t, err, model.ErrOption)
+	require.ErrorIs(t, err, kvcache.ErrType)
+	require.Contains(t, err.Error(), "layer 0: clone as f32: the layer holds type q8")
+}

@@ -346,9 +346,40 @@ func (s *Session) Clone() (*Session, error) {
 	if err := s.m.errIfClosed(); err != nil {
 		return nil, err
 	}
+	return s.clone(s.cache.Clone(), s.kvFull, s.kvStr)
+}
+
+// CloneKV is Clone with the copy's KV cache stored in other element types: full layers in
+// full, streaming layers in streaming (also the types its later layers and a restart use). The
+// session's float32 layers are re-encoded exactly as appending their tokens in those types would
+// have stored them (so one float32 prefill can serve several cache types; the copy's earlier
+// attention then saw float32 keys); a reduced-precision layer cannot change type. Errors wrap
+// ErrOption and kvcache.ErrType, naming the layer and the types.
+func (s *Session) CloneKV(full, streaming kvcache.Type) (*Session, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if err := s.m.errIfClosed(); err != nil {
+		return nil, err
+	}
+	c, err := s.cache.CloneAs(full, streaming)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOption, err)
+	}
+	d, err := s.clone(c, full, streaming)
+	if err != nil {
+		return nil, err
+	}
+	d.peakKV = c.Bytes() // the copy never held the float32 cache
+	return d, nil
+}
+
+// clone returns a copy of s over cache, its types full and streaming.
+func (s *Session) clone(cache *kvcache.Cache, full, streaming kvcache.Type) (*Session, error) {
 	c := &Session{m: s.m, mode: s.mode, sink: s.sink, window: s.window, last: s.last, keep: s.keep,
-		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV}
-	c.cache = s.cache.Clone()
+		maxCtx: s.maxCtx, chunk: s.chunk, pos: s.pos, selected: s.selected, peakKV: s.peakKV,
+		kvFull: full, kvStr: streaming}
+	c.cache = cache
 	c.ratios = slices.Clone(s.ratios)
 	if s.mode == ModeTest && !s.selected {
 		on, err := layerselect.NewOnline(s.m.cfg.NumLayers, s.keep)
