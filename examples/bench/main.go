@@ -5,8 +5,10 @@
 //	go run ./examples/bench -shape qwen2.5-0.5b -dtype f32 -depth 0,4096,16384 -reps 3
 //	go run ./examples/bench -shape qwen2.5-0.5b -dtype bf16 -depth 16384 -kv-budget 4GiB -json
 //
-// For each depth it prefills one sequence of that many tokens (the context really holds them),
-// then, from copies of it, times a 512-token prefill chunk appended at that depth and 128
+// For each depth it prefills one sequence of that many tokens with full attention and a
+// float32 KV cache (the context really holds them); each mode (hybrid: every other layer made
+// streaming, as Test mode does after its prefill) and each -kv type (f32, bf16, q8, comma-
+// separated; the cache re-encoded) measures copies of it. From those copies it times a 512-token prefill chunk appended at that depth and 128
 // decode steps. With -kv-budget it fills the budget with as many copies as fit and times
 // decode steps over all of them together (Batch.Step), reporting the aggregate tok/s.
 // Results are medians over -reps; byte counts come from the library's own accounting.
@@ -82,7 +84,7 @@ type config struct {
 	modes          []string
 	asJSON         bool
 	seed           uint64
-	kv             kvcache.Type
+	kvs            []kvcache.Type
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -98,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.steps, "decode", 128, "timed decode steps")
 	budget := fs.String("kv-budget", "", "KV memory budget (bytes or KiB/MiB/GiB): decode as many sequences as fit, together")
 	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
-	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16 or q8")
+	kvNames := fs.String("kv", "f32", "comma-separated KV cache element `types`: f32, bf16, q8")
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")
@@ -112,8 +114,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-dtype %q: want f32 or bf16", c.dtype)
 	}
 	var err error
-	if c.kv, err = kvcache.ParseType(*kvName); err != nil {
-		return fmt.Errorf("-kv: %w", err)
+	for _, name := range strings.Split(*kvNames, ",") {
+		kv, err := kvcache.ParseType(strings.TrimSpace(name))
+		if err != nil {
+			return fmt.Errorf("-kv: %w", err)
+		}
+		c.kvs = append(c.kvs, kv)
 	}
 	if c.depths, err = parseInts(*depth); err != nil {
 		return fmt.Errorf("-depth: %w", err)
@@ -181,69 +187,77 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return t
 	}
 	for _, depth := range c.depths {
+		// One fill per depth, full attention in float32; every mode and KV type measures copies.
+		fill, err := m.NewSession(model.FullAttention(), model.WithMaxContext(min(cfg.MaxPositions, depth+c.prefill+c.steps+1)))
+		if err != nil {
+			return err
+		}
+		if depth > 0 {
+			t := time.Now()
+			if _, err := fill.Next(ctx, tokens(depth)); err != nil {
+				return fmt.Errorf("filling depth %d: %w", depth, err)
+			}
+			fmt.Fprintf(stderr, "bench: depth %d filled in %v\n", depth, time.Since(t).Round(time.Millisecond))
+		}
 		for _, mode := range c.modes {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			base, err := m.NewSession(sessionMode(mode, cfg.NumLayers), model.WithKV(c.kv), model.WithMaxContext(min(cfg.MaxPositions, depth+c.prefill+c.steps+1)))
-			if err != nil {
-				return err
-			}
-			if depth > 0 {
-				t := time.Now()
-				if _, err := base.Next(ctx, tokens(depth)); err != nil {
-					return fmt.Errorf("filling depth %d: %w", depth, err)
+			for _, kv := range c.kvs {
+				if err := ctx.Err(); err != nil {
+					return err
 				}
-				fmt.Fprintf(stderr, "bench: %s depth %d filled in %v\n", mode, depth, time.Since(t).Round(time.Millisecond))
-			}
-			meas := Measurement{Shape: c.shape, DType: c.dtype, KVType: c.kv.String(), Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
-			var pre, dec []float64
-			for r := 0; r < c.reps; r++ {
-				p, err := base.Clone()
+				base, err := modeCopy(fill, mode, kv)
 				if err != nil {
 					return err
 				}
-				t := time.Now()
-				if _, err := p.Next(ctx, tokens(c.prefill)); err != nil {
-					return err
-				}
-				pre = append(pre, float64(c.prefill)/time.Since(t).Seconds())
-				p.Close()
+				meas := Measurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
+				var pre, dec []float64
+				for r := 0; r < c.reps; r++ {
+					p, err := base.Clone()
+					if err != nil {
+						return err
+					}
+					t := time.Now()
+					if _, err := p.Next(ctx, tokens(c.prefill)); err != nil {
+						return err
+					}
+					pre = append(pre, float64(c.prefill)/time.Since(t).Seconds())
+					p.Close()
 
-				d, err := base.Clone()
-				if err != nil {
-					return err
+					d, err := base.Clone()
+					if err != nil {
+						return err
+					}
+					steps := tokens(c.steps)
+					meas.ReadBytes = m.StepReadBytes(d)
+					t = time.Now()
+					for i := range steps {
+						if _, err := d.Next(ctx, steps[i:i+1]); err != nil {
+							return err
+						}
+					}
+					dec = append(dec, float64(c.steps)/time.Since(t).Seconds())
+					meas.KVBytes = d.Usage().Bytes
+					d.Close()
 				}
-				steps := tokens(c.steps)
-				meas.ReadBytes = m.StepReadBytes(d)
-				t = time.Now()
-				for i := range steps {
-					if _, err := d.Next(ctx, steps[i:i+1]); err != nil {
+				meas.PrefillTPS, meas.DecodeTPS = median(pre), median(dec)
+				meas.RSS = peakRSS()
+				report(c, meas, stdout)
+
+				if c.budget > 0 {
+					if err := batched(ctx, c, m, base, meas, kv, tokens, stdout, stderr); err != nil {
 						return err
 					}
 				}
-				dec = append(dec, float64(c.steps)/time.Since(t).Seconds())
-				meas.KVBytes = d.Usage().Bytes
-				d.Close()
+				base.Close()
 			}
-			meas.PrefillTPS, meas.DecodeTPS = median(pre), median(dec)
-			meas.RSS = peakRSS()
-			report(c, meas, stdout)
-
-			if c.budget > 0 {
-				if err := batched(ctx, c, m, base, meas, tokens, stdout, stderr); err != nil {
-					return err
-				}
-			}
-			base.Close()
 		}
+		fill.Close()
 	}
 	return nil
 }
 
 // batched fills the KV budget with copies of base (each grows by c.steps tokens while
 // decoding) and times decode steps over all of them at once.
-func batched(ctx context.Context, c config, m *model.Model, base *model.Session, meas Measurement,
+func batched(ctx context.Context, c config, m *model.Model, base *model.Session, meas Measurement, kv kvcache.Type,
 	tokens func(int) []int32, stdout, stderr io.Writer) error {
 	cfg := m.Config()
 	shape := kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}
@@ -251,7 +265,7 @@ func batched(ctx context.Context, c config, m *model.Model, base *model.Session,
 	for _, l := range base.Lazy() {
 		policies[l] = kvcache.Streaming(base.Sink(), base.Window())
 	}
-	per := kvcache.Estimate(shape, policies, base.Pos()+c.steps, kvcache.WithType(c.kv, c.kv))
+	per := kvcache.Estimate(shape, policies, base.Pos()+c.steps, kvcache.WithType(kv, kv))
 	n := int(c.budget / per)
 	if n == 0 {
 		fmt.Fprintf(stderr, "bench: %s: one sequence needs %d bytes, more than the budget %d\n", meas.Mode, per, c.budget)
@@ -259,7 +273,7 @@ func batched(ctx context.Context, c config, m *model.Model, base *model.Session,
 	}
 	b := m.NewBatch()
 	var dec []float64
-	var kv int64
+	var kvBytes int64
 	for r := 0; r < c.reps; r++ {
 		// Fresh copies of the depth state every rep, so each rep decodes from depth.
 		run := make([]*model.Session, n)
@@ -277,28 +291,36 @@ func batched(ctx context.Context, c config, m *model.Model, base *model.Session,
 			}
 		}
 		dec = append(dec, float64(n*c.steps)/time.Since(t).Seconds())
-		kv = 0
+		kvBytes = 0
 		for _, s := range run {
-			kv += s.Usage().Bytes
+			kvBytes += s.Usage().Bytes
 			s.Close()
 		}
 	}
-	meas.Batch, meas.PrefillTPS, meas.DecodeTPS, meas.KVBytes = n, 0, median(dec), kv
+	meas.Batch, meas.PrefillTPS, meas.DecodeTPS, meas.KVBytes = n, 0, median(dec), kvBytes
 	meas.RSS = peakRSS()
 	report(c, meas, stdout)
 	return nil
 }
 
-func sessionMode(mode string, layers int) model.SessionOption {
-	if mode == "full" {
-		return model.FullAttention()
+// modeCopy returns a copy of the full-attention fill for mode with its KV cache in type kv:
+// hybrid makes every other layer streaming (sink 4, window 1020, the session defaults), as
+// Test mode does after its prefill, keeping the sink and the last window−1 tokens.
+func modeCopy(fill *model.Session, mode string, kv kvcache.Type) (*model.Session, error) {
+	s, err := fill.CloneKV(kv, kv)
+	if err != nil {
+		return nil, err
 	}
-	// Hybrid: every other layer streaming (half of them), sink 4, window 1020.
-	var lazy []int
-	for l := 1; l < layers; l += 2 {
-		lazy = append(lazy, l)
+	if mode == "hybrid" {
+		var lazy []int
+		for l := 1; l < len(fill.Usage().Layers); l += 2 {
+			lazy = append(lazy, l)
+		}
+		if err := s.MakeStreaming(lazy...); err != nil {
+			return nil, err
+		}
 	}
-	return model.FixedMode(lazy, model.WithSink(4), model.WithWindow(1020))
+	return s, nil
 }
 
 func report(c config, m Measurement, w io.Writer) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -58,31 +59,31 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
-// TestBenchKV: -kv q8 rows carry kv_type "q8" and hold the bytes Q8 costs: 2·(32 + 4·4) + 4 =
-// 100 per slot for the tiny shape (4 KV heads × 8: 32 elements and 4 scales), against 260 at
-// f32, so a budget batch fits 2.6 times the sequences.
+// TestBenchKV: one fill serves every -kv type; q8 rows carry kv_type "q8" and hold the bytes
+// Q8 costs: 2·(32 + 4·4) + 4 = 100 per slot for the tiny shape (4 KV heads × 8: 32 elements
+// and 4 scales), against 260 at f32, so a budget batch fits 2.6 times the sequences.
 func TestBenchKV(t *testing.T) {
-	rows := map[string][]Measurement{}
-	for _, kv := range []string{"f32", "q8"} {
-		var out, errb bytes.Buffer
-		err := run(context.Background(), []string{"-shape", "tiny", "-depth", "600", "-reps", "1", "-prefill", "16",
-			"-decode", "4", "-modes", "full", "-kv-budget", "4MiB", "-kv", kv, "-json"}, &out, &errb)
-		require.NoError(t, err, errb.String())
-		sc := bufio.NewScanner(&out)
-		for sc.Scan() {
-			var m Measurement
-			require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
-			require.Equal(t, kv, m.KVType)
-			rows[kv] = append(rows[kv], m)
-		}
-		require.Len(t, rows[kv], 2)
-	}
-	// 600+4 tokens in blocks of 256: 768 slots in each of 5 layers.
-	require.Equal(t, int64(5*768*(2*(4*8*4)+4)), rows["f32"][0].KVBytes)
-	require.Equal(t, int64(5*768*(2*(4*8+4*4)+4)), rows["q8"][0].KVBytes)
-	require.Equal(t, int(4<<20/(5*768*100)), rows["q8"][1].Batch)
-	require.Equal(t, int(4<<20/(5*768*260)), rows["f32"][1].Batch)
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"-shape", "tiny", "-kv", "f8"}, &out, &errb)
+	err := run(context.Background(), []string{"-shape", "tiny", "-depth", "600", "-reps", "1", "-prefill", "16",
+		"-decode", "4", "-modes", "full,hybrid", "-kv-budget", "4MiB", "-kv", "f32,q8", "-json"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	require.Equal(t, 1, strings.Count(errb.String(), "filled in"), errb.String())
+	rows := map[string][]Measurement{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var m Measurement
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		rows[m.Mode+"/"+m.KVType] = append(rows[m.Mode+"/"+m.KVType], m)
+	}
+	require.Len(t, rows, 4)
+	// 600+4 tokens in blocks of 256: 768 slots in each of 5 layers.
+	require.Equal(t, int64(5*768*(2*(4*8*4)+4)), rows["full/f32"][0].KVBytes)
+	require.Equal(t, int64(5*768*(2*(4*8+4*4)+4)), rows["full/q8"][0].KVBytes)
+	require.Equal(t, int(4<<20/(5*768*100)), rows["full/q8"][1].Batch)
+	require.Equal(t, int(4<<20/(5*768*260)), rows["full/f32"][1].Batch)
+	// Hybrid: layers 1 and 3 streaming (4+1020 slots), the others full.
+	require.Equal(t, int64((3*768+2*1024)*100), rows["hybrid/q8"][0].KVBytes)
+	out.Reset()
+	err = run(context.Background(), []string{"-shape", "tiny", "-kv", "f32,f8"}, &out, &errb)
 	require.ErrorContains(t, err, `-kv: kvcache: element type "f8"`)
 }
