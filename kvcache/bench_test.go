@@ -10,7 +10,13 @@ import (
 var benchShape = kvcache.Shape{KVHeads: 2, HeadDim: 64}
 
 func benchAppend(b *testing.B, p kvcache.Policy) {
-	c, err := kvcache.New(benchShape, []kvcache.Policy{p})
+	for _, t := range []kvcache.Type{kvcache.F32, kvcache.BF16, kvcache.Q8} {
+		b.Run(t.String(), func(b *testing.B) { benchAppendType(b, p, t) })
+	}
+}
+
+func benchAppendType(b *testing.B, p kvcache.Policy, t kvcache.Type) {
+	c, err := kvcache.New(benchShape, []kvcache.Policy{p}, kvcache.WithType(t, t))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -19,7 +25,7 @@ func benchAppend(b *testing.B, p kvcache.Policy) {
 	pos := []int32{0}
 	const maxTokens = 8192 // full layers: Reset (keeping the blocks) to bound memory
 	b.ReportAllocs()
-	b.SetBytes(kvcache.SlotBytes(benchShape))
+	b.SetBytes(t.SlotBytes(benchShape))
 	for b.Loop() {
 		if pos[0] == maxTokens {
 			pos[0] = 0
@@ -32,7 +38,8 @@ func benchAppend(b *testing.B, p kvcache.Policy) {
 	}
 }
 
-// BenchmarkAppendFull appends one token at a time to a full layer (the first
+// BenchmarkAppendFull appends one token at a time to a full layer of each element type (the
+// bf16 and q8 layers encode it on the way; the first
 // 8192 tokens allocate 32 blocks once; afterwards the blocks are reused).
 func BenchmarkAppendFull(b *testing.B) { benchAppend(b, kvcache.Full()) }
 

@@ -6,12 +6,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/loader"
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
 // TestNextZeroAllocs: once warm, a decode step (Session.Next of one token) allocates
-// nothing, for f32 and bf16 weights and one or two threads. The shape is large enough that
+// nothing, for f32 and bf16 weights, one or two threads and f32, bf16 or q8 KV caches. The shape is large enough that
 // the kernels split their work over the pool (threads=2) and the fused q/k/v and gate/up
 // products run; the 60 steps stay inside the cache's first block so no KV block is added.
 func TestNextZeroAllocs(t *testing.T) {
@@ -28,17 +29,20 @@ func TestNextZeroAllocs(t *testing.T) {
 		name    string
 		format  model.WeightFormat
 		threads int
+		kv      kvcache.Type
 	}{
-		{"f32/threads=1", model.WeightsF32, 1},
-		{"f32/threads=2", model.WeightsF32, 2},
-		{"bf16/threads=2", model.WeightsBF16, 2},
+		{"f32/threads=1", model.WeightsF32, 1, kvcache.F32},
+		{"f32/threads=2", model.WeightsF32, 2, kvcache.F32},
+		{"bf16/threads=2", model.WeightsBF16, 2, kvcache.F32},
+		{"bf16/threads=2/kv=q8", model.WeightsBF16, 2, kvcache.Q8},
+		{"f32/threads=1/kv=bf16", model.WeightsF32, 1, kvcache.BF16},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
 			m, err := model.Random(ctx, cfg, 5, model.WithWeightFormat(c.format), model.WithThreads(c.threads))
 			require.NoError(t, err)
 			defer m.Close()
-			s, err := m.NewSession(model.FullAttention())
+			s, err := m.NewSession(model.FullAttention(), model.WithKV(c.kv))
 			require.NoError(t, err)
 			defer s.Close()
 			_, err = s.Next(ctx, randomTokens(8, cfg.VocabSize, 1))

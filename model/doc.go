@@ -23,6 +23,11 @@
 // ratios, measured on the first forward. docs/method.md in the repository defines the masks,
 // the lazy ratio and both modes exactly.
 //
+// Any layer's cache may store its keys and values in bfloat16 or int8 instead of float32
+// (WithKV, WithKVTypes; kvcache.Type): Test mode measures its lazy ratios on the prompt's own
+// float32 keys whatever the type, so the layer choice does not depend on it, and converted
+// layers keep their type. Session.CloneKV re-encodes a float32 session's cache in other types.
+//
 // Forward returns logits as a gorgonia.org/tensor Dense of shape [n][vocab] (for tests and
 // reference checks); Next returns only the last row, which is what generation needs; Generate
 // and GenerateTokens turn text or token prompts into continuations.
