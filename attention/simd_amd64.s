@@ -432,6 +432,37 @@ TEXT ·deqBF16TileAVX(SB), NOSPLIT, $0-40
 	MOVQ stride+24(FP), R8
 	MOVQ n+32(FP), R9
 	SHLQ $1, R8 // stride in bytes
+	TESTQ $31, BX
+	JNZ   btok
+
+	// d a multiple of 32: four independent widen-shift chains per step.
+b32tok:
+	TESTQ R9, R9
+	JZ    bdone
+	MOVQ  SI, R10
+	XORQ  AX, AX
+
+b32loop:
+	VPMOVZXWD (R10), Y0
+	VPMOVZXWD 16(R10), Y1
+	VPMOVZXWD 32(R10), Y2
+	VPMOVZXWD 48(R10), Y3
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VPSLLD    $16, Y2, Y2
+	VPSLLD    $16, Y3, Y3
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	VMOVUPS   Y2, 64(DI)
+	VMOVUPS   Y3, 96(DI)
+	ADDQ      $64, R10
+	ADDQ      $128, DI
+	ADDQ      $32, AX
+	CMPQ      AX, BX
+	JL        b32loop
+	ADDQ      R8, SI
+	DECQ      R9
+	JMP       b32tok
 
 btok:
 	TESTQ R9, R9
@@ -469,6 +500,48 @@ TEXT ·deqQ8TileAVX(SB), NOSPLIT, $0-64
 	MOVQ scStride+48(FP), R11
 	MOVQ n+56(FP), R9
 	SHLQ $2, R11 // scale stride in bytes
+	CMPQ CX, $32
+	JNE  qtok
+	TESTQ $31, BX
+	JNZ  qtok
+
+	// Groups of 32 and d a multiple of 32: one scale broadcast and four independent
+	// convert-multiply chains per group.
+q32tok:
+	TESTQ R9, R9
+	JZ    qdone
+	MOVQ  SI, R10
+	MOVQ  DX, R12
+	XORQ  AX, AX
+
+q32loop:
+	VBROADCASTSS (R12), Y1
+	VPMOVSXBD    (R10), Y0
+	VPMOVSXBD    8(R10), Y2
+	VPMOVSXBD    16(R10), Y3
+	VPMOVSXBD    24(R10), Y4
+	VCVTDQ2PS    Y0, Y0
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y0, Y0
+	VMULPS       Y1, Y2, Y2
+	VMULPS       Y1, Y3, Y3
+	VMULPS       Y1, Y4, Y4
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y2, 32(DI)
+	VMOVUPS      Y3, 64(DI)
+	VMOVUPS      Y4, 96(DI)
+	ADDQ         $32, R10
+	ADDQ         $4, R12
+	ADDQ         $128, DI
+	ADDQ         $32, AX
+	CMPQ         AX, BX
+	JL           q32loop
+	ADDQ         R8, SI
+	ADDQ         R11, DX
+	DECQ         R9
+	JMP          q32tok
 
 qtok:
 	TESTQ R9, R9
