@@ -14,11 +14,14 @@
 //	              window). Sink+Window slots are allocated on the first append.
 //
 // Either kind stores its keys and values in an element [Type] chosen per kind of layer with
-// [WithType] (F32 by default, BF16, Q8), through one store file per type:
+// [WithType] (F32 by default, BF16, Q8, Q4), through one store file per type:
 //
 //	store_f32.go  float32, exact
 //	store_bf16.go bfloat16, round to nearest even
 //	store_q8.go   int8 with one float32 scale per min(32, HeadDim) elements of a token's head
+//	layer_q4.go   4-bit in blocks of Q4Block tokens (keys per channel over the block, values
+//	              per token), the open block in float32: full and streaming Q4 layers in one
+//	              kind of their own, since a block spans tokens
 //
 // [Layer.SegmentQ] (and [View.SegmentQ]) hand the stored bytes and scales to attention, which
 // dequantizes them where they lie. A converted layer keeps its type.

@@ -243,7 +243,8 @@ func (c *Cache) Clone() *Cache {
 // CloneAs returns a deep copy of the cache whose full layers store type full and streaming
 // layers type streaming (the types Reset then restores): a layer of the source already of its
 // target type is copied, an F32 layer is re-encoded slot by slot, exactly as appending its
-// tokens in that type would have stored them. It lets a prefill run once in float32 and serve
+// tokens in that type would have stored them (Q4: the tokens it holds appended in arrival
+// order to a Q4 layer of its policy). It lets a prefill run once in float32 and serve
 // several cache types. Errors wrap [ErrType]: an unknown type, or a reduced-precision layer
 // asked to change type (its float32 values are gone), naming the layer and both types.
 func (c *Cache) CloneAs(full, streaming Type) (*Cache, error) {

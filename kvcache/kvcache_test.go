@@ -544,7 +544,7 @@ func TestTypes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		t    kvcache.Type
-	}{{"f32", kvcache.F32}, {"bf16", kvcache.BF16}, {"q8", kvcache.Q8}} {
+	}{{"f32", kvcache.F32}, {"bf16", kvcache.BF16}, {"q8", kvcache.Q8}, {"q4", kvcache.Q4}} {
 		got, err := kvcache.ParseType(tc.name)
 		require.NoError(t, err)
 		require.Equal(t, tc.t, got)
@@ -560,9 +560,10 @@ func TestTypes(t *testing.T) {
 	_, err := kvcache.New(s, []kvcache.Policy{kvcache.Full(), kvcache.Streaming(1, 2)}, kvcache.WithType(kvcache.F32, kvcache.Type(7)))
 	require.ErrorIs(t, err, kvcache.ErrType)
 	require.Contains(t, err.Error(), "layer 1: element type Type(7)")
-	// Q8 accepts every head_dim from 1 up; 40 has a group of 32 and one of 8.
+	// Q8 and Q4 accept every head_dim from 1 up; 40 has a group of 32 and one of 8.
 	for _, hd := range []int{1, 8, 40, 64, 80, 128} {
 		require.NoError(t, kvcache.Q8.Validate(kvcache.Shape{KVHeads: 1, HeadDim: hd}))
+		require.NoError(t, kvcache.Q4.Validate(kvcache.Shape{KVHeads: 1, HeadDim: hd}))
 	}
 	require.Equal(t, int64(2*(40+2*4)+4), kvcache.Q8.SlotBytes(kvcache.Shape{KVHeads: 1, HeadDim: 40}))
 
@@ -733,7 +734,7 @@ func TestPolicyVisible(t *testing.T) {
 	}
 }
 
-// FuzzParseType: ParseType never panics and accepts exactly the three names, which
+// FuzzParseType: ParseType never panics and accepts exactly the four names, which
 // round-trip through String.
 func FuzzParseType(f *testing.F) {
 	for _, s := range []string{"f32", "bf16", "q8", "q4", "", "F32"} {
@@ -764,6 +765,13 @@ func TestCloneAs(t *testing.T) {
 			policies[i] = randomPolicy(rng)
 		}
 		fullT, streamingT := kvcache.Type(rng.IntN(3)), kvcache.Type(rng.IntN(3))
+		if seed%3 == 0 {
+			// Q4 full layers: a float32 full layer re-encoded is its tokens appended in order.
+			fullT = kvcache.Q4
+			for i := range policies {
+				policies[i] = kvcache.Full()
+			}
+		}
 		opts := []kvcache.Option{kvcache.WithBlockTokens([]int{1, 4, 16}[rng.IntN(3)])}
 		src, err := kvcache.New(s, policies, opts...)
 		require.NoError(t, err)
@@ -772,7 +780,7 @@ func TestCloneAs(t *testing.T) {
 		next := int32(0)
 		for range 30 {
 			l := rng.IntN(len(policies))
-			if rng.IntN(8) == 0 && !src.Policy(l).IsStreaming() && !policies[l].IsStreaming() && fullT == streamingT {
+			if rng.IntN(8) == 0 && !src.Policy(l).IsStreaming() && !policies[l].IsStreaming() && fullT == streamingT && fullT != kvcache.Q4 {
 				p := kvcache.Streaming(rng.IntN(3), 1+rng.IntN(5))
 				require.NoError(t, src.Convert(l, p))
 				require.NoError(t, want.Convert(l, p))

@@ -36,6 +36,9 @@ type Layer interface {
 
 // newLayer returns an empty layer of the kind p asks for, storing type t.
 func newLayer(s Shape, p Policy, t Type, blockTokens int) Layer {
+	if t == Q4 {
+		return newQ4Layer(s, p)
+	}
 	if p.IsStreaming() {
 		return newStreaming(s, t, p)
 	}

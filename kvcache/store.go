@@ -45,8 +45,15 @@ func reencode(st store, t Type, s Shape, slots int) store {
 	return d
 }
 
-// retype returns a copy of the F32 layer l storing type t, slot for slot.
+// retype returns a copy of the F32 layer l storing type t, slot for slot (Q4: its tokens
+// appended in arrival order to a Q4 layer of the same policy).
 func retype(l Layer, t Type) Layer {
+	if t == Q4 {
+		q := newQ4Layer(shapeOf(l), l.Policy())
+		k, v, pos := arrival(l)
+		q.Append(k, v, pos)
+		return q
+	}
 	switch l := l.(type) {
 	case *full:
 		d := &full{s: l.s, t: t, bt: l.bt, n: l.n, blocks: make([]block, len(l.blocks))}
@@ -64,4 +71,42 @@ func retype(l Layer, t Type) Layer {
 		return &d
 	}
 	panic("kvcache: retype of an unknown layer kind")
+}
+
+func shapeOf(l Layer) Shape {
+	switch l := l.(type) {
+	case *full:
+		return l.s
+	case *streaming:
+		return l.s
+	}
+	panic("kvcache: shape of an unknown layer kind")
+}
+
+// arrival returns an F32 layer's tokens in arrival order.
+func arrival(l Layer) (k, v []float32, pos []int32) {
+	switch l := l.(type) {
+	case *full:
+		for i := range l.NumSegments() {
+			sk, sv, sp := l.Segment(i)
+			k, v, pos = append(k, sk...), append(v, sv...), append(pos, sp...)
+		}
+	case *streaming:
+		if l.st == nil {
+			return nil, nil, nil
+		}
+		w := l.s.Width()
+		sk, sv := l.st.f32(0, l.sinkN)
+		k, v, pos = append(k, sk...), append(v, sv...), append(pos, l.pos[:l.sinkN]...)
+		start := 0
+		if l.filled == l.p.Window {
+			start = l.head
+		}
+		for j := range l.filled {
+			slot := l.p.Sink + (start+j)%l.p.Window
+			rk, rv := l.st.f32(slot, slot+1)
+			k, v, pos = append(k, rk[:w]...), append(v, rv[:w]...), append(pos, l.pos[slot])
+		}
+	}
+	return k, v, pos
 }

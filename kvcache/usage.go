@@ -113,9 +113,15 @@ func Estimate(s Shape, policies []Policy, tokens int, opts ...Option) int64 {
 	fb, sb := fullT.SlotBytes(s), streamingT.SlotBytes(s)
 	var n int64
 	for _, p := range policies {
-		if p.IsStreaming() {
+		switch {
+		case p.IsStreaming() && streamingT == Q4:
+			closed := min(int64(p.Window+Q4Block-1)/Q4Block, max(0, t-int64(p.Sink))/Q4Block)
+			n += (int64(p.Sink)+Q4Block)*F32.SlotBytes(s) + closed*q4GroupBytes(s)
+		case p.IsStreaming():
 			n += (int64(p.Sink) + int64(p.Window)) * sb
-		} else {
+		case fullT == Q4:
+			n += Q4Block*F32.SlotBytes(s) + t/Q4Block*q4GroupBytes(s)
+		default:
 			n += (t + bt - 1) / bt * bt * fb
 		}
 	}
