@@ -78,10 +78,15 @@ type KV interface {
 //	ElemBF16  bfloat16, 2 bytes little-endian an element (the high half of a float32)
 //	ElemQ8    int8 (two's complement) with one float32 scale per group of
 //	          min(32, HeadDim) consecutive elements of a token's head, x = q·scale
+//	ElemQ4    4-bit codes c, two a byte (element e of a token's row in byte e/2, the low
+//	          nibble for even e), rows of ceil(KVHeads·HeadDim/2) bytes; keys per channel
+//	          over the segment, k = c·ks[e] + ks[W+e] (W = KVHeads·HeadDim); values per
+//	          token per Q8-style group, v = c·vs[t][0][g] + vs[t][1][g]
 const (
 	ElemF32  = 0
 	ElemBF16 = 1
 	ElemQ8   = 2
+	ElemQ4   = 3
 )
 
 // QKV is a KV whose segments may be stored in reduced precision; attention reads each segment
@@ -90,7 +95,8 @@ const (
 // one of the Elem constants; for ElemF32 the keys and values are read through Segment(i) and
 // k, v may be nil; for ElemBF16 k and v are [len(pos)][KVHeads·HeadDim] elements of 2 bytes;
 // for ElemQ8 of 1 byte, with ks and vs [len(pos)][KVHeads·ceil(HeadDim/min(32, HeadDim))]
-// scales. kvcache's layers and views satisfy QKV structurally.
+// scales; for ElemQ4 as described there (ks [2][W], vs [len(pos)][2][groups]). kvcache's
+// layers and views satisfy QKV structurally.
 type QKV interface {
 	KV
 	SegmentQ(i int) (elem int, k, v []byte, ks, vs []float32, pos []int32)
@@ -272,6 +278,17 @@ func (j *job) checkSeg(s *seg) {
 		if len(s.kb) != w || len(s.vb) != w || len(s.ks) != ns || len(s.vs) != ns {
 			panic(fmt.Sprintf("attention: q8 segment of %d tokens has %d, %d bytes and %d, %d scales, want %d and %d",
 				s.n, len(s.kb), len(s.vb), len(s.ks), len(s.vs), w, ns))
+		}
+	case ElemQ4:
+		if s.n == 0 {
+			break // an empty segment needs no scales
+		}
+		kd := j.kvh * j.d
+		_, g := q8Groups(j.d)
+		rb := s.n * ((kd + 1) / 2)
+		if len(s.kb) != rb || len(s.vb) != rb || len(s.ks) != 2*kd || len(s.vs) != s.n*2*j.kvh*g {
+			panic(fmt.Sprintf("attention: q4 segment of %d tokens has %d, %d bytes and %d, %d scales, want %d, %d and %d",
+				s.n, len(s.kb), len(s.vb), len(s.ks), len(s.vs), rb, 2*kd, s.n*2*j.kvh*g))
 		}
 	default:
 		panic(fmt.Sprintf("attention: segment element type %d unknown", s.elem))

@@ -17,6 +17,32 @@ func (j *job) dequantTile(kt, vt []float32, s *seg, k0, kn, g int) {
 		so := k0*gpr + g*gph
 		deqQ8(kt, s.kb[off:], s.ks[so:], D, gs, kd, gpr, kn)
 		deqQ8(vt, s.vb[off:], s.vs[so:], D, gs, kd, gpr, kn)
+	case ElemQ4:
+		deqQ4(kt, vt, s, k0, kn, g*D, D, kd, j.kvh)
+	}
+}
+
+// deqQ4 decodes elements [e0, e0+d) of tokens [k0, k0+n) of the Q4 segment s (rows of kd
+// elements, kvh heads of d) into kt and vt ([n][d]): keys by their channel's step and minimum
+// over the segment, values by their token's group's.
+func deqQ4(kt, vt []float32, s *seg, k0, n, e0, d, kd, kvh int) {
+	rb := (kd + 1) / 2
+	gs, gph := q8Groups(d)
+	ng := kvh * gph
+	ks, km := s.ks[e0:e0+d], s.ks[kd+e0:kd+e0+d]
+	h := e0 / d
+	for t := range n {
+		tok := k0 + t
+		kr, vr := s.kb[tok*rb:][:rb], s.vb[tok*rb:][:rb]
+		vs := s.vs[tok*2*ng:][:2*ng]
+		ko, vo := kt[t*d:][:d], vt[t*d:][:d]
+		for i := range d {
+			e := e0 + i
+			sh := 4 * (e & 1)
+			ko[i] = float32(kr[e/2]>>sh&15)*ks[i] + km[i]
+			gi := h*gph + i/gs
+			vo[i] = float32(vr[e/2]>>sh&15)*vs[gi] + vs[ng+gi]
+		}
 	}
 }
 

@@ -50,6 +50,8 @@ func naiveEncode(elem int, x []float32, d int) (b []byte, sc, deq []float32) {
 			binary.LittleEndian.PutUint16(b[2*i:], uint16(hi))
 			deq[i] = math.Float32frombits(hi << 16)
 		}
+	case ElemQ4:
+		panic("naiveEncode: Q4 keys and values are encoded by naiveEncodeQ4")
 	case ElemQ8:
 		b = make([]byte, len(x))
 		gs := min(32, d)
@@ -85,6 +87,12 @@ func quantize(kv Segments, elem, d int) (qSegments, Segments) {
 		if i == len(kv)-1 {
 			q[i] = qSeg{elem: ElemF32, fk: s.K, fv: s.V, pos: s.Pos}
 			oracle[i] = s
+			continue
+		}
+		if elem == ElemQ4 {
+			g := naiveEncodeQ4(s.K, s.V, len(s.Pos), d)
+			q[i] = qSeg{elem: elem, k: g.k, v: g.v, ks: g.ks, vs: g.vs, pos: s.Pos}
+			oracle[i] = Segment{K: g.kd, V: g.vd, Pos: s.Pos}
 			continue
 		}
 		kb, ks, kd := naiveEncode(elem, s.K, d)
@@ -130,7 +138,7 @@ func checkQuant(t *testing.T, c attCase, elem int, seed uint64, portable bool) {
 	requireClose(t, outD, want[i*hd:][:hd], outTol, "decode")
 }
 
-// TestQuantizedAttend: attention over BF16 and Q8 segments (mixed with a float32 one) equals
+// TestQuantizedAttend: attention over BF16, Q8 and Q4 segments (mixed with a float32 one) equals
 // the naive oracle over the values those encodings stand for, on every route, for head widths
 // that do and do not fit the SIMD kernels (Q8 groups of 32 with a shorter last group at 40, 80).
 func TestQuantizedAttend(t *testing.T) {
@@ -145,7 +153,7 @@ func TestQuantizedAttend(t *testing.T) {
 		{kvh: 1, ratio: 2, d: 16, cache: 33, n: 5, nseg: 2, mask: mask{1, 3}},
 	}
 	for i, c := range cases {
-		for _, elem := range []int{ElemBF16, ElemQ8} {
+		for _, elem := range []int{ElemBF16, ElemQ8, ElemQ4} {
 			for _, portable := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%s/elem%d/portable%v", c, elem, portable), func(t *testing.T) {
 					checkQuant(t, c, elem, uint64(3000+i), portable)
@@ -155,7 +163,7 @@ func TestQuantizedAttend(t *testing.T) {
 	}
 }
 
-// FuzzAttendQuant is FuzzAttend over BF16 and Q8 segments.
+// FuzzAttendQuant is FuzzAttend over BF16, Q8 and Q4 segments.
 func FuzzAttendQuant(f *testing.F) {
 	f.Add(uint64(1), uint8(2), uint8(7), uint8(64), uint16(1), uint16(300), uint8(4), uint8(32), uint8(3), uint8(1))
 	f.Add(uint64(2), uint8(1), uint8(3), uint8(40), uint16(17), uint16(90), uint8(0), uint8(0), uint8(2), uint8(2))
@@ -173,7 +181,7 @@ func FuzzAttendQuant(f *testing.F) {
 			drop:    int(flags>>2) % 4,
 			threads: 1 + int(flags>>4)%3,
 		}
-		elem := ElemBF16 + int(flags&1)
+		elem := ElemBF16 + int(flags&3)%3
 		checkQuant(t, c, elem, seed, flags&0x80 != 0)
 	})
 }
@@ -228,4 +236,65 @@ func TestDequantRoutes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// q4Enc is a segment encoded as ElemQ4 and the values it stands for.
+type q4Enc struct {
+	k, v   []byte
+	ks, vs []float32
+	kd, vd []float32
+}
+
+// naiveGrid puts the elements x[0], x[stride], ... on 16 levels from their min to their max.
+func naiveGrid(x []float32, stride int) (codes []byte, step, lo float32) {
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for i := 0; i < len(x); i += stride {
+		lo, hi = min(lo, x[i]), max(hi, x[i])
+	}
+	step = (hi - lo) / 15
+	for i := 0; i < len(x); i += stride {
+		var c float64
+		if step != 0 {
+			c = math.Max(0, math.Min(15, math.Round(float64((x[i]-lo)/step))))
+		}
+		codes = append(codes, byte(c))
+	}
+	return codes, step, lo
+}
+
+// naiveEncodeQ4 encodes n tokens of keys and values ([n][w]) as ElemQ4: keys per channel over
+// the n tokens, values per token per group of min(32, d) elements of a head.
+func naiveEncodeQ4(k, v []float32, n, d int) q4Enc {
+	w := len(k) / max(n, 1)
+	rb := (w + 1) / 2
+	e := q4Enc{k: make([]byte, n*rb), v: make([]byte, n*rb), ks: make([]float32, 2*w), kd: make([]float32, n*w), vd: make([]float32, n*w)}
+	put := func(b []byte, t, c int, code byte) { b[t*rb+c/2] |= code << (4 * (c & 1)) }
+	for c := range w {
+		codes, step, lo := naiveGrid(k[c:], w)
+		e.ks[c], e.ks[w+c] = step, lo
+		for t, cd := range codes {
+			put(e.k, t, c, cd)
+			e.kd[t*w+c] = float32(cd)*step + lo
+		}
+	}
+	gs := min(32, d)
+	ng := w / d * ((d + gs - 1) / gs)
+	for t := range n {
+		sc := make([]float32, 2*ng)
+		gi := 0
+		for h := 0; h < w; h += d {
+			for a := h; a < h+d; a += gs {
+				end := min(a+gs, h+d)
+				codes, step, lo := naiveGrid(v[t*w+a:t*w+end], 1)
+				sc[gi], sc[ng+gi] = step, lo
+				for i, cd := range codes {
+					put(e.v, t, a+i, cd)
+					e.vd[t*w+a+i] = float32(cd)*step + lo
+				}
+				gi++
+			}
+		}
+		e.vs = append(e.vs, sc...)
+	}
+	return e
 }

@@ -17,7 +17,7 @@ import (
 // kvcache's layers are what attention reads, stored types included.
 var _ attention.QKV = kvcache.Layer(nil)
 
-var reducedTypes = []kvcache.Type{kvcache.BF16, kvcache.Q8}
+var reducedTypes = []kvcache.Type{kvcache.BF16, kvcache.Q8, kvcache.Q4}
 
 // TestKVTypeLazyLayers: Test mode measures lazy ratios on the prompt's full-precision keys, so
 // with every reduced KV type it picks exactly the reference's lazy layers, its prefill logits

@@ -7,7 +7,7 @@
 //
 // For each depth it prefills one sequence of that many tokens with full attention and a
 // float32 KV cache (the context really holds them); each mode (hybrid: every other layer made
-// streaming, as Test mode does after its prefill) and each -kv type (f32, bf16, q8, comma-
+// streaming, as Test mode does after its prefill) and each -kv type (f32, bf16, q8, q4, comma-
 // separated; the cache re-encoded) measures copies of it. From those copies it times a 512-token prefill chunk appended at that depth and 128
 // decode steps. With -kv-budget it fills the budget with as many copies as fit and times
 // decode steps over all of them together (Batch.Step), reporting the aggregate tok/s.
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.steps, "decode", 128, "timed decode steps")
 	budget := fs.String("kv-budget", "", "KV memory budget (bytes or KiB/MiB/GiB): decode as many sequences as fit, together")
 	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
-	kvNames := fs.String("kv", "f32", "comma-separated KV cache element `types`: f32, bf16, q8")
+	kvNames := fs.String("kv", "f32", "comma-separated KV cache element `types`: f32, bf16, q8, q4")
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")

@@ -4,7 +4,7 @@
 //	go run ./examples/generate -model DIR -prompt "..." -mode test -keep 0.5 -sink 4 -window 1020
 //	go run ./examples/generate -model DIR -prompt "..." -mode test -kv q8
 //
-// -kv f32|bf16|q8 sets the KV cache's element type (default f32).
+// -kv f32|bf16|q8|q4 sets the KV cache's element type (default f32).
 // stdout receives exactly the prompt followed by the generated text; the one-line summary
 // (tokens, tok/s, KV bytes) and errors go to stderr. Without -model it uses the small real
 // model in the repository's testdata/stories260K (run it from the repository root).
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lazy := fs.String("lazy", "", "fixed mode: comma-separated lazy layers")
 	plan := fs.String("plan", "", "fixed mode: plan `file` written by selectlayers -calibrate")
 	threads := fs.Int("threads", 0, "threads (0: GOMAXPROCS)")
-	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16 or q8")
+	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16, q8 or q4")
 	verbose := fs.Bool("v", false, "log loading details to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -12,7 +12,7 @@
 // all layers — by prefilling the first N tokens with full attention in every layer, truncating
 // the chosen layers' caches, decoding the rest teacher-forced and reporting the mean next-token
 // negative log-likelihood over tokens N..T-1 and the top-1 agreement with full attention.
-// -kv f32|bf16|q8 sets the KV cache's element type for every choice (the top-1 agreement is
+// -kv f32|bf16|q8|q4 sets the KV cache's element type for every choice (the top-1 agreement is
 // then with full attention at that type).
 package main
 
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	eval := fs.Bool("eval", false, "evaluate full, ratio, reverse and all-streaming choices on the rest of -tokens")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	calibrate := fs.Bool("calibrate", false, "calibrate a plan over the token files given as arguments and print it")
-	kvName := fs.String("kv", "f32", "KV cache element `type` of -eval: f32, bf16 or q8")
+	kvName := fs.String("kv", "f32", "KV cache element `type` of -eval: f32, bf16, q8 or q4")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
