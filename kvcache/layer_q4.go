@@ -31,7 +31,7 @@ func q4GroupBytes(s Shape) int64 {
 func newQ4Group(s Shape) *q4group {
 	rb, w, g := q4RowBytes(s), s.Width(), groups(s)
 	kv := make([]byte, 2*Q4Block*rb)
-	return &q4group{k: kv[:Q4Block*rb : Q4Block*rb], v: kv[Q4Block*rb:], ks: make([]float32, 2*w),
+	return &q4group{k: kv[: Q4Block*rb : Q4Block*rb], v: kv[Q4Block*rb:], ks: make([]float32, 2*w),
 		vs: make([]float32, Q4Block*2*g), pos: make([]int32, Q4Block)}
 }
 
