@@ -115,7 +115,7 @@ func BenchmarkDecode(b *testing.B) {
 				for _, et := range []struct {
 					name string
 					elem int
-				}{{"f32", ElemF32}, {"bf16", ElemBF16}, {"q8", ElemQ8}} {
+				}{{"f32", ElemF32}, {"bf16", ElemBF16}, {"q8", ElemQ8}, {"q4", ElemQ4}} {
 					b.Run(fmt.Sprintf("%s/%dK/t%d/%s", bm.name, ctx>>10, th, et.name), func(b *testing.B) {
 						r := rand.New(rand.NewPCG(3, 4))
 						segs, held := benchKV(r, bm.m, ctx)
@@ -124,16 +124,18 @@ func BenchmarkDecode(b *testing.B) {
 						pp := p
 						pp.Threads = th
 						var v KV = segs
-						w := int64(p.KVHeads * p.HeadDim)
-						per := 2 * w * 4
+						bytes := int64(held) * int64(2*p.KVHeads*p.HeadDim*4)
 						if et.elem != ElemF32 {
-							// Every segment encoded (benchKV has no span segment: add an empty one).
+							// Every segment encoded (benchKV has no span segment: add an empty one;
+							// a q4 segment's keys share scales over its tokens).
 							qkv, _ := quantize(append(segs, Segment{}), et.elem, p.HeadDim)
 							v = qkv
-							_, g := q8Groups(p.HeadDim)
-							per = map[int]int64{ElemBF16: 2 * w * 2, ElemQ8: 2 * (w + 4*int64(p.KVHeads*g))}[et.elem]
+							bytes = 0
+							for _, g := range qkv {
+								bytes += int64(len(g.k) + len(g.v) + 4*(len(g.ks)+len(g.vs)))
+							}
 						}
-						b.SetBytes(int64(held) * per)
+						b.SetBytes(bytes)
 						b.ResetTimer()
 						for b.Loop() {
 							Decode(out, q, int32(ctx), v, bm.m.sink, bm.m.window, pp)

@@ -26,11 +26,24 @@ func (j *job) dequantTile(kt, vt []float32, s *seg, k0, kn, g int) {
 // elements, kvh heads of d) into kt and vt ([n][d]): keys by their channel's step and minimum
 // over the segment, values by their token's group's.
 func deqQ4(kt, vt []float32, s *seg, k0, n, e0, d, kd, kvh int) {
+	if n == 0 {
+		return
+	}
 	rb := (kd + 1) / 2
 	gs, gph := q8Groups(d)
 	ng := kvh * gph
 	ks, km := s.ks[e0:e0+d], s.ks[kd+e0:kd+e0+d]
 	h := e0 / d
+	if useAVX2 && d%8 == 0 && gs%8 == 0 {
+		// e0 = h·d is even, so each head's codes start on a byte.
+		_ = s.kb[(k0+n-1)*rb+(e0+d)/2-1]
+		_ = s.vb[(k0+n-1)*rb+(e0+d)/2-1]
+		_ = s.vs[(k0+n-1)*2*ng+ng+h*gph+gph-1]
+		_, _ = kt[n*d-1], vt[n*d-1]
+		deqQ4KAVX(&kt[0], &s.kb[k0*rb+e0/2], &ks[0], &km[0], d, rb, n)
+		deqQ4VAVX(&vt[0], &s.vb[k0*rb+e0/2], &s.vs[k0*2*ng+h*gph], d, gs, rb, 2*ng, ng, n)
+		return
+	}
 	for t := range n {
 		tok := k0 + t
 		kr, vr := s.kb[tok*rb:][:rb], s.vb[tok*rb:][:rb]

@@ -298,3 +298,46 @@ func naiveEncodeQ4(k, v []float32, n, d int) q4Enc {
 	}
 	return e
 }
+
+// TestDequantQ4Routes: the AVX2 Q4 route decodes what the portable one does, up to the one
+// rounding a fused multiply-add saves (code·step + min rounded once instead of twice), for
+// every KV head of rows with one and two heads and head widths with one or several groups.
+func TestDequantQ4Routes(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2+FMA on this machine")
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	saved, saved512 := useAVX2, useAVX512
+	defer func() { useAVX2, useAVX512 = saved, saved512 }()
+	for _, d := range []int{8, 16, 24, 40, 64, 128} {
+		for _, kvh := range []int{1, 2} {
+			const n = 29
+			w := kvh * d
+			k, v := randSlice(r, n*w, 4), randSlice(r, n*w, 4)
+			e := naiveEncodeQ4(k, v, n, d)
+			s := seg{elem: ElemQ4, n: n, kb: e.k, vb: e.v, ks: e.ks, vs: e.vs}
+			for h := range kvh {
+				for _, k0 := range []int{0, 3} {
+					cnt := n - k0
+					var got [2][2][]float32
+					for i, avx := range []bool{false, true} {
+						useAVX2, useAVX512 = avx, false
+						kt, vt := make([]float32, cnt*d), make([]float32, cnt*d)
+						deqQ4(kt, vt, &s, k0, cnt, h*d, d, w, kvh)
+						got[i] = [2][]float32{kt, vt}
+					}
+					for c := range 2 {
+						requireClose(t, got[1][c], got[0][c], 1e-6, fmt.Sprintf("d=%d kvh=%d head %d k0 %d kind %d", d, kvh, h, k0, c))
+					}
+					// The portable route decodes exactly what the oracle encoded.
+					for tt := range cnt {
+						for i := range d {
+							require.Equal(t, e.kd[(k0+tt)*w+h*d+i], got[0][0][tt*d+i])
+							require.Equal(t, e.vd[(k0+tt)*w+h*d+i], got[0][1][tt*d+i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -63,3 +63,15 @@ func maxAVX(row *float32, n int) float32
 //
 //go:noescape
 func dot2TileAVX(dst0, dst1, q0, q1, k *float32, d, stride, nk int, scale float32)
+
+// deqQ4KAVX sets dst[t][i] = code(t, i)·step[i] + lo[i] for t < n, i < d (a positive multiple
+// of 8), code(t, i) nibble i of the row at src + t·rowBytes, the low nibble first.
+//
+//go:noescape
+func deqQ4KAVX(dst *float32, src *byte, step, lo *float32, d, rowBytes, n int)
+
+// deqQ4VAVX sets dst[t][i] = code(t, i)·sc[t·scStride + i/gs] + sc[t·scStride + ng + i/gs]
+// for t < n, i < d; d and gs positive multiples of 8.
+//
+//go:noescape
+func deqQ4VAVX(dst *float32, src *byte, sc *float32, d, gs, rowBytes, scStride, ng, n int)

@@ -660,3 +660,114 @@ zqsame:
 zqdone:
 	VZEROUPPER
 	RET
+
+DATA q4shifts<>+0(SB)/4, $0
+DATA q4shifts<>+4(SB)/4, $4
+DATA q4shifts<>+8(SB)/4, $8
+DATA q4shifts<>+12(SB)/4, $12
+DATA q4shifts<>+16(SB)/4, $16
+DATA q4shifts<>+20(SB)/4, $20
+DATA q4shifts<>+24(SB)/4, $24
+DATA q4shifts<>+28(SB)/4, $28
+GLOBL q4shifts<>(SB), RODATA|NOPTR, $32
+
+// func deqQ4KAVX(dst *float32, src *byte, step, lo *float32, d, rowBytes, n int)
+// dst[t][i] = code(t, i)·step[i] + lo[i] for t < n, i < d (a positive multiple of 8), code
+// (t, i) the nibble i of the row at src + t·rowBytes (low nibble first).
+TEXT ·deqQ4KAVX(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ step+16(FP), DX
+	MOVQ lo+24(FP), CX
+	MOVQ d+32(FP), BX
+	MOVQ rowBytes+40(FP), R8
+	MOVQ n+48(FP), R9
+	VMOVDQU q4shifts<>(SB), Y14
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLD   $28, Y13, Y13 // 15 in every lane
+
+k4tok:
+	TESTQ R9, R9
+	JZ    k4done
+	MOVQ  SI, R10
+	XORQ  AX, AX
+
+k4loop:
+	VPBROADCASTD (R10), Y0
+	VPSRLVD      Y14, Y0, Y0
+	VPAND        Y13, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMOVUPS      (DX)(AX*4), Y1
+	VFMADD213PS  (CX)(AX*4), Y1, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $4, R10
+	ADDQ         $32, DI
+	ADDQ         $8, AX
+	CMPQ         AX, BX
+	JL           k4loop
+	ADDQ         R8, SI
+	DECQ         R9
+	JMP          k4tok
+
+k4done:
+	VZEROUPPER
+	RET
+
+// func deqQ4VAVX(dst *float32, src *byte, sc *float32, d, gs, rowBytes, scStride, ng, n int)
+// dst[t][i] = code(t, i)·sc[t·scStride + i/gs] + sc[t·scStride + ng + i/gs] for t < n,
+// i < d; d and gs positive multiples of 8.
+TEXT ·deqQ4VAVX(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ sc+16(FP), DX
+	MOVQ d+24(FP), BX
+	MOVQ gs+32(FP), CX
+	MOVQ rowBytes+40(FP), R8
+	MOVQ scStride+48(FP), R11
+	MOVQ ng+56(FP), R14
+	MOVQ n+64(FP), R9
+	SHLQ $2, R11 // scale stride in bytes
+	SHLQ $2, R14 // offset of the minima in bytes
+	VMOVDQU q4shifts<>(SB), Y14
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLD   $28, Y13, Y13
+
+v4tok:
+	TESTQ R9, R9
+	JZ    v4done
+	MOVQ  SI, R10
+	MOVQ  DX, R12
+	XORQ  AX, AX
+	XORQ  R13, R13
+	VBROADCASTSS (R12), Y1
+	VBROADCASTSS (R12)(R14*1), Y2
+
+v4loop:
+	CMPQ R13, CX
+	JL   v4same
+	ADDQ $4, R12
+	VBROADCASTSS (R12), Y1
+	VBROADCASTSS (R12)(R14*1), Y2
+	XORQ R13, R13
+
+v4same:
+	VPBROADCASTD (R10), Y0
+	VPSRLVD      Y14, Y0, Y0
+	VPAND        Y13, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VFMADD213PS  Y2, Y1, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $4, R10
+	ADDQ         $32, DI
+	ADDQ         $8, AX
+	ADDQ         $8, R13
+	CMPQ         AX, BX
+	JL           v4loop
+	ADDQ         R8, SI
+	ADDQ         R11, DX
+	DECQ         R9
+	JMP          v4tok
+
+v4done:
+	VZEROUPPER
+	RET

@@ -43,3 +43,11 @@ func maxAVX(row *float32, n int) float32 {
 func dot2TileAVX(dst0, dst1, q0, q1, k *float32, d, stride, nk int, scale float32) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
+
+func deqQ4KAVX(dst *float32, src *byte, step, lo *float32, d, rowBytes, n int) {
+	panic("attention: no AVX2 kernel on this architecture")
+}
+
+func deqQ4VAVX(dst *float32, src *byte, sc *float32, d, gs, rowBytes, scStride, ng, n int) {
+	panic("attention: no AVX2 kernel on this architecture")
+}
