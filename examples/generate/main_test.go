@@ -80,6 +80,7 @@ func TestHybridFlags(t *testing.T) {
 		{[]string{"-mode", "full"}, `lazy layers \[\]`},
 		{[]string{"-mode", "test", "-window", "8", "-sink", "2", "-last", "4", "-kv", "q8"}, `lazy layers \[\d \d\]`},
 		{[]string{"-mode", "full", "-kv", "bf16"}, `lazy layers \[\]`},
+		{[]string{"-mode", "test", "-window", "8", "-sink", "2", "-last", "4", "-kv", "q4"}, `\(q4\), lazy layers \[\d \d\]`},
 	} {
 		var out, errb bytes.Buffer
 		args := append([]string{"-model", dir, "-prompt", "Once upon a time, there was a little girl named Lily", "-n", "20"}, tc.args...)
