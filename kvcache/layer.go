@@ -2,7 +2,8 @@ package kvcache
 
 // Layer is one model layer's cache. Each kind of layer is its own type in its own file
 // (full.go, streaming.go), storing its keys and values in an element [Type] through one store
-// file per type (store_f32.go, store_bf16.go, store_q8.go). A Layer knows its own [Policy],
+// file per type (store_f32.go, store_bf16.go, store_q8.go); Q4 layers, whose blocks span
+// tokens, are a kind of their own (layer_q4.go). A Layer knows its own [Policy],
 // which is also the mask its queries use.
 //
 // NumSegments and Segment present the tokens held as segments in arbitrary slot order (k and v
@@ -11,7 +12,9 @@ package kvcache
 // other types; SegmentQ returns every type as stored (attention's QKV interface): elem is the
 // Type as an int, k and v the encoded elements ([len(pos)][Width] float32, bfloat16 or int8
 // values, little-endian), ks and vs the Q8 scales ([len(pos)][KVHeads·ceil(HeadDim/GroupSize)],
-// nil for other types). The slices alias the layer: after a mutation, ask again.
+// nil for other types). A Q4 layer's segments are its float32 sink and open block (elem F32)
+// and one segment per closed block (elem Q4, codes and scales as attention.ElemQ4 describes).
+// The slices alias the layer: after a mutation, ask again.
 //
 // Append's sizes are checked by [Cache.Append]; calling it directly with k or v shorter than
 // len(pos)·Width panics.
