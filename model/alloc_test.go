@@ -11,7 +11,7 @@ import (
 )
 
 // TestNextZeroAllocs: once warm, a decode step (Session.Next of one token) allocates
-// nothing, for f32 and bf16 weights and one or two threads. The shape is large enough that
+// nothing, for f32, bf16, q8 and q4 weights and one or two threads. The shape is large enough that
 // the kernels split their work over the pool (threads=2) and the fused q/k/v and gate/up
 // products run; the 60 steps stay inside the cache's first block so no KV block is added.
 func TestNextZeroAllocs(t *testing.T) {
@@ -32,6 +32,9 @@ func TestNextZeroAllocs(t *testing.T) {
 		{"f32/threads=1", model.WeightsF32, 1},
 		{"f32/threads=2", model.WeightsF32, 2},
 		{"bf16/threads=2", model.WeightsBF16, 2},
+		{"q8/threads=2", model.WeightsQ8, 2},
+		{"q4/threads=1", model.WeightsQ4, 1},
+		{"q4/threads=2", model.WeightsQ4, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
