@@ -85,3 +85,42 @@ func BenchmarkMatMul(b *testing.B) {
 		b.Run("bf16/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMulBF16(dst, x, wb, n, rows, cols) }) })
 	}
 }
+
+// BenchmarkMatVecQ: the quantized decode kernels at the Qwen2.5-0.5B shapes; SetBytes is the
+// weight bytes read (quants, scales and offsets), so MB/s is the weight stream's bandwidth.
+func BenchmarkMatVecQ(b *testing.B) {
+	for _, sz := range benchShapes[:3] {
+		rows, cols := sz[0], sz[1]
+		rng := rand.New(rand.NewPCG(1, 1))
+		w, x := randVec(rng, rows*cols), randVec(rng, cols)
+		dst := make([]float32, rows)
+		for _, bits := range []int{8, 4} {
+			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("q%d/%dx%d/threads=%d", bits, rows, cols, threads), func(b *testing.B) {
+					benchQRoutes(b, func(b *testing.B) {
+						p := NewPool(threads)
+						defer p.Close()
+						b.SetBytes(q.Bytes())
+						b.ReportAllocs()
+						for b.Loop() {
+							p.MatVecQ(dst, &q, x)
+						}
+					})
+				})
+			}
+		}
+	}
+}
+
+// benchQRoutes runs f on the quantized kernels' routes: Go, AVX2, and VNNI where present.
+func benchQRoutes(b *testing.B, f func(b *testing.B)) {
+	defer setRoute(setRoute(route{}))
+	for _, r := range routes() {
+		if r.avx512 && !r.vnni {
+			continue
+		}
+		setRoute(r)
+		b.Run(r.name, f)
+	}
+}

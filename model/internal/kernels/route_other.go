@@ -13,7 +13,11 @@ var avx512Available = false
 var (
 	useAsm    = false
 	useAVX512 = false
+	useVNNI   = false
 )
+
+// vnniAvailable is false: this build has no assembly kernels.
+var vnniAvailable = false
 
 func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) { panic("kernels: no asm route") }
 
