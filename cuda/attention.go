@@ -219,7 +219,7 @@ func decodeSplits2(slots, blocks, target, minPer int) (perSplit, nsplit int) {
 	return perSplit, (slots + perSplit - 1) / perSplit
 }
 
-// LazyRatio computes the lazy ratio of DESIGN §1 (paper Eq. 1) from the prompt's queries q F32
+// LazyRatio computes the lazy ratio of docs/method.md §2 (paper Eq. 1) from the prompt's queries q F32
 // [n][Heads*HeadDim], keys k BF16 [n][KVHeads*HeadDim] (both after RoPE) and the prefill's lse
 // F32 [n][Heads]: the mean over heads and the last w.Last queries of the softmax mass on
 // S = [0, w.Sink) ∪ [n-w.Recent, n), causal. Returns 1 when n <= w.Sink+w.Recent; w.Last > n

@@ -167,7 +167,7 @@ func (c *Cache) View(layer int) KV {
 	return KV{K: l.k, V: l.v, Pos: l.pos, Slots: c.Len(layer)}
 }
 
-// Convert turns full layer into a streaming one in place (Test mode, DESIGN §1): it keeps the
+// Convert turns full layer into a streaming one in place (Test mode, docs/method.md §3): it keeps the
 // first p.Sink and the last p.Window-1 tokens in arrival order, places them where a streaming
 // layer would hold them, and frees the full store at once. Converting to Full, a streaming layer,
 // or with a bad policy fails with ErrPolicy.

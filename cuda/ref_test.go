@@ -11,7 +11,7 @@ import (
 )
 
 // Naive float64 oracles for the GPU kernels (the house rule's "naive twin"). They follow
-// DESIGN §1 literally: one score per (query, key), then a softmax, no tiling.
+// docs/method.md §2 literally: one score per (query, key), then a softmax, no tiling.
 
 // refAttend computes attention of queries q [nq][H*D] at positions qpos over keys/values
 // k, v [nk][KVH*D] at positions kpos (any order; negative = empty), visible under m.
@@ -72,7 +72,7 @@ func refAttend(out, lse []float64, q []float32, qpos []int32, k, v []float32, kp
 	}
 }
 
-// refLazyRatio is DESIGN §1 Eq. 1 via LSE: q [n][H*D], k [n][KVH*D], lse [n][H].
+// refLazyRatio is docs/method.md §2 (Eq. 1) via LSE: q [n][H*D], k [n][KVH*D], lse [n][H].
 func refLazyRatio(q, k []float32, lse []float64, n int, w layerselect.Window, p attention.Params) float64 {
 	if n <= w.Sink+w.Recent {
 		return 1

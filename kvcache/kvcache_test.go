@@ -604,3 +604,6 @@ func TestPolicyVisible(t *testing.T) {
 		require.Equal(t, tc.want, tc.p.Visible(tc.qp, tc.kp), "%v q=%d k=%d", tc.p, tc.qp, tc.kp)
 	}
 }
+
+// Every layer kind satisfies attention's KV too, through the Layer interface.
+var _ kv = kvcache.Layer(nil)

@@ -1,6 +1,6 @@
 // Package layerselect chooses the lazy layers of LightTransfer hybrid
 // attention: the layers whose cache can shrink to attention sinks plus a
-// recent window (DESIGN §1).
+// recent window (docs/method.md).
 //
 //   - [LazyRatio] measures a layer's laziness on a prompt (paper Eq. 1) from the
 //     post-RoPE queries and keys and the log-sum-exp the attention kernel

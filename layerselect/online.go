@@ -92,7 +92,7 @@ func (h *maxHeap) Pop() any {
 	return e
 }
 
-// Online is the test-mode (online) lazy-layer selector of DESIGN §1: as each
+// Online is the test-mode (online) lazy-layer selector of docs/method.md §3: as each
 // layer finishes its prefill the caller observes its lazy ratio; whenever more
 // than K = KeepCount(layers, keep) observed layers are still full, the laziest
 // (highest ratio; ties: lower layer index first; NaN counts as least lazy) is

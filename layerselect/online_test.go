@@ -63,7 +63,7 @@ func TestNewOnlineErrors(t *testing.T) {
 	require.ErrorIs(t, err, layerselect.ErrInvalid)
 }
 
-// TestOnlineDesignExample: DESIGN §1's stories260K ratios, keep 3 of 5 full:
+// TestOnlineDesignExample: the stories260K ratios of docs/method.md §6, keep 3 of 5 full:
 // the lazy layers are [1 3], chosen while layers 3 and 4 finish.
 func TestOnlineDesignExample(t *testing.T) {
 	ratios := []float64{0.72, 0.83, 0.656, 0.809, 0.532}

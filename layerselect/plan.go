@@ -105,7 +105,7 @@ func trimPrefix(msg string) string {
 	return msg
 }
 
-// Calibrate turns per-prompt lazy ratios into a fixed plan (DESIGN §1,
+// Calibrate turns per-prompt lazy ratios into a fixed plan (docs/method.md §5,
 // calibration). runs[i][l] is layer l's ratio on prompt i. Each run's lazy set
 // is TopLazy(run, keep), except that a run whose ratios are all exactly 1 (the
 // prompt was too short to tell layers apart) contributes nothing. The plan's

@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// Window selects the keys and queries of the lazy ratio (DESIGN §1 Eq. 1):
+// Window selects the keys and queries of the lazy ratio (docs/method.md §2, Eq. 1):
 // Sink is w_sink (keys at positions < Sink), Recent is w_recent (keys at
 // positions >= n-Recent), Last is w_last (the last Last prompt queries). There
 // are no implicit defaults; the paper's are Sink = the streaming sink, Recent =
@@ -30,7 +30,7 @@ func (h Heads) check() {
 }
 
 // LazyRatio returns the lazy ratio of one layer for a prompt of n tokens at
-// positions 0..n-1 (DESIGN §1 Eq. 1): the mean, over query heads and over the
+// positions 0..n-1 (docs/method.md §2, Eq. 1): the mean, over query heads and over the
 // last w.Last queries (all n if w.Last >= n), of the attention mass a query puts
 // on S = {key < w.Sink} ∪ {key >= n-w.Recent} (a set, no double counting),
 // restricted causally to keys <= the query. It never builds the n×n matrix: for

@@ -78,7 +78,7 @@ func newProblem(rng *rand.Rand, n int, h layerselect.Heads, spread float32) prob
 
 // naiveRatio is the oracle: it builds the full causal softmax matrix A
 // (float64) and averages Σ_{k∈S, k≤q} A[h,q,k] over heads and the last queries.
-// causal=false leaves out k≤q (the bug DESIGN §1 warns about) while still
+// causal=false leaves out k≤q (the mistake docs/method.md §2 warns about) while still
 // normalising A causally.
 func naiveRatio(p problem, w layerselect.Window, causal bool) float64 {
 	s := scores(p)

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// wantConfigs are the configs of the shared checkpoints, as their files say
+// wantConfigs are the configs of the testdata checkpoints, as their files say
 // (and Hugging Face's defaults for what they leave out).
 var wantConfigs = map[string]Config{
 	"llama-tiny": {ModelType: "llama", HiddenSize: 64, IntermediateSize: 160, NumLayers: 4, NumHeads: 4, NumKVHeads: 2,
@@ -33,6 +33,9 @@ var wantConfigs = map[string]Config{
 	"qwen2-tiny-bf16": {ModelType: "qwen2", HiddenSize: 64, IntermediateSize: 160, NumLayers: 4, NumHeads: 4, NumKVHeads: 2,
 		HeadDim: 16, VocabSize: 256, MaxPositions: 256, RMSNormEps: 1e-6, RopeTheta: 1e6, HiddenAct: "silu",
 		TieEmbeddings: true, AttentionBias: true, BOS: []int32{1}, EOS: []int32{2}, StreamingSink: 4, StreamingWindow: 1020},
+	"qwen3-tiny": {ModelType: "qwen3", HiddenSize: 64, IntermediateSize: 160, NumLayers: 4, NumHeads: 4, NumKVHeads: 2,
+		HeadDim: 32, VocabSize: 256, MaxPositions: 512, RMSNormEps: 1e-6, RopeTheta: 1e6, HiddenAct: "silu",
+		TieEmbeddings: true, QKNorm: true, BOS: []int32{1}, EOS: []int32{2}, StreamingSink: 4, StreamingWindow: 1020},
 	"stories260K": {ModelType: "llama", HiddenSize: 64, IntermediateSize: 172, NumLayers: 5, NumHeads: 8, NumKVHeads: 4,
 		HeadDim: 8, VocabSize: 512, MaxPositions: 512, RMSNormEps: 1e-5, RopeTheta: 10000, HiddenAct: "silu",
 		TieEmbeddings: true, BOS: []int32{1}, EOS: []int32{2}, StreamingSink: 4, StreamingWindow: 1020},
@@ -64,11 +67,15 @@ func expectedShapes(c Config) map[string][]int {
 			m[p+"self_attn.k_proj.bias"] = []int{kv}
 			m[p+"self_attn.v_proj.bias"] = []int{kv}
 		}
+		if c.QKNorm {
+			m[p+"self_attn.q_norm.weight"] = []int{c.HeadDim}
+			m[p+"self_attn.k_norm.weight"] = []int{c.HeadDim}
+		}
 	}
 	return m
 }
 
-// TestOpenReference opens every shared checkpoint, checks its config, that it
+// TestOpenReference opens every testdata checkpoint, checks its config, that it
 // holds exactly the expected weights, and that Float32 returns the values
 // stored in the file (decoded here independently from the raw file bytes).
 func TestOpenReference(t *testing.T) {
@@ -141,7 +148,7 @@ func TestOpenReference(t *testing.T) {
 // TestBF16Widening checks that every widened qwen2-tiny-bf16 weight is
 // exactly its raw bf16 bits shifted into the high half of a float32.
 func TestBF16Widening(t *testing.T) {
-	dir := filepath.Join(sharedDir, "reference", "qwen2-tiny-bf16")
+	dir := filepath.Join(testdataDir, "reference", "qwen2-tiny-bf16")
 	requireDir(t, dir)
 	c, err := Open(dir)
 	require.NoError(t, err)
@@ -271,7 +278,7 @@ func TestDTypeNames(t *testing.T) {
 // TestSharded splits llama-tiny's tensors over two shard files with an index
 // and checks that every tensor reads back identically to the single file.
 func TestSharded(t *testing.T) {
-	src := filepath.Join(sharedDir, "reference", "llama-tiny")
+	src := filepath.Join(testdataDir, "reference", "llama-tiny")
 	requireDir(t, src)
 	single, err := Open(src)
 	require.NoError(t, err)
@@ -356,7 +363,7 @@ func TestSharded(t *testing.T) {
 // TestOpenFS reads a checkpoint through fs.FS (in memory) with a
 // generation_config.json.
 func TestOpenFS(t *testing.T) {
-	dir := filepath.Join(sharedDir, "reference", "llama-tiny")
+	dir := filepath.Join(testdataDir, "reference", "llama-tiny")
 	requireDir(t, dir)
 	fsys := fstest.MapFS{}
 	for _, f := range []string{"config.json", "model.safetensors"} {
@@ -392,7 +399,7 @@ func TestOpenFS(t *testing.T) {
 // TestConcurrentReads reads every tensor from many goroutines at once (run
 // with -race) while nothing writes.
 func TestConcurrentReads(t *testing.T) {
-	dir := filepath.Join(sharedDir, "reference", "qwen2-tiny-bf16")
+	dir := filepath.Join(testdataDir, "reference", "qwen2-tiny-bf16")
 	requireDir(t, dir)
 	c, err := Open(dir)
 	require.NoError(t, err)
@@ -418,7 +425,7 @@ func TestConcurrentReads(t *testing.T) {
 // TestOpenErrors covers missing files and damaged copies of llama-tiny: each
 // gives the right sentinel and names the file and, where there is one, the tensor.
 func TestOpenErrors(t *testing.T) {
-	src := filepath.Join(sharedDir, "reference", "llama-tiny")
+	src := filepath.Join(testdataDir, "reference", "llama-tiny")
 	requireDir(t, src)
 	orig, err := os.ReadFile(filepath.Join(src, "model.safetensors"))
 	require.NoError(t, err)

@@ -39,7 +39,7 @@ type Config struct {
 	BOS []int32 // bos_token_id (number or list); llama/mistral default [1]
 	EOS []int32 // eos_token_id (number or list); llama/mistral default [2]
 
-	// LightTransfer keys (DESIGN §1). LazyLayers, sorted, are the layers
+	// LightTransfer keys (docs/method.md). LazyLayers, sorted, are the layers
 	// that use streaming attention in fixed mode: from lazy_layers and/or the
 	// "streaming_attention" entries of layer_types (both present: they must
 	// agree). StreamingSink and StreamingWindow (streaming_sink,
@@ -79,7 +79,7 @@ const (
 	minF32    = 1e-30 // smallest positive value accepted where float32 must stay normal
 )
 
-// qwqLazyLayers is QwQ-32B-LightTransfer's list of lazy layers (DESIGN §1).
+// qwqLazyLayers is QwQ-32B-LightTransfer's list of lazy layers (docs/method.md).
 func qwqLazyLayers() []int {
 	var l []int
 	for i := 5; i <= 24; i++ {

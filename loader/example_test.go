@@ -10,7 +10,7 @@ import (
 
 // Example opens a checkpoint, reads its configuration and one weight matrix.
 func Example() {
-	dir := filepath.Join("..", "..", "shared", "reference", "llama-tiny")
+	dir := filepath.Join("..", "testdata", "reference", "llama-tiny")
 	ckpt, err := loader.Open(dir)
 	if err != nil {
 		log.Fatal(err)

@@ -28,7 +28,7 @@ func headerSeeds(t testing.TB) [][]byte {
 		assemble([]byte(`{"x":{"dtype":"F16","shape":[9223372036854775807,2],"data_offsets":[0,4]}}`), make([]byte, 4)),
 		assemble([]byte(`{"x":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"y":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}}`), make([]byte, 8)),
 	}
-	if b, err := os.ReadFile(filepath.Join(sharedDir, "reference", "llama-tiny", "model.safetensors")); err == nil && len(b) > 8 {
+	if b, err := os.ReadFile(filepath.Join(testdataDir, "reference", "llama-tiny", "model.safetensors")); err == nil && len(b) > 8 {
 		if n := binary.LittleEndian.Uint64(b); n <= uint64(len(b)-8) {
 			seeds = append(seeds, b[:8+n]) // the header alone: data missing
 		}
@@ -92,7 +92,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add(`{"model_type": "llama", "num_attention_heads": 0}`)
 	f.Add(`[]`)
 	for _, d := range []string{"llama-tiny", "mistral-tiny", "qwen2-tiny"} {
-		if b, err := os.ReadFile(filepath.Join(sharedDir, "reference", d, "config.json")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(testdataDir, "reference", d, "config.json")); err == nil {
 			f.Add(string(b))
 		}
 	}

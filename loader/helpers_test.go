@@ -10,33 +10,35 @@ import (
 	"testing"
 )
 
-// sharedDir is the project's shared data folder (../shared from the repository
-// root; tests run in the package directory).
-var sharedDir = filepath.Join("..", "..", "shared")
+// testdataDir is the repository's testdata folder, seen from this package's directory (where
+// tests run).
+var testdataDir = filepath.Join("..", "testdata")
 
-// referenceDirs lists every checkpoint the tests read.
+// referenceDirs lists every checkpoint the tests read: the five tiny reference models and
+// stories260K.
 func referenceDirs(t *testing.T) []string {
 	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(sharedDir, "reference", "*", "model.safetensors"))
+	dirs, _ := filepath.Glob(filepath.Join(testdataDir, "reference", "*", "model.safetensors"))
 	var out []string
 	for _, d := range dirs {
 		out = append(out, filepath.Dir(d))
 	}
-	out = append(out, filepath.Join(sharedDir, "models", "stories260K"))
+	if len(out) != 5 {
+		t.Fatalf("want the 5 reference checkpoints under %s, found %v", testdataDir, out)
+	}
+	out = append(out, filepath.Join(testdataDir, "stories260K"))
 	for _, d := range out {
 		requireDir(t, d)
 	}
 	return out
 }
 
-// requireDir fails (CI set) or skips (CI unset) when the shared data is missing.
+// requireDir fails when a testdata checkpoint is missing (the fixtures are part of the
+// repository).
 func requireDir(t *testing.T, dir string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("shared test data missing: %v", err)
-		}
-		t.Skipf("shared test data missing: %v", err)
+		t.Fatalf("testdata checkpoint missing: %v", err)
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // bf16 storage halves the matrices, and the KV bytes a decode step reads equal
 // tokens × layers × 2 (K and V) × kv_heads × head_dim × 4 for a full-attention session.
 func TestByteAccounting(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	ck, err := loader.Open(dir)
 	require.NoError(t, err)
 	var fileBytes, vectorBytes int64

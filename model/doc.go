@@ -17,9 +17,21 @@
 //   - FixedMode / WithPlan: a fixed list of lazy layers (LightTransfer-Train checkpoints and
 //     calibrated plans); the streaming mask applies to every query of those layers.
 //
+// A streaming layer's query at absolute position q attends to the keys k < sink and
+// q − window < k ≤ q; keys are cached after RoPE at their own positions and never re-indexed.
+// Test mode keeps ceil(keep·L) layers full and makes lazy the layers with the highest lazy
+// ratios, measured on the first forward. docs/method.md in the repository defines the masks,
+// the lazy ratio and both modes exactly.
+//
 // Forward returns logits as a gorgonia.org/tensor Dense of shape [n][vocab] (for tests and
 // reference checks); Next returns only the last row, which is what generation needs; Generate
 // and GenerateTokens turn text or token prompts into continuations.
+//
+// Cancellation through ctx lands between prefill chunks and between decode steps and leaves the
+// session usable (see Session.Next); Model.Close waits for the steps in flight, after which
+// everything returns ErrClosed. Misuse returns errors wrapping this package's sentinels (or
+// package loader's and tokenizer's), never a panic; nothing is logged unless WithLogger is
+// given.
 //
 // # Layout
 //

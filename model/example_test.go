@@ -9,8 +9,8 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
-// storiesDir is the small real model beside the repository (../shared from the module root).
-const storiesDir = "../../shared/models/stories260K"
+// storiesDir is the small real model in the repository's testdata.
+const storiesDir = "../testdata/stories260K"
 
 // Load a checkpoint and generate greedily from a prompt.
 func Example() {

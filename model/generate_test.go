@@ -17,7 +17,7 @@ import (
 )
 
 func stories(t testing.TB) *model.Model {
-	return loadModel(t, testutil.Shared(t, "models", "stories260K"))
+	return loadModel(t, testutil.Testdata(t, "stories260K"))
 }
 
 // TestGenerateGreedyFromBOS: an empty prompt starts from BOS, and greedy decoding follows the

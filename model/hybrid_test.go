@@ -29,7 +29,7 @@ func randomTokens(n, vocab int, seed uint64) []int32 {
 }
 
 // TestTestModeMemory prefills 4096 tokens in Test mode (8 layers, keep 0.5, sink 4, window
-// 1020) and checks the KV accounting of DESIGN.md §1 against the cache's own Usage:
+// 1020) and checks the KV accounting of docs/method.md §3 against the cache's own Usage:
 //   - after prefill the cache holds what the estimator predicts for 4 full and 4 streaming
 //     layers, (K·n + (L−K)·(sink+window−1))/(L·n) ≈ 0.62 of a full-attention session's bytes
 //     (streaming layers allocate sink+window slots, one more than they hold);

@@ -339,13 +339,17 @@ func TestCancelLeavesSessionUsable(t *testing.T) {
 	m := randomModel(t, 1024)
 	const P, T, V = 300, 420, 64
 	toks := randomTokens(T, V, 31)
-	modes := map[string][]model.SessionOption{
-		"full":  {model.FullAttention(), model.WithChunkSize(16)},
-		"fixed": {model.FixedMode([]int{0, 2}, model.WithSink(4), model.WithWindow(24)), model.WithChunkSize(16)},
-		"test":  {model.TestMode(model.WithSink(4), model.WithWindow(32), model.WithLast(8)), model.WithChunkSize(16)},
+	modes := []struct {
+		name string
+		opts []model.SessionOption
+	}{
+		{"full", []model.SessionOption{model.FullAttention(), model.WithChunkSize(16)}},
+		{"fixed", []model.SessionOption{model.FixedMode([]int{0, 2}, model.WithSink(4), model.WithWindow(24)), model.WithChunkSize(16)}},
+		{"test", []model.SessionOption{model.TestMode(model.WithSink(4), model.WithWindow(32), model.WithLast(8)), model.WithChunkSize(16)}},
 	}
 	rng := rand.New(rand.NewPCG(41, 42))
-	for name, opts := range modes {
+	for _, mode := range modes {
+		name, opts := mode.name, mode.opts
 		ref, err := m.NewSession(opts...)
 		require.NoError(t, err)
 		a, err := ref.Forward(ctx, toks[:P])
@@ -354,6 +358,7 @@ func TestCancelLeavesSessionUsable(t *testing.T) {
 		require.NoError(t, err)
 		want := append(append([]float32(nil), a.Data().([]float32)...), b.Data().([]float32)...)
 
+		cancelled := map[int]int{} // by call: 0 the prompt, 1 the continuation
 		for trial := range 8 {
 			s, err := m.NewSession(opts...)
 			require.NoError(t, err)
@@ -361,10 +366,18 @@ func TestCancelLeavesSessionUsable(t *testing.T) {
 			// Two calls, each cancelled at a random check and then completed with the rest.
 			for _, span := range [][2]int{{0, P}, {P, T}} {
 				lo, hi := span[0], span[1]
-				out, err := s.Forward(cancelAt(rng.IntN(25)), toks[lo:hi])
+				// The call checks ctx once before it starts and then between chunks of 16
+				// (between the 4 layers for Test mode's selecting prefill); a point past the
+				// last check lets the call complete.
+				checks := 1 + (hi-lo-1)/16
+				if name == "test" && lo == 0 {
+					checks = 1 + 4
+				}
+				out, err := s.Forward(cancelAt(rng.IntN(checks+2)), toks[lo:hi])
 				if err != nil {
 					require.ErrorIs(t, err, context.Canceled)
 					require.Nil(t, out)
+					cancelled[lo/P]++
 					kept := s.Pos() - lo
 					require.GreaterOrEqual(t, kept, 0)
 					require.Less(t, kept, hi-lo)
@@ -392,6 +405,10 @@ func TestCancelLeavesSessionUsable(t *testing.T) {
 			require.Equal(t, ref.Ratios(), s.Ratios(), name)
 			require.Equal(t, ref.Usage(), s.Usage(), name)
 		}
+		// The seeded points include cancellations of both calls (in Test mode: of the
+		// selecting prefill and of a chunked call after it).
+		require.Positive(t, cancelled[0], name)
+		require.Positive(t, cancelled[1], name)
 	}
 }
 

@@ -20,22 +20,21 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
-// referenceDirs lists every shared checkpoint that has a reference.json.
+// referenceDirs lists every checkpoint in testdata with a reference: the five tiny
+// random-weight models and stories260K.
 func referenceDirs(t *testing.T) []string {
 	t.Helper()
-	dirs, err := filepath.Glob(filepath.Join(testutil.Shared(t, "reference"), "*"))
+	dirs, err := filepath.Glob(filepath.Join(testutil.Testdata(t, "reference"), "*", refcheck.CompactFile))
 	require.NoError(t, err)
 	var out []string
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "reference.json")); err == nil {
-			out = append(out, d)
-		}
+		out = append(out, filepath.Dir(d))
 	}
-	require.NotEmpty(t, out)
-	return append(out, testutil.Shared(t, "models", "stories260K"))
+	require.Len(t, out, 5)
+	return append(out, testutil.Testdata(t, "stories260K"))
 }
 
-// TestReference checks every key of every shared reference.json: logits with full attention,
+// TestReference checks every key of every reference: logits with full attention,
 // lazy ratios, Test-mode choices and logits, fixed-mode logits. Tolerances are refcheck's:
 // logits within 1e-5·(1+max|logit|) with every argmax equal, ratios within 1e-5.
 func TestReference(t *testing.T) {
@@ -76,7 +75,7 @@ func argmax(x []float32) int32 {
 // TestGreedy256 decodes stories260K greedily from BOS through the incremental path and must
 // reproduce Hugging Face's 256-token greedy continuation token for token.
 func TestGreedy256(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	b, err := os.ReadFile(filepath.Join(dir, "greedy256.json"))
 	require.NoError(t, err)
 	var want []int32
@@ -107,7 +106,7 @@ func maxAbsDiff(a, b []float32) float64 {
 // so the tolerance (1e-5 absolute on logits of size ~1) only absorbs the different ways the
 // attention tiles split the keys.
 func TestIncrementalEqualsFull(t *testing.T) {
-	dir := testutil.Shared(t, "reference", "llama-tiny")
+	dir := testutil.Testdata(t, "reference", "llama-tiny")
 	ref, err := refcheck.ReadReference(dir)
 	require.NoError(t, err)
 	m := loadModel(t, dir)
@@ -142,9 +141,9 @@ func TestIncrementalEqualsFull(t *testing.T) {
 }
 
 // TestShardedCopy splits llama-tiny into two shards with an index file; the copy must pass the
-// shared reference exactly as the original does.
+// reference exactly as the original does.
 func TestShardedCopy(t *testing.T) {
-	src := testutil.Shared(t, "reference", "llama-tiny")
+	src := testutil.Testdata(t, "reference", "llama-tiny")
 	dst := t.TempDir()
 	tensors, err := testutil.ReadSafetensors(filepath.Join(src, "model.safetensors"))
 	require.NoError(t, err)
@@ -161,7 +160,7 @@ func TestShardedCopy(t *testing.T) {
 	idx, err := json.Marshal(map[string]any{"metadata": map[string]any{}, "weight_map": weightMap})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dst, "model.safetensors.index.json"), idx, 0o644))
-	for _, f := range []string{"config.json", "reference.json"} {
+	for _, f := range []string{"config.json", refcheck.CompactFile} {
 		require.NoError(t, testutil.CopyFile(filepath.Join(dst, f), filepath.Join(src, f)))
 	}
 	res, err := refcheck.Check(context.Background(), dst)
@@ -174,7 +173,7 @@ func TestShardedCopy(t *testing.T) {
 // TestUntiedEqualsTied gives qwen2-tiny an explicit lm_head equal to its embedding and
 // tie_word_embeddings false: the logits must be bit-identical to the tied original.
 func TestUntiedEqualsTied(t *testing.T) {
-	src := testutil.Shared(t, "reference", "qwen2-tiny")
+	src := testutil.Testdata(t, "reference", "qwen2-tiny")
 	dst := t.TempDir()
 	tensors, err := testutil.ReadSafetensors(filepath.Join(src, "model.safetensors"))
 	require.NoError(t, err)
@@ -211,7 +210,7 @@ func TestUntiedEqualsTied(t *testing.T) {
 // TestBadInput covers user errors at the model level: each returns a sentinel error that
 // names the offending value.
 func TestBadInput(t *testing.T) {
-	dir := testutil.Shared(t, "reference", "llama-tiny")
+	dir := testutil.Testdata(t, "reference", "llama-tiny")
 	m := loadModel(t, dir)
 	ctx := context.Background()
 	s, err := m.NewSession()
@@ -244,7 +243,7 @@ func TestBadInput(t *testing.T) {
 // TestBrokenCheckpoints loads damaged copies of llama-tiny: a dropped tensor, a tensor of the
 // wrong shape, an unsupported model_type and a truncated weight file.
 func TestBrokenCheckpoints(t *testing.T) {
-	src := testutil.Shared(t, "reference", "llama-tiny")
+	src := testutil.Testdata(t, "reference", "llama-tiny")
 	tensors, err := testutil.ReadSafetensors(filepath.Join(src, "model.safetensors"))
 	require.NoError(t, err)
 	cfg, err := os.ReadFile(filepath.Join(src, "config.json"))
@@ -306,7 +305,7 @@ func TestBrokenCheckpoints(t *testing.T) {
 // TestConcurrentSessions runs sessions of one shared Model from several goroutines; each must
 // produce the logits a lone session produces (run under -race).
 func TestConcurrentSessions(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	ref, err := refcheck.ReadReference(dir)
 	require.NoError(t, err)
 	m := loadModel(t, dir)
@@ -347,7 +346,7 @@ func TestConcurrentSessions(t *testing.T) {
 
 // TestSessionClose: a closed session releases its cache, reports zero usage and refuses work.
 func TestSessionClose(t *testing.T) {
-	m := loadModel(t, testutil.Shared(t, "models", "stories260K"))
+	m := loadModel(t, testutil.Testdata(t, "stories260K"))
 	s, err := m.NewSession()
 	require.NoError(t, err)
 	_, err = s.Next(context.Background(), []int32{1, 403})

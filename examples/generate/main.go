@@ -5,7 +5,7 @@
 //
 // stdout receives exactly the prompt followed by the generated text; the one-line summary
 // (tokens, tok/s, KV bytes) and errors go to stderr. Without -model it uses the small real
-// model in ../shared/models/stories260K when that folder exists.
+// model in the repository's testdata/stories260K (run it from the repository root).
 package main
 
 import (
@@ -25,8 +25,9 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
-// defaultModel is the small real model shipped beside the repository for tests and demos.
-const defaultModel = "../shared/models/stories260K"
+// defaultModel is the small real model in the repository's testdata, relative to the
+// repository root.
+const defaultModel = "testdata/stories260K"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -70,7 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *dir == "" {
 		if _, err := os.Stat(defaultModel); err != nil {
-			return errors.New("no -model given and " + defaultModel + " is not here: download a Hugging Face " +
+			return errors.New("no -model given and " + defaultModel + " is not here (run from the repository " +
+				"root for the small model it ships), or download a Hugging Face " +
 				"checkpoint (config.json, *.safetensors, tokenizer.json), e.g. with `huggingface-cli download " +
 				"Qwen/Qwen2.5-0.5B-Instruct --local-dir DIR`, and pass -model DIR")
 		}

@@ -17,7 +17,7 @@ import (
 // a time" (the first five tokens of the greedy story from BOS) must print a prefix of that
 // story at least 500 characters long on stdout, and nothing else there.
 func TestStoryPrefix(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	story, err := os.ReadFile(filepath.Join(dir, "story.txt"))
 	require.NoError(t, err)
 	var out, errb bytes.Buffer
@@ -29,22 +29,28 @@ func TestStoryPrefix(t *testing.T) {
 	require.Contains(t, errb.String(), "tok/s")
 }
 
-// TestDefaultModel runs without -model from the repository root layout: the program falls
-// back to ../shared/models/stories260K relative to the working directory, which from this
-// package's directory does not exist, so it must explain how to point it at a model.
+// TestDefaultModel runs the README's main command as written, from the repository root and
+// without -model: the program uses testdata/stories260K and prints a prefix of its story.
+// From a directory without that folder it must explain how to point it at a model.
 func TestDefaultModel(t *testing.T) {
+	story, err := os.ReadFile(testutil.Testdata(t, "stories260K", "story.txt"))
+	require.NoError(t, err)
+	t.Chdir(testutil.Root(t))
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"-prompt", "x", "-n", "1"}, &out, &errb)
-	if _, statErr := os.Stat(defaultModel); statErr == nil {
-		require.NoError(t, err)
-		return
-	}
+	require.NoError(t, run(context.Background(), []string{"-prompt", "Once upon a time", "-n", "240"}, &out, &errb), errb.String())
+	got := strings.TrimSuffix(out.String(), "\n")
+	require.GreaterOrEqual(t, len(got), 500, got)
+	require.True(t, strings.HasPrefix(string(story), got), "stdout is not a prefix of story.txt:\n%s", got)
+
+	t.Chdir(t.TempDir())
+	out.Reset()
+	err = run(context.Background(), []string{"-prompt", "x", "-n", "1"}, &out, &errb)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "-model")
 }
 
 func TestBadFlags(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	for _, args := range [][]string{
 		{"-model", dir, "-temp", "-1"},
 		{"-model", dir, "-top-p", "1.5", "-temp", "1"},
@@ -60,7 +66,7 @@ func TestBadFlags(t *testing.T) {
 // TestHybridFlags runs generation in Test mode and from a plan file; the summary on stderr
 // names the streaming layers.
 func TestHybridFlags(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	plan := filepath.Join(t.TempDir(), "plan.json")
 	require.NoError(t, os.WriteFile(plan, []byte(`{"num_hidden_layers": 5, "lazy_layers": [3, 1], "streaming_sink": 4, "streaming_window": 16, "source": "test"}`), 0o644))
 	for _, tc := range []struct {

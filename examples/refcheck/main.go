@@ -6,8 +6,11 @@
 //	go run ./examples/refcheck DIR...
 //	go run ./examples/refcheck -tokenizer DIR CASES.json...
 //
-// Each checkpoint DIR must hold config.json and reference.json (other arguments are skipped
-// with a note). refcheck prints one line per check,
+// Each checkpoint DIR must hold config.json, its weights and a reference: reference.json (the
+// format in which Hugging Face references are produced: one JSON object, logits as nested
+// arrays) or reference.safetensors (the same content stored compactly, as in the repository's
+// testdata); other arguments are skipped with a note. A tokenizer DIR holds tokenizer.json or
+// tokenizer.json.gz. refcheck prints one line per check,
 // "<dir> <key> pass|FAIL max_abs_err=… tol=… argmax=k/n", and exits non-zero when any check
 // fails.
 //
@@ -70,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, dir := range fs.Args() {
 		res, err := refcheck.Check(ctx, dir, model.WithWeightFormat(format))
 		if errors.Is(err, refcheck.ErrNoReference) {
-			fmt.Fprintf(stderr, "%s: skipped: no config.json and reference.json there\n", dir)
+			fmt.Fprintf(stderr, "%s: skipped: no config.json and reference file there\n", dir)
 			continue
 		}
 		if err != nil {

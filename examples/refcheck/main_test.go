@@ -12,64 +12,93 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lighttransfer/lighttransfer-go/internal/refcheck"
 	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
 )
 
-// TestRefcheckAll runs the command on every shared checkpoint: every line must pass, keys it
+// TestRefcheckAll runs the command on every checkpoint in testdata: every line must pass, keys it
 // cannot check are never reported as pass, and a directory without references is skipped.
 func TestRefcheckAll(t *testing.T) {
-	dirs, err := filepath.Glob(filepath.Join(testutil.Shared(t, "reference"), "*"))
+	dirs, err := filepath.Glob(filepath.Join(testutil.Testdata(t, "reference"), "*"))
 	require.NoError(t, err)
-	args := append(dirs, testutil.Shared(t, "models", "stories260K"), t.TempDir())
+	args := append(dirs, testutil.Testdata(t, "stories260K"), t.TempDir())
 	var out, errb bytes.Buffer
 	require.NoError(t, run(context.Background(), args, &out, &errb), out.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	require.Len(t, lines, 5*5, out.String())
+	require.Len(t, lines, 4*5+1+5, out.String()) // qwen3-tiny has logits_full only
 	for _, l := range lines {
 		require.Contains(t, l, " pass ", l)
 	}
 	require.Contains(t, errb.String(), "skipped")
 }
 
-// TestRefcheckDetectsBadLogits corrupts one reference logit: refcheck must report FAIL and
-// return an error.
-func TestRefcheckDetectsBadLogits(t *testing.T) {
-	src := testutil.Shared(t, "reference", "llama-tiny")
+// copyWithReference copies llama-tiny's checkpoint into a temporary directory and writes ref
+// there as reference.json (json true) or reference.safetensors.
+func copyWithReference(t *testing.T, ref *refcheck.Reference, asJSON bool) string {
+	src := testutil.Testdata(t, "reference", "llama-tiny")
 	dst := t.TempDir()
 	for _, f := range []string{"config.json", "model.safetensors"} {
 		require.NoError(t, testutil.CopyFile(filepath.Join(dst, f), filepath.Join(src, f)))
 	}
-	ref, err := os.ReadFile(filepath.Join(src, "reference.json"))
+	if asJSON {
+		b, err := json.Marshal(ref)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, refcheck.JSONFile), b, 0o644))
+	} else {
+		b, err := refcheck.EncodeCompact(ref, nil)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dst, refcheck.CompactFile), b, 0o644))
+	}
+	return dst
+}
+
+// TestRefcheckReadsJSON: the reference.json format of the Hugging Face runs is still read, and
+// gives the same lines as the compact copy.
+func TestRefcheckReadsJSON(t *testing.T) {
+	ref, _, err := refcheck.ReadCompact(testutil.Testdata(t, "reference", "llama-tiny", refcheck.CompactFile))
 	require.NoError(t, err)
-	var doc map[string]any
-	require.NoError(t, json.Unmarshal(ref, &doc))
-	row := doc["logits_full"].([]any)[3].([]any)
-	row[7] = row[7].(float64) + 0.01 // far above the 1e-5 relative tolerance
-	ref, err = json.Marshal(doc)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dst, "reference.json"), ref, 0o644))
-	var out, errb bytes.Buffer
-	require.Error(t, run(context.Background(), []string{dst}, &out, &errb))
-	require.Contains(t, out.String(), "logits_full FAIL")
+	var outs []string
+	for _, asJSON := range []bool{true, false} {
+		dir := copyWithReference(t, ref, asJSON)
+		var out, errb bytes.Buffer
+		require.NoError(t, run(context.Background(), []string{dir}, &out, &errb), out.String())
+		outs = append(outs, strings.ReplaceAll(out.String(), dir, "DIR"))
+	}
+	require.Equal(t, outs[0], outs[1])
+	require.Equal(t, 5, strings.Count(outs[0], " pass "), outs[0])
+}
+
+// TestRefcheckDetectsBadLogits corrupts one reference logit, in either file format: refcheck
+// must report FAIL and return an error.
+func TestRefcheckDetectsBadLogits(t *testing.T) {
+	for _, asJSON := range []bool{true, false} {
+		ref, _, err := refcheck.ReadCompact(testutil.Testdata(t, "reference", "llama-tiny", refcheck.CompactFile))
+		require.NoError(t, err)
+		ref.LogitsFull[3][7] += 0.01 // far above the 1e-5 relative tolerance
+		dst := copyWithReference(t, ref, asJSON)
+		var out, errb bytes.Buffer
+		require.Error(t, run(context.Background(), []string{dst}, &out, &errb))
+		require.Contains(t, out.String(), "logits_full FAIL")
+	}
 }
 
 func TestRefcheckTokenizer(t *testing.T) {
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"-tokenizer", testutil.Shared(t, "tokenizers", "qwen2.5"),
-		testutil.Shared(t, "tokenizers", "qwen2.5", "cases.json")}, &out, &errb)
+	err := run(context.Background(), []string{"-tokenizer", testutil.Testdata(t, "tokenizers", "qwen2.5"),
+		testutil.Testdata(t, "tokenizers", "qwen2.5", "cases.json")}, &out, &errb)
 	require.NoError(t, err, out.String())
 	require.Contains(t, out.String(), "passed=154 failed=0")
 
 	out.Reset()
-	err = run(context.Background(), []string{"-tokenizer", testutil.Shared(t, "models", "stories260K"),
-		testutil.Shared(t, "tokenizers", "tok512", "cases.json")}, &out, &errb)
+	err = run(context.Background(), []string{"-tokenizer", testutil.Testdata(t, "stories260K"),
+		testutil.Testdata(t, "tokenizers", "tok512", "cases.json")}, &out, &errb)
 	require.NoError(t, err, out.String())
 	require.Contains(t, out.String(), "passed=154 failed=0")
 
 	// The Qwen cases against the tok512 tokenizer must fail.
 	out.Reset()
-	err = run(context.Background(), []string{"-tokenizer", testutil.Shared(t, "models", "stories260K"),
-		testutil.Shared(t, "tokenizers", "qwen2.5", "cases.json")}, &out, &errb)
+	err = run(context.Background(), []string{"-tokenizer", testutil.Testdata(t, "stories260K"),
+		testutil.Testdata(t, "tokenizers", "qwen2.5", "cases.json")}, &out, &errb)
 	require.Error(t, err)
 	require.Contains(t, out.String(), "FAIL")
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 
+	"github.com/lighttransfer/lighttransfer-go/internal/fixtures"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 )
 
@@ -21,11 +25,34 @@ type tokCase struct {
 // maxShown is how many failures per file are printed in full.
 const maxShown = 5
 
+// loadTokenizer loads the tokenizer in dir: tokenizer.json, or when there is none a gzipped
+// tokenizer.json.gz (with tokenizer_config.json when present).
+func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
+	gz := filepath.Join(dir, "tokenizer.json.gz")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil || !fileExists(gz) {
+		return tokenizer.Load(dir)
+	}
+	js, err := fixtures.ReadFile(gz)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return tokenizer.Parse(js, cfg)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // checkTokenizer loads the tokenizer in dir and checks every case of each file: ids =
 // Encode(text) with special tokens added, decoded = Decode(ids) keeping special tokens,
 // decoded_skip_special = Decode(ids) skipping them.
 func checkTokenizer(dir string, files []string, stdout io.Writer) error {
-	tok, err := tokenizer.Load(dir)
+	tok, err := loadTokenizer(dir)
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,11 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/layerselect"
 )
 
-// TestDesignTable reproduces the quality table of DESIGN.md §1 on stories260K (prompt 128
+// TestDesignTable reproduces the quality table of docs/method.md §6 on stories260K (prompt 128
 // tokens of greedy256.json, the next 128 scored, sink 4, window 32, w_last 32, 3 of 5 layers
 // kept full): the NLLs Hugging Face transformers gives, within 1e-3.
 func TestDesignTable(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	var out, errb bytes.Buffer
 	err := run(context.Background(), []string{"-model", dir, "-tokens", filepath.Join(dir, "greedy256.json"),
 		"-prompt-len", "128", "-sink", "4", "-window", "32", "-last", "32", "-eval", "-json"}, &out, &errb)
@@ -25,7 +25,7 @@ func TestDesignTable(t *testing.T) {
 	var rep Report
 	require.NoError(t, json.Unmarshal(out.Bytes(), &rep))
 	t.Logf("%+v", rep)
-	wantRatios := []float64{0.72, 0.83, 0.656, 0.809, 0.532} // DESIGN.md rounds to 2–3 digits
+	wantRatios := []float64{0.72, 0.83, 0.656, 0.809, 0.532} // docs/method.md rounds to 2–3 digits
 	require.Len(t, rep.Ratios, len(wantRatios))
 	for i, r := range wantRatios {
 		require.InDelta(t, r, rep.Ratios[i], 0.006, "layer %d", i)
@@ -41,7 +41,7 @@ func TestDesignTable(t *testing.T) {
 // TestDesignTableWindow16 is the same with window 16 (by ratio 0.446, reverse 0.611, all
 // streaming 0.591).
 func TestDesignTableWindow16(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	var out, errb bytes.Buffer
 	err := run(context.Background(), []string{"-model", dir, "-tokens", filepath.Join(dir, "greedy256.json"),
 		"-prompt-len", "128", "-sink", "4", "-window", "16", "-last", "32", "-eval", "-json"}, &out, &errb)
@@ -56,7 +56,7 @@ func TestDesignTableWindow16(t *testing.T) {
 // TestCalibrate writes a plan from two prompts and checks it is a valid plan for the model
 // that chose the layers Test mode picks on them.
 func TestCalibrate(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	var out, errb bytes.Buffer
 	tokens := filepath.Join(dir, "greedy256.json")
 	err := run(context.Background(), []string{"-model", dir, "-prompt-len", "128", "-sink", "4", "-window", "32",

@@ -1,5 +1,6 @@
-// Package refcheck compares the library's outputs with a checkpoint's reference.json (logits and
-// lazy-layer selections computed by Hugging Face transformers). It backs examples/refcheck and
+// Package refcheck compares the library's outputs with a checkpoint's reference (logits and
+// lazy-layer selections computed by Hugging Face transformers), stored as reference.json or,
+// compactly, as reference.safetensors. It backs examples/refcheck and
 // the model package's tests, so both check exactly the same thing.
 package refcheck
 
@@ -17,7 +18,8 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
-// Reference is the content of a reference.json file. Absent keys are nil or zero.
+// Reference is the content of a reference file (JSONFile or CompactFile). Absent keys are nil
+// or zero.
 type Reference struct {
 	Tokens     []int32     `json:"tokens"`
 	P          int         `json:"P"`
@@ -77,7 +79,8 @@ func (r Result) String() string {
 	return s
 }
 
-// ErrNoReference reports a directory without config.json or reference.json.
+// ErrNoReference reports a directory without config.json or a reference file, or a reference
+// file whose content does not fit the format.
 var ErrNoReference = errors.New("refcheck: not a reference checkpoint")
 
 // LogitsTol is the relative tolerance of logits checks: max abs error ≤ LogitsTol·(1+max|ref|).
@@ -87,28 +90,45 @@ const LogitsTol = 1e-5
 // RatioTol is the absolute tolerance of lazy-ratio checks.
 const RatioTol = 1e-5
 
-// ReadReference reads dir/reference.json.
+// ReadReference reads the reference of the checkpoint in dir: dir/reference.json (JSONFile)
+// when present, else dir/reference.safetensors (CompactFile). dir must also hold config.json;
+// a directory without either is ErrNoReference.
 func ReadReference(dir string) (*Reference, error) {
-	for _, f := range []string{"config.json", "reference.json"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrNoReference, dir, err)
-		}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoReference, dir, err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+	jsonPath := filepath.Join(dir, JSONFile)
+	if _, err := os.Stat(jsonPath); err != nil {
+		compact := filepath.Join(dir, CompactFile)
+		if _, cerr := os.Stat(compact); cerr != nil {
+			return nil, fmt.Errorf("%w: %s: neither %s nor %s: %w", ErrNoReference, dir, JSONFile, CompactFile, err)
+		}
+		r, _, err := ReadCompact(compact)
+		return r, err
+	}
+	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		return nil, fmt.Errorf("refcheck: %w", err)
 	}
 	var r Reference
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("refcheck: %s: %w", filepath.Join(dir, "reference.json"), err)
+		return nil, fmt.Errorf("refcheck: %s: %w", jsonPath, err)
 	}
-	if len(r.Tokens) == 0 || r.P <= 0 || r.P > len(r.Tokens) {
-		return nil, fmt.Errorf("refcheck: %s: tokens (%d) and P (%d) inconsistent", dir, len(r.Tokens), r.P)
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadReference, jsonPath, err)
 	}
 	return &r, nil
 }
 
-// Check loads the checkpoint in dir and runs every check its reference.json allows.
+// validate checks what every reference needs: tokens and a prompt length within them.
+func (r *Reference) validate() error {
+	if len(r.Tokens) == 0 || r.P <= 0 || r.P > len(r.Tokens) {
+		return fmt.Errorf("tokens (%d) and P (%d) inconsistent", len(r.Tokens), r.P)
+	}
+	return nil
+}
+
+// Check loads the checkpoint in dir and runs every check its reference allows.
 // The error reports a checkpoint that could not be loaded or run; failed comparisons are
 // Results with Status Fail.
 func Check(ctx context.Context, dir string, opts ...model.LoadOption) ([]Result, error) {

@@ -1,5 +1,5 @@
-// Package testutil holds helpers shared by the project's tests: locating the shared reference
-// data and writing small safetensors checkpoints.
+// Package testutil holds helpers shared by the project's tests: locating the repository's
+// testdata fixtures and writing small safetensors checkpoints.
 package testutil
 
 import (
@@ -12,23 +12,27 @@ import (
 	"testing"
 )
 
-// Shared returns the path of the shared reference folder (../shared next to the module root)
-// joined with elem. When the path is missing the test fails if the CI environment variable is
-// set, and is skipped otherwise.
-func Shared(tb testing.TB, elem ...string) string {
+// Testdata returns the path of elem under the repository's testdata folder (see
+// testdata/README.md). The fixtures are part of the repository, so a missing path fails the
+// test.
+func Testdata(tb testing.TB, elem ...string) string {
+	tb.Helper()
+	p := filepath.Join(append([]string{Root(tb), "testdata"}, elem...)...)
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("testdata fixture missing: %v", err)
+	}
+	return p
+}
+
+// Root returns the repository root (the directory holding go.mod above the working
+// directory).
+func Root(tb testing.TB) string {
 	tb.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := filepath.Join(append([]string{root, "..", "shared"}, elem...)...)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("shared reference data missing (CI is set): %v", err)
-		}
-		tb.Skipf("shared reference data missing: %v", err)
-	}
-	return p
+	return root
 }
 
 func moduleRoot() (string, error) {
@@ -64,7 +68,7 @@ type entry struct {
 }
 
 // ReadSafetensors reads every tensor of a safetensors file without validation beyond what it
-// needs (tests use it on trusted shared files).
+// needs (tests use it on trusted fixtures).
 func ReadSafetensors(path string) ([]Tensor, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// benchText builds about 100 KB of text by repeating the shared cases' texts.
+// benchText builds about 100 KB of text by repeating the Qwen2.5 cases' texts.
 func benchText(tb testing.TB) string {
 	cs := loadCases(tb, "tokenizers/qwen2.5/cases.json")
 	var b strings.Builder

@@ -1,26 +1,31 @@
 package tokenizer
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 )
 
-// sharedDir is the project's shared data folder, seen from this package.
-const sharedDir = "../../../shared"
+// testdataDir is the repository's testdata folder, seen from this package.
+const testdataDir = "../../testdata"
 
-// needShared returns the path of a file or folder under ../shared. It fails
-// the test when the data is missing and CI is set; otherwise it skips.
-func needShared(tb testing.TB, rel string) string {
+// needTestdata returns the path of a file or folder under testdata (for a
+// file stored gzipped, the path without ".gz"). The fixtures are part of the
+// repository, so a missing one fails the test.
+func needTestdata(tb testing.TB, rel string) string {
 	tb.Helper()
-	p := filepath.Join(sharedDir, rel)
+	p := filepath.Join(testdataDir, rel)
 	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("shared data missing in CI: %v", err)
+		if _, gzErr := os.Stat(p + ".gz"); gzErr != nil {
+			tb.Fatalf("testdata fixture missing: %v", err)
 		}
-		tb.Skipf("shared data missing: %v", err)
 	}
 	return p
 }
@@ -44,7 +49,7 @@ func readCasesFile(path string) ([]encCase, error) {
 
 func loadCases(tb testing.TB, rel string) []encCase {
 	tb.Helper()
-	cs, err := readCasesFile(needShared(tb, rel))
+	cs, err := readCasesFile(needTestdata(tb, rel))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -59,16 +64,29 @@ var (
 	tokCacheMu sync.Mutex
 )
 
-// loadTok loads (once per process) the tokenizer in a shared folder.
+// loadTok loads (once per process) the tokenizer in a testdata folder; a
+// tokenizer.json stored as tokenizer.json.gz is decompressed and parsed.
 func loadTok(tb testing.TB, rel string) *Tokenizer {
 	tb.Helper()
-	dir := needShared(tb, rel)
+	dir := needTestdata(tb, rel)
 	tokCacheMu.Lock()
 	defer tokCacheMu.Unlock()
 	if t, ok := tokCache[rel]; ok {
 		return t
 	}
-	t, err := Load(dir)
+	var t *Tokenizer
+	var err error
+	if _, statErr := os.Stat(filepath.Join(dir, "tokenizer.json")); statErr == nil {
+		t, err = Load(dir)
+	} else {
+		var js, cfg []byte
+		if js, err = readFile(filepath.Join(dir, "tokenizer.json")); err == nil {
+			cfg, err = os.ReadFile(filepath.Join(dir, "tokenizer_config.json"))
+		}
+		if err == nil {
+			t, err = Parse(js, cfg)
+		}
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,7 +96,7 @@ func loadTok(tb testing.TB, rel string) *Tokenizer {
 
 const (
 	qwenDir   = "tokenizers/qwen2.5"
-	tok512Dir = "models/stories260K"
+	tok512Dir = "stories260K"
 )
 
 // TestSharedCases checks every case produced by Hugging Face's tokenizers:
@@ -146,4 +164,20 @@ func equalIDs(a, b []int32) bool {
 	return true
 }
 
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+// readFile reads path, or decompresses path+".gz" when only that exists.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return b, err
+	}
+	f, gzErr := os.Open(path + ".gz")
+	if gzErr != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s.gz: %w", path, err)
+	}
+	return io.ReadAll(zr)
+}

@@ -11,7 +11,7 @@ import (
 // sentencepiece-style BPE with byte fallback; Encode with addSpecial
 // prepends BOS).
 func Example() {
-	tk, err := tokenizer.Load("../../../shared/models/stories260K")
+	tk, err := tokenizer.Load("../../testdata/stories260K")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func checkFastSplit(t *testing.T, s string) {
 }
 
 // TestFastSplitMatchesRegex compares the hand-written matchers with regexp2
-// on the shared texts and on random strings over a small tricky alphabet
+// on the Qwen2.5 case texts and on random strings over a small tricky alphabet
 // (seeded; the alphabet covers every character class of the pattern).
 func TestFastSplitMatchesRegex(t *testing.T) {
 	fixed := []string{"", " ", "  ", "a", "'s", "'S", "'ſ", "'re'RE'Ll'x", "don't", "12345 678", "  \n\n  x",
@@ -49,7 +49,7 @@ func TestFastSplitMatchesRegex(t *testing.T) {
 		checkFastSplit(t, s)
 	}
 	if _, err := loadCasesQuiet(); err == nil {
-		for _, c := range sharedCaseTexts {
+		for _, c := range qwenCaseTexts {
 			checkFastSplit(t, c)
 		}
 	}
@@ -65,21 +65,21 @@ func TestFastSplitMatchesRegex(t *testing.T) {
 	}
 }
 
-var sharedCaseTexts []string
+var qwenCaseTexts []string
 
-// loadCasesQuiet loads the shared case texts if present (without failing).
+// loadCasesQuiet loads the Qwen2.5 case texts from testdata (without failing).
 func loadCasesQuiet() ([]string, error) {
-	if sharedCaseTexts != nil {
-		return sharedCaseTexts, nil
+	if qwenCaseTexts != nil {
+		return qwenCaseTexts, nil
 	}
-	cs, err := readCasesFile(sharedDir + "/tokenizers/qwen2.5/cases.json")
+	cs, err := readCasesFile(testdataDir + "/tokenizers/qwen2.5/cases.json")
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range cs {
-		sharedCaseTexts = append(sharedCaseTexts, c.Text)
+		qwenCaseTexts = append(qwenCaseTexts, c.Text)
 	}
-	return sharedCaseTexts, nil
+	return qwenCaseTexts, nil
 }
 
 // FuzzFastSplit checks the hand-written matchers against regexp2 on any valid UTF-8.

@@ -173,7 +173,7 @@ func TestAccessors(t *testing.T) {
 	// LoadFS gives the same tokenizer.
 	fsys := fstest.MapFS{}
 	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := readShared(t, tok512Dir+"/"+name)
+		b, err := readTestdata(t, tok512Dir+"/"+name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,12 +254,12 @@ func TestChatTemplateQwen(t *testing.T) {
 	}
 }
 
-func readShared(t *testing.T, rel string) ([]byte, error) {
-	return readFile(needShared(t, rel))
+func readTestdata(t *testing.T, rel string) ([]byte, error) {
+	return readFile(needTestdata(t, rel))
 }
 
 func mustRead(t *testing.T, rel string) []byte {
-	b, err := readShared(t, rel)
+	b, err := readTestdata(t, rel)
 	if err != nil {
 		t.Fatal(err)
 	}
