@@ -21,7 +21,7 @@ import (
 // block, offsets padded per row to a multiple of 8 blocks; the q4 model's embedding (tied LM
 // head, counted once) in q8; vectors stay float32.
 func TestQuantizedByteAccounting(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	ck, err := loader.Open(dir)
 	require.NoError(t, err)
 	var q8, q4 int64
@@ -49,7 +49,7 @@ func TestQuantizedByteAccounting(t *testing.T) {
 // 256×512; argmax agreement q8 0.988, q4 0.934) are set about 2× looser in error; a kernel
 // that mixed up blocks or scales moves the argmax almost everywhere.
 func TestQuantizedLogits(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	toks := greedyTokens(t, dir)
 	ctx := context.Background()
 	ref := loadModel(t, dir, model.WithWeightFormat(model.WeightsF32))

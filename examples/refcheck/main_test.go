@@ -107,7 +107,7 @@ func TestRefcheckTokenizer(t *testing.T) {
 // error sizes (the weights are lossy, so nothing is held to the float tolerance) and the
 // command succeeds; the errors are nonzero and q4's exceed q8's.
 func TestRefcheckQuantizedInfo(t *testing.T) {
-	dir := testutil.Shared(t, "models", "stories260K")
+	dir := testutil.Testdata(t, "stories260K")
 	errs := map[string]string{}
 	for _, w := range []string{"q8", "q4"} {
 		var out, errb bytes.Buffer
