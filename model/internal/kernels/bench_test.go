@@ -138,3 +138,21 @@ func benchQRoutes(b *testing.B, f func(b *testing.B)) {
 		b.Run(r.name, f)
 	}
 }
+
+// BenchmarkQuantizeRow: loading cost of the formats, one 896-column row per op.
+func BenchmarkQuantizeRow(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	w := randVec(rng, 896)
+	for _, c := range []struct {
+		name   string
+		bits   int
+		scheme Q4Scheme
+	}{{"q8", 8, Q4Nearest}, {"q4nearest", 4, Q4Nearest}, {"q4minmse", 4, Q4MinMSE}} {
+		q := NewQuant(c.bits, 1, 896)
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				q.QuantizeRow(0, w, c.scheme)
+			}
+		})
+	}
+}

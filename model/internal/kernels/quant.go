@@ -145,64 +145,87 @@ func nearestBlock4(q *[QBlock]uint8, x *[QBlock]float32) (d, m float32) {
 	return d, m
 }
 
-// fitBlock4 chooses d and m minimising Σ(x - (d·q+m))² over a few starting ranges, each
-// refined by alternating rounding and the least-squares fit of d and m for fixed q.
+// fitBlock4 chooses d and m minimising Σ(x - (d·q+m))² over six starting ranges (the
+// block's range shrunk from both ends by 0, 3, … 15%), each refined by alternating rounding
+// and the least-squares fit of d and m for fixed levels until the levels stop changing.
 func fitBlock4(q *[QBlock]uint8, x *[QBlock]float32) (d, m float32) {
 	lo, hi := x[0], x[0]
+	var sx float32
 	for _, v := range x {
 		lo, hi = min(lo, v), max(hi, v)
+		sx += v
 	}
 	if hi == lo {
 		*q = [QBlock]uint8{}
 		return 0, lo
 	}
 	best := math.Inf(1)
-	var cq [QBlock]uint8
-	for s := 0; s < 8; s++ {
-		// Shrink the range from both ends a little per start.
+	var cq, prev [QBlock]uint8
+	for s := 0; s < 6; s++ {
 		f := 1 - float32(s)*0.03
 		mid := (hi + lo) / 2
 		cd, cm := (hi-lo)*f/15, mid-(hi-lo)*f/2
-		for it := 0; it < 4; it++ {
-			for j, v := range x {
-				cq[j] = level4(v, cd, cm)
-			}
-			// Least squares of x ≈ cd·q + cm.
-			var sq, sqq, sx, sqx float64
-			for j, v := range x {
-				qf := float64(cq[j])
-				sq += qf
-				sqq += qf * qf
-				sx += float64(v)
-				sqx += qf * float64(v)
-			}
-			det := QBlock*sqq - sq*sq
-			if det == 0 {
+		ok := true
+		for it := 0; it < 3; it++ {
+			levels4(&cq, x, cd, cm)
+			if it > 0 && cq == prev {
 				break
 			}
-			cd = float32((QBlock*sqx - sq*sx) / det)
-			cm = float32((sx - float64(cd)*sq) / QBlock)
+			prev = cq
+			// Least squares of x ≈ cd·q + cm (level sums are exact integers).
+			var sq, sqq int32
+			var sqx float32
+			for j, v := range x {
+				qi := int32(cq[j])
+				sq += qi
+				sqq += qi * qi
+				sqx += float32(qi) * v
+			}
+			det := float32(QBlock*sqq - sq*sq)
+			if det == 0 {
+				ok = false
+				break
+			}
+			cd = (QBlock*sqx - float32(sq)*sx) / det
+			cm = (sx - cd*float32(sq)) / QBlock
 			if cd <= 0 {
+				ok = false
 				break
 			}
 		}
-		if cd <= 0 {
+		if !ok {
 			continue
 		}
-		var e float64
+		levels4(&cq, x, cd, cm)
+		var e float32
 		for j, v := range x {
-			cq[j] = level4(v, cd, cm)
-			r := float64(v - (cd*float32(cq[j]) + cm))
+			r := v - (cd*float32(cq[j]) + cm)
 			e += r * r
 		}
-		if e < best {
-			best, d, m, *q = e, cd, cm, cq
+		if float64(e) < best {
+			best, d, m, *q = float64(e), cd, cm, cq
 		}
 	}
 	if math.IsInf(best, 1) {
 		return nearestBlock4(q, x)
 	}
 	return d, m
+}
+
+// levels4 sets q to the 4-bit levels nearest to (x-m)/d (d > 0), rounding halves up.
+func levels4(q *[QBlock]uint8, x *[QBlock]float32, d, m float32) {
+	inv := 1 / d
+	for j, v := range x {
+		// Truncating the clamped t+0.5 rounds (Go's float min and max are slower: NaN rules).
+		t := (v-m)*inv + 0.5
+		if t < 0 {
+			t = 0
+		}
+		if t > 15.5 {
+			t = 15.5
+		}
+		q[j] = uint8(int32(t))
+	}
 }
 
 // DequantizeRow widens row r of w into dst (Cols values).
