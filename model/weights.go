@@ -81,6 +81,15 @@ func (w *matrix) format() string {
 	return "f32"
 }
 
+// weightFormat names the format of the layers' matrices (the embedding may differ: q8 under
+// WeightsQ4).
+func (m *Model) weightFormat() string {
+	if len(m.layers) > 0 {
+		return m.layers[0].q.format()
+	}
+	return m.embed.format()
+}
+
 // same reports whether w and x share storage (a tied LM head).
 func (w *matrix) same(x matrix) bool {
 	if w.f32 != nil && x.f32 != nil {
