@@ -4475,37 +4475,41 @@ widen_done:
 	RET
 
 // func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot8_1x1(SB), NOSPLIT, $0-64
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
 	MOVQ         w+24(FP), DX
 	MOVQ         d+40(FP), BX
 	MOVQ         nb+56(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
+	MOVQ         ldw+32(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
-	XORQ         DI, DI
 	XORQ         R8, R8
+	XORQ         R9, R9
 
 qdot8_1x1_loop:
-	CMPQ         DI, SI
+	CMPQ         R8, SI
 	JGE          qdot8_1x1_blocks_done
-	VMOVDQU      (AX)(R8*1), Y2
-	VBROADCASTSS (CX)(DI*4), Y3
-	VMOVDQU      (DX)(R8*1), Y4
+	VMOVDQU      (AX)(R9*1), Y2
+	VBROADCASTSS (CX)(R8*4), Y3
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), Y4
 	VPSIGNB      Y4, Y4, Y5
 	VPSIGNB      Y4, Y2, Y2
 	VPMADDUBSW   Y2, Y5, Y2
 	VPMADDWD     Y0, Y2, Y2
 	VCVTDQ2PS    Y2, Y2
-	VPBROADCASTW (BX)(DI*2), X4
+	VPBROADCASTW (BX)(R8*2), X4
 	VCVTPH2PS    X4, Y4
 	VMULPS       Y3, Y4, Y4
 	VFMADD231PS  Y2, Y4, Y1
-	INCQ         DI
-	ADDQ         $0x20, R8
+	INCQ         R8
+	ADDQ         $0x20, R9
 	JMP          qdot8_1x1_loop
 
 qdot8_1x1_blocks_done:
@@ -4519,7 +4523,7 @@ qdot8_1x1_blocks_done:
 	RET
 
 // func qdot8_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot8_1x2(SB), NOSPLIT, $0-64
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -4531,41 +4535,45 @@ TEXT ·qdot8_1x2(SB), NOSPLIT, $0-64
 	SHLQ         $0x01, DI
 	LEAQ         (SI)(DI*1), DI
 	MOVQ         nb+56(FP), R8
-	MOVL         $0x00010001, R9
-	VMOVD        R9, X0
+	MOVQ         ldw+32(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x00010001, R10
+	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
-	XORQ         R9, R9
 	XORQ         R10, R10
+	XORQ         R11, R11
 
 qdot8_1x2_loop:
-	CMPQ         R9, R8
+	CMPQ         R10, R8
 	JGE          qdot8_1x2_blocks_done
-	VMOVDQU      (AX)(R10*1), Y3
-	VBROADCASTSS (CX)(R9*4), Y4
-	VMOVDQU      (DX)(R10*1), Y5
+	VMOVDQU      (AX)(R11*1), Y3
+	VBROADCASTSS (CX)(R10*4), Y4
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), Y5
 	VPSIGNB      Y5, Y5, Y6
 	VPSIGNB      Y5, Y3, Y5
 	VPMADDUBSW   Y5, Y6, Y5
 	VPMADDWD     Y0, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (SI)(R9*2), X6
+	VPBROADCASTW (SI)(R10*2), X6
 	VCVTPH2PS    X6, Y6
 	VMULPS       Y4, Y6, Y6
 	VFMADD231PS  Y5, Y6, Y1
-	VMOVDQU      (BX)(R10*1), Y5
+	VMOVDQU      (BX)(R11*1), Y5
 	VPSIGNB      Y5, Y5, Y6
 	VPSIGNB      Y5, Y3, Y3
 	VPMADDUBSW   Y3, Y6, Y3
 	VPMADDWD     Y0, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW (DI)(R9*2), X5
+	VPBROADCASTW (DI)(R10*2), X5
 	VCVTPH2PS    X5, Y5
 	VMULPS       Y4, Y5, Y5
 	VFMADD231PS  Y3, Y5, Y2
-	INCQ         R9
-	ADDQ         $0x20, R10
+	INCQ         R10
+	ADDQ         $0x20, R11
 	JMP          qdot8_1x2_loop
 
 qdot8_1x2_blocks_done:
@@ -4667,7 +4675,7 @@ qdot8_1x3_blocks_done:
 	RET
 
 // func qdot8_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot8_1x4(SB), NOSPLIT, $0-64
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -4683,63 +4691,68 @@ TEXT ·qdot8_1x4(SB), NOSPLIT, $0-64
 	LEAQ         (R10)(R9*1), R11
 	LEAQ         (R11)(R9*1), R9
 	MOVQ         nb+56(FP), R12
-	MOVL         $0x00010001, R13
-	VMOVD        R13, X0
+	MOVQ         ldw+32(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x00010001, R14
+	VMOVD        R14, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
-	XORQ         R13, R13
 	XORQ         R14, R14
+	XORQ         R15, R15
 
 qdot8_1x4_loop:
-	CMPQ         R13, R12
+	CMPQ         R14, R12
 	JGE          qdot8_1x4_blocks_done
-	VMOVDQU      (AX)(R14*1), Y5
-	VBROADCASTSS (CX)(R13*4), Y6
-	VMOVDQU      (DX)(R14*1), Y7
+	VMOVDQU      (AX)(R15*1), Y5
+	VBROADCASTSS (CX)(R14*4), Y6
+	PREFETCHT0   (R13)(R15*4)
+	PREFETCHT0   64(R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), Y7
 	VPSIGNB      Y7, Y7, Y8
 	VPSIGNB      Y7, Y5, Y7
 	VPMADDUBSW   Y7, Y8, Y7
 	VPMADDWD     Y0, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R8)(R13*2), X8
+	VPBROADCASTW (R8)(R14*2), X8
 	VCVTPH2PS    X8, Y8
 	VMULPS       Y6, Y8, Y8
 	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      (SI)(R14*1), Y7
+	VMOVDQU      (SI)(R15*1), Y7
 	VPSIGNB      Y7, Y7, Y8
 	VPSIGNB      Y7, Y5, Y7
 	VPMADDUBSW   Y7, Y8, Y7
 	VPMADDWD     Y0, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R10)(R13*2), X8
+	VPBROADCASTW (R10)(R14*2), X8
 	VCVTPH2PS    X8, Y8
 	VMULPS       Y6, Y8, Y8
 	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      (DI)(R14*1), Y7
+	VMOVDQU      (DI)(R15*1), Y7
 	VPSIGNB      Y7, Y7, Y8
 	VPSIGNB      Y7, Y5, Y7
 	VPMADDUBSW   Y7, Y8, Y7
 	VPMADDWD     Y0, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (R11)(R13*2), X8
+	VPBROADCASTW (R11)(R14*2), X8
 	VCVTPH2PS    X8, Y8
 	VMULPS       Y6, Y8, Y8
 	VFMADD231PS  Y7, Y8, Y3
-	VMOVDQU      (BX)(R14*1), Y7
+	VMOVDQU      (BX)(R15*1), Y7
 	VPSIGNB      Y7, Y7, Y8
 	VPSIGNB      Y7, Y5, Y5
 	VPMADDUBSW   Y5, Y8, Y5
 	VPMADDWD     Y0, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (R9)(R13*2), X7
+	VPBROADCASTW (R9)(R14*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y6, Y7, Y7
 	VFMADD231PS  Y5, Y7, Y4
-	INCQ         R13
-	ADDQ         $0x20, R14
+	INCQ         R14
+	ADDQ         $0x20, R15
 	JMP          qdot8_1x4_loop
 
 qdot8_1x4_blocks_done:
@@ -4754,41 +4767,45 @@ qdot8_1x4_blocks_done:
 	RET
 
 // func qdot4_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot4_1x1(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
 	MOVQ         w+32(FP), DX
 	MOVQ         d+48(FP), BX
 	MOVQ         nb+80(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
+	MOVQ         ldw+40(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, DI
-	VMOVD        DI, X1
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
-	XORQ         DI, DI
 	XORQ         R8, R8
+	XORQ         R9, R9
 
 qdot4_1x1_loop:
-	CMPQ         DI, SI
+	CMPQ         R8, SI
 	JGE          qdot4_1x1_blocks_done
-	VMOVDQU      (AX)(R8*2), Y3
-	VBROADCASTSS (CX)(DI*4), Y4
-	VMOVDQU      (DX)(R8*1), X5
+	VMOVDQU      (AX)(R9*2), Y3
+	VBROADCASTSS (CX)(R8*4), Y4
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y1, Y6, Y6
 	VPMADDUBSW   Y3, Y6, Y3
 	VPMADDWD     Y0, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW (BX)(DI*2), X6
+	VPBROADCASTW (BX)(R8*2), X6
 	VCVTPH2PS    X6, Y6
 	VMULPS       Y4, Y6, Y6
 	VFMADD231PS  Y3, Y6, Y2
-	INCQ         DI
-	ADDQ         $0x10, R8
+	INCQ         R8
+	ADDQ         $0x10, R9
 	JMP          qdot4_1x1_loop
 
 qdot4_1x1_blocks_done:
@@ -4816,7 +4833,7 @@ qdot4_1x1_reduce:
 	RET
 
 // func qdot4_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot4_1x2(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -4828,46 +4845,50 @@ TEXT ·qdot4_1x2(SB), NOSPLIT, $0-88
 	SHLQ         $0x01, DI
 	LEAQ         (SI)(DI*1), DI
 	MOVQ         nb+80(FP), R8
-	MOVL         $0x00010001, R9
-	VMOVD        R9, X0
+	MOVQ         ldw+40(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x00010001, R10
+	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X1
+	MOVL         $0x0f0f0f0f, R10
+	VMOVD        R10, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
-	XORQ         R9, R9
 	XORQ         R10, R10
+	XORQ         R11, R11
 
 qdot4_1x2_loop:
-	CMPQ         R9, R8
+	CMPQ         R10, R8
 	JGE          qdot4_1x2_blocks_done
-	VMOVDQU      (AX)(R10*2), Y4
-	VBROADCASTSS (CX)(R9*4), Y5
-	VMOVDQU      (DX)(R10*1), X6
+	VMOVDQU      (AX)(R11*2), Y4
+	VBROADCASTSS (CX)(R10*4), Y5
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y1, Y7, Y7
 	VPMADDUBSW   Y4, Y7, Y7
 	VPMADDWD     Y0, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (SI)(R9*2), X8
+	VPBROADCASTW (SI)(R10*2), X8
 	VCVTPH2PS    X8, Y8
 	VMULPS       Y5, Y8, Y8
 	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      (BX)(R10*1), X6
+	VMOVDQU      (BX)(R11*1), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y1, Y7, Y7
 	VPMADDUBSW   Y4, Y7, Y4
 	VPMADDWD     Y0, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VPBROADCASTW (DI)(R9*2), X7
+	VPBROADCASTW (DI)(R10*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y5, Y7, Y7
 	VFMADD231PS  Y4, Y7, Y3
-	INCQ         R9
-	ADDQ         $0x10, R10
+	INCQ         R10
+	ADDQ         $0x10, R11
 	JMP          qdot4_1x2_loop
 
 qdot4_1x2_blocks_done:
@@ -5016,7 +5037,7 @@ qdot4_1x3_reduce:
 	RET
 
 // func qdot4_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot4_1x4(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -5032,70 +5053,74 @@ TEXT ·qdot4_1x4(SB), NOSPLIT, $0-88
 	LEAQ         (R10)(R9*1), R11
 	LEAQ         (R11)(R9*1), R9
 	MOVQ         nb+80(FP), R12
-	MOVL         $0x00010001, R13
-	VMOVD        R13, X0
+	MOVQ         ldw+40(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x00010001, R14
+	VMOVD        R14, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R13
-	VMOVD        R13, X1
+	MOVL         $0x0f0f0f0f, R14
+	VMOVD        R14, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
 	VXORPS       Y5, Y5, Y5
-	XORQ         R13, R13
 	XORQ         R14, R14
+	XORQ         R15, R15
 
 qdot4_1x4_loop:
-	CMPQ         R13, R12
+	CMPQ         R14, R12
 	JGE          qdot4_1x4_blocks_done
-	VMOVDQU      (AX)(R14*2), Y6
-	VBROADCASTSS (CX)(R13*4), Y7
-	VMOVDQU      (DX)(R14*1), X8
+	VMOVDQU      (AX)(R15*2), Y6
+	VBROADCASTSS (CX)(R14*4), Y7
+	PREFETCHT0   (R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
 	VPAND        Y1, Y9, Y9
 	VPMADDUBSW   Y6, Y9, Y9
 	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (R8)(R13*2), X10
+	VPBROADCASTW (R8)(R14*2), X10
 	VCVTPH2PS    X10, Y10
 	VMULPS       Y7, Y10, Y10
 	VFMADD231PS  Y9, Y10, Y2
-	VMOVDQU      (SI)(R14*1), X8
+	VMOVDQU      (SI)(R15*1), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
 	VPAND        Y1, Y9, Y9
 	VPMADDUBSW   Y6, Y9, Y9
 	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (R10)(R13*2), X10
+	VPBROADCASTW (R10)(R14*2), X10
 	VCVTPH2PS    X10, Y10
 	VMULPS       Y7, Y10, Y10
 	VFMADD231PS  Y9, Y10, Y3
-	VMOVDQU      (DI)(R14*1), X8
+	VMOVDQU      (DI)(R15*1), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
 	VPAND        Y1, Y9, Y9
 	VPMADDUBSW   Y6, Y9, Y9
 	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (R11)(R13*2), X10
+	VPBROADCASTW (R11)(R14*2), X10
 	VCVTPH2PS    X10, Y10
 	VMULPS       Y7, Y10, Y10
 	VFMADD231PS  Y9, Y10, Y4
-	VMOVDQU      (BX)(R14*1), X8
+	VMOVDQU      (BX)(R15*1), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
 	VPAND        Y1, Y9, Y9
 	VPMADDUBSW   Y6, Y9, Y6
 	VPMADDWD     Y0, Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (R9)(R13*2), X9
+	VPBROADCASTW (R9)(R14*2), X9
 	VCVTPH2PS    X9, Y9
 	VMULPS       Y7, Y9, Y9
 	VFMADD231PS  Y6, Y9, Y5
-	INCQ         R13
-	ADDQ         $0x10, R14
+	INCQ         R14
+	ADDQ         $0x10, R15
 	JMP          qdot4_1x4_loop
 
 qdot4_1x4_blocks_done:
@@ -5135,34 +5160,38 @@ qdot4_1x4_reduce:
 	RET
 
 // func qdot8V_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot8V_1x1(SB), NOSPLIT, $0-64
 	MOVQ   xq+8(FP), AX
 	MOVQ   xd+16(FP), CX
 	MOVQ   w+24(FP), DX
 	MOVQ   d+40(FP), BX
 	MOVQ   nb+56(FP), SI
+	MOVQ   ldw+32(FP), DI
+	SHLQ   $0x00, DI
+	LEAQ   (DX)(DI*1), DI
 	VXORPS Y0, Y0, Y0
-	XORQ   DI, DI
 	XORQ   R8, R8
+	XORQ   R9, R9
 
 qdot8V_1x1_loop:
-	CMPQ         DI, SI
+	CMPQ         R8, SI
 	JGE          qdot8V_1x1_blocks_done
-	VMOVDQU      (AX)(R8*1), Y1
-	VBROADCASTSS (CX)(DI*4), Y2
-	VMOVDQU      (DX)(R8*1), Y3
+	VMOVDQU      (AX)(R9*1), Y1
+	VBROADCASTSS (CX)(R8*4), Y2
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), Y3
 	VPSIGNB      Y3, Y3, Y4
 	VPSIGNB      Y3, Y1, Y1
 	VPXOR        Y3, Y3, Y3
 	VPDPBUSD     Y1, Y4, Y3
 	VCVTDQ2PS    Y3, Y1
-	VPBROADCASTW (BX)(DI*2), X3
+	VPBROADCASTW (BX)(R8*2), X3
 	VCVTPH2PS    X3, Y3
 	VMULPS       Y2, Y3, Y3
 	VFMADD231PS  Y1, Y3, Y0
-	INCQ         DI
-	ADDQ         $0x20, R8
+	INCQ         R8
+	ADDQ         $0x20, R9
 	JMP          qdot8V_1x1_loop
 
 qdot8V_1x1_blocks_done:
@@ -5176,7 +5205,7 @@ qdot8V_1x1_blocks_done:
 	RET
 
 // func qdot8V_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot8V_1x2(SB), NOSPLIT, $0-64
 	MOVQ   xq+8(FP), AX
 	MOVQ   xd+16(FP), CX
@@ -5188,38 +5217,42 @@ TEXT ·qdot8V_1x2(SB), NOSPLIT, $0-64
 	SHLQ   $0x01, DI
 	LEAQ   (SI)(DI*1), DI
 	MOVQ   nb+56(FP), R8
+	MOVQ   ldw+32(FP), R9
+	SHLQ   $0x01, R9
+	LEAQ   (DX)(R9*1), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	XORQ   R9, R9
 	XORQ   R10, R10
+	XORQ   R11, R11
 
 qdot8V_1x2_loop:
-	CMPQ         R9, R8
+	CMPQ         R10, R8
 	JGE          qdot8V_1x2_blocks_done
-	VMOVDQU      (AX)(R10*1), Y2
-	VBROADCASTSS (CX)(R9*4), Y3
-	VMOVDQU      (DX)(R10*1), Y4
+	VMOVDQU      (AX)(R11*1), Y2
+	VBROADCASTSS (CX)(R10*4), Y3
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), Y4
 	VPSIGNB      Y4, Y4, Y5
 	VPSIGNB      Y4, Y2, Y4
 	VPXOR        Y6, Y6, Y6
 	VPDPBUSD     Y4, Y5, Y6
 	VCVTDQ2PS    Y6, Y4
-	VPBROADCASTW (SI)(R9*2), X5
+	VPBROADCASTW (SI)(R10*2), X5
 	VCVTPH2PS    X5, Y5
 	VMULPS       Y3, Y5, Y5
 	VFMADD231PS  Y4, Y5, Y0
-	VMOVDQU      (BX)(R10*1), Y4
+	VMOVDQU      (BX)(R11*1), Y4
 	VPSIGNB      Y4, Y4, Y5
 	VPSIGNB      Y4, Y2, Y2
 	VPXOR        Y4, Y4, Y4
 	VPDPBUSD     Y2, Y5, Y4
 	VCVTDQ2PS    Y4, Y2
-	VPBROADCASTW (DI)(R9*2), X4
+	VPBROADCASTW (DI)(R10*2), X4
 	VCVTPH2PS    X4, Y4
 	VMULPS       Y3, Y4, Y4
 	VFMADD231PS  Y2, Y4, Y1
-	INCQ         R9
-	ADDQ         $0x20, R10
+	INCQ         R10
+	ADDQ         $0x20, R11
 	JMP          qdot8V_1x2_loop
 
 qdot8V_1x2_blocks_done:
@@ -5318,7 +5351,7 @@ qdot8V_1x3_blocks_done:
 	RET
 
 // func qdot8V_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot8V_1x4(SB), NOSPLIT, $0-64
 	MOVQ   xq+8(FP), AX
 	MOVQ   xd+16(FP), CX
@@ -5334,60 +5367,65 @@ TEXT ·qdot8V_1x4(SB), NOSPLIT, $0-64
 	LEAQ   (R10)(R9*1), R11
 	LEAQ   (R11)(R9*1), R9
 	MOVQ   nb+56(FP), R12
+	MOVQ   ldw+32(FP), R13
+	SHLQ   $0x02, R13
+	LEAQ   (DX)(R13*1), R13
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	XORQ   R13, R13
 	XORQ   R14, R14
+	XORQ   R15, R15
 
 qdot8V_1x4_loop:
-	CMPQ         R13, R12
+	CMPQ         R14, R12
 	JGE          qdot8V_1x4_blocks_done
-	VMOVDQU      (AX)(R14*1), Y4
-	VBROADCASTSS (CX)(R13*4), Y5
-	VMOVDQU      (DX)(R14*1), Y6
+	VMOVDQU      (AX)(R15*1), Y4
+	VBROADCASTSS (CX)(R14*4), Y5
+	PREFETCHT0   (R13)(R15*4)
+	PREFETCHT0   64(R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), Y6
 	VPSIGNB      Y6, Y6, Y7
 	VPSIGNB      Y6, Y4, Y6
 	VPXOR        Y8, Y8, Y8
 	VPDPBUSD     Y6, Y7, Y8
 	VCVTDQ2PS    Y8, Y6
-	VPBROADCASTW (R8)(R13*2), X7
+	VPBROADCASTW (R8)(R14*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y5, Y7, Y7
 	VFMADD231PS  Y6, Y7, Y0
-	VMOVDQU      (SI)(R14*1), Y6
+	VMOVDQU      (SI)(R15*1), Y6
 	VPSIGNB      Y6, Y6, Y7
 	VPSIGNB      Y6, Y4, Y6
 	VPXOR        Y8, Y8, Y8
 	VPDPBUSD     Y6, Y7, Y8
 	VCVTDQ2PS    Y8, Y6
-	VPBROADCASTW (R10)(R13*2), X7
+	VPBROADCASTW (R10)(R14*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y5, Y7, Y7
 	VFMADD231PS  Y6, Y7, Y1
-	VMOVDQU      (DI)(R14*1), Y6
+	VMOVDQU      (DI)(R15*1), Y6
 	VPSIGNB      Y6, Y6, Y7
 	VPSIGNB      Y6, Y4, Y6
 	VPXOR        Y8, Y8, Y8
 	VPDPBUSD     Y6, Y7, Y8
 	VCVTDQ2PS    Y8, Y6
-	VPBROADCASTW (R11)(R13*2), X7
+	VPBROADCASTW (R11)(R14*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y5, Y7, Y7
 	VFMADD231PS  Y6, Y7, Y2
-	VMOVDQU      (BX)(R14*1), Y6
+	VMOVDQU      (BX)(R15*1), Y6
 	VPSIGNB      Y6, Y6, Y7
 	VPSIGNB      Y6, Y4, Y4
 	VPXOR        Y6, Y6, Y6
 	VPDPBUSD     Y4, Y7, Y6
 	VCVTDQ2PS    Y6, Y4
-	VPBROADCASTW (R9)(R13*2), X6
+	VPBROADCASTW (R9)(R14*2), X6
 	VCVTPH2PS    X6, Y6
 	VMULPS       Y5, Y6, Y6
 	VFMADD231PS  Y4, Y6, Y3
-	INCQ         R13
-	ADDQ         $0x20, R14
+	INCQ         R14
+	ADDQ         $0x20, R15
 	JMP          qdot8V_1x4_loop
 
 qdot8V_1x4_blocks_done:
@@ -5402,38 +5440,42 @@ qdot8V_1x4_blocks_done:
 	RET
 
 // func qdot4V_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot4V_1x1(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
 	MOVQ         w+32(FP), DX
 	MOVQ         d+48(FP), BX
 	MOVQ         nb+80(FP), SI
-	MOVL         $0x0f0f0f0f, DI
-	VMOVD        DI, X0
+	MOVQ         ldw+40(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
-	XORQ         DI, DI
 	XORQ         R8, R8
+	XORQ         R9, R9
 
 qdot4V_1x1_loop:
-	CMPQ         DI, SI
+	CMPQ         R8, SI
 	JGE          qdot4V_1x1_blocks_done
-	VMOVDQU      (AX)(R8*2), Y2
-	VBROADCASTSS (CX)(DI*4), Y3
-	VMOVDQU      (DX)(R8*1), X4
+	VMOVDQU      (AX)(R9*2), Y2
+	VBROADCASTSS (CX)(R8*4), Y3
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), X4
 	VPSRLW       $0x04, X4, X5
 	VINSERTI128  $0x01, X5, Y4, Y5
 	VPAND        Y0, Y5, Y5
 	VPXOR        Y6, Y6, Y6
 	VPDPBUSD     Y2, Y5, Y6
 	VCVTDQ2PS    Y6, Y2
-	VPBROADCASTW (BX)(DI*2), X5
+	VPBROADCASTW (BX)(R8*2), X5
 	VCVTPH2PS    X5, Y5
 	VMULPS       Y3, Y5, Y5
 	VFMADD231PS  Y2, Y5, Y1
-	INCQ         DI
-	ADDQ         $0x10, R8
+	INCQ         R8
+	ADDQ         $0x10, R9
 	JMP          qdot4V_1x1_loop
 
 qdot4V_1x1_blocks_done:
@@ -5461,7 +5503,7 @@ qdot4V_1x1_reduce:
 	RET
 
 // func qdot4V_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot4V_1x2(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -5473,43 +5515,47 @@ TEXT ·qdot4V_1x2(SB), NOSPLIT, $0-88
 	SHLQ         $0x01, DI
 	LEAQ         (SI)(DI*1), DI
 	MOVQ         nb+80(FP), R8
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X0
+	MOVQ         ldw+40(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x0f0f0f0f, R10
+	VMOVD        R10, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
-	XORQ         R9, R9
 	XORQ         R10, R10
+	XORQ         R11, R11
 
 qdot4V_1x2_loop:
-	CMPQ         R9, R8
+	CMPQ         R10, R8
 	JGE          qdot4V_1x2_blocks_done
-	VMOVDQU      (AX)(R10*2), Y3
-	VBROADCASTSS (CX)(R9*4), Y4
-	VMOVDQU      (DX)(R10*1), X5
+	VMOVDQU      (AX)(R11*2), Y3
+	VBROADCASTSS (CX)(R10*4), Y4
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y0, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y3, Y6, Y7
 	VCVTDQ2PS    Y7, Y6
-	VPBROADCASTW (SI)(R9*2), X7
+	VPBROADCASTW (SI)(R10*2), X7
 	VCVTPH2PS    X7, Y7
 	VMULPS       Y4, Y7, Y7
 	VFMADD231PS  Y6, Y7, Y1
-	VMOVDQU      (BX)(R10*1), X5
+	VMOVDQU      (BX)(R11*1), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y0, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y3, Y6, Y7
 	VCVTDQ2PS    Y7, Y3
-	VPBROADCASTW (DI)(R9*2), X6
+	VPBROADCASTW (DI)(R10*2), X6
 	VCVTPH2PS    X6, Y6
 	VMULPS       Y4, Y6, Y6
 	VFMADD231PS  Y3, Y6, Y2
-	INCQ         R9
-	ADDQ         $0x10, R10
+	INCQ         R10
+	ADDQ         $0x10, R11
 	JMP          qdot4V_1x2_loop
 
 qdot4V_1x2_blocks_done:
@@ -5655,7 +5701,7 @@ qdot4V_1x3_reduce:
 	RET
 
 // func qdot4V_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
 TEXT ·qdot4V_1x4(SB), NOSPLIT, $0-88
 	MOVQ         xq+8(FP), AX
 	MOVQ         xd+16(FP), CX
@@ -5671,67 +5717,71 @@ TEXT ·qdot4V_1x4(SB), NOSPLIT, $0-88
 	LEAQ         (R10)(R9*1), R11
 	LEAQ         (R11)(R9*1), R9
 	MOVQ         nb+80(FP), R12
-	MOVL         $0x0f0f0f0f, R13
-	VMOVD        R13, X0
+	MOVQ         ldw+40(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x0f0f0f0f, R14
+	VMOVD        R14, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
-	XORQ         R13, R13
 	XORQ         R14, R14
+	XORQ         R15, R15
 
 qdot4V_1x4_loop:
-	CMPQ         R13, R12
+	CMPQ         R14, R12
 	JGE          qdot4V_1x4_blocks_done
-	VMOVDQU      (AX)(R14*2), Y5
-	VBROADCASTSS (CX)(R13*4), Y6
-	VMOVDQU      (DX)(R14*1), X7
+	VMOVDQU      (AX)(R15*2), Y5
+	VBROADCASTSS (CX)(R14*4), Y6
+	PREFETCHT0   (R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
 	VPAND        Y0, Y8, Y8
 	VPXOR        Y9, Y9, Y9
 	VPDPBUSD     Y5, Y8, Y9
 	VCVTDQ2PS    Y9, Y8
-	VPBROADCASTW (R8)(R13*2), X9
+	VPBROADCASTW (R8)(R14*2), X9
 	VCVTPH2PS    X9, Y9
 	VMULPS       Y6, Y9, Y9
 	VFMADD231PS  Y8, Y9, Y1
-	VMOVDQU      (SI)(R14*1), X7
+	VMOVDQU      (SI)(R15*1), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
 	VPAND        Y0, Y8, Y8
 	VPXOR        Y9, Y9, Y9
 	VPDPBUSD     Y5, Y8, Y9
 	VCVTDQ2PS    Y9, Y8
-	VPBROADCASTW (R10)(R13*2), X9
+	VPBROADCASTW (R10)(R14*2), X9
 	VCVTPH2PS    X9, Y9
 	VMULPS       Y6, Y9, Y9
 	VFMADD231PS  Y8, Y9, Y2
-	VMOVDQU      (DI)(R14*1), X7
+	VMOVDQU      (DI)(R15*1), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
 	VPAND        Y0, Y8, Y8
 	VPXOR        Y9, Y9, Y9
 	VPDPBUSD     Y5, Y8, Y9
 	VCVTDQ2PS    Y9, Y8
-	VPBROADCASTW (R11)(R13*2), X9
+	VPBROADCASTW (R11)(R14*2), X9
 	VCVTPH2PS    X9, Y9
 	VMULPS       Y6, Y9, Y9
 	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      (BX)(R14*1), X7
+	VMOVDQU      (BX)(R15*1), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
 	VPAND        Y0, Y8, Y8
 	VPXOR        Y9, Y9, Y9
 	VPDPBUSD     Y5, Y8, Y9
 	VCVTDQ2PS    Y9, Y5
-	VPBROADCASTW (R9)(R13*2), X8
+	VPBROADCASTW (R9)(R14*2), X8
 	VCVTPH2PS    X8, Y8
 	VMULPS       Y6, Y8, Y8
 	VFMADD231PS  Y5, Y8, Y4
-	INCQ         R13
-	ADDQ         $0x10, R14
+	INCQ         R14
+	ADDQ         $0x10, R15
 	JMP          qdot4V_1x4_loop
 
 qdot4V_1x4_blocks_done:

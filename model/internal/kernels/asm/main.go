@@ -386,7 +386,8 @@ func widen() {
 // route multiplies bytes with VPMADDUBSW (unsigned × signed; 8-bit weights are made
 // unsigned by moving their signs onto x with VPSIGNB) and pairs with VPMADDWD; the VNNI
 // route (V, AVX-512 VNNI on ymm registers) does both with one VPDPBUSD. Each block's int32
-// sums become float32 and are scaled by the two block scales into one accumulator per row.
+// sums become float32 and are scaled by the two block scales into one accumulator per row,
+// while the next tile's rows are prefetched.
 func qdot(bits, R int, vnni bool) {
 	v := ""
 	if vnni {
@@ -424,6 +425,18 @@ func qdot(bits, R int, vnni bool) {
 	ws := rows("w", "ldw")
 	ds := rows("d", "ldd")
 	nb := Load(Param("nb"), GP64())
+	// The next tile's R rows follow these R rows contiguously: R·(bytes per block) of them
+	// per block, prefetched from pfp (scale R on the row offset i; none for R = 3, which
+	// only ends a chunk). The rows are short streams that the hardware prefetcher picks up
+	// late: on the Zen 3 machine this doubled the speed of a 75968×896 product (interleaved
+	// runs, 1.2–3.6× over 12 pairs, q8 and q4, 1 and 2 threads).
+	var pfp reg.GPVirtual
+	if R != 3 {
+		pfp = GP64()
+		l := Load(Param("ldw"), GP64())
+		SHLQ(U8(map[int]uint8{1: 0, 2: 1, 4: 2}[R]), l)
+		LEAQ(Mem{Base: ws[0], Index: l, Scale: 1}, pfp)
+	}
 
 	// Constants: 16-bit ones for VPMADDWD, the low-nibble mask for 4 bits.
 	splat := func(v uint32) reg.VecVirtual {
@@ -459,6 +472,12 @@ func qdot(bits, R int, vnni bool) {
 	xv, dx := YMM(), YMM()
 	VMOVDQU(Mem{Base: xq, Index: i, Scale: xScale}, xv)
 	VBROADCASTSS(Mem{Base: xd, Index: b, Scale: 4}, dx)
+	if pfp != nil {
+		PREFETCHT0(Mem{Base: pfp, Index: i, Scale: uint8(R)})
+		if bits == 8 && R == 4 {
+			PREFETCHT0(Mem{Base: pfp, Index: i, Scale: 4, Disp: 64})
+		}
+	}
 	for r := 0; r < R; r++ {
 		var u, sgn reg.VecVirtual // unsigned and signed bytes
 		if bits == 8 {
