@@ -156,3 +156,27 @@ func BenchmarkQuantizeRow(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMatMulQSmall: quantized products of a few rows (batched decode, short prefill
+// chunks), where widening the weight tiles costs as much as the multiply-adds.
+func BenchmarkMatMulQSmall(b *testing.B) {
+	rows, cols := 4864, 896
+	rng := rand.New(rand.NewPCG(4, 4))
+	w := randVec(rng, rows*cols)
+	for _, n := range []int{4, 16} {
+		x := randVec(rng, n*cols)
+		dst := make([]float32, n*rows)
+		for _, bits := range []int{8, 4} {
+			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
+			b.Run(fmt.Sprintf("q%d/n=%d", bits, n), func(b *testing.B) {
+				benchQRoutes(b, func(b *testing.B) {
+					p := NewPool(1)
+					defer p.Close()
+					for b.Loop() {
+						p.MatMulQ(dst, x, &q, n)
+					}
+				})
+			})
+		}
+	}
+}

@@ -234,6 +234,10 @@ func (w *Quant) DequantizeRow(dst []float32, r int) { w.dequant(dst[:w.Cols], r,
 // dequant widens columns [c0, c1) of row r into dst (c0 a multiple of QBlock).
 func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
 	nb := w.Blocks()
+	if full := (c1 - c0) / QBlock; full > 0 && asmDequant(dst[:full*QBlock], w, r, c0/QBlock, full) {
+		c0 += full * QBlock
+		dst = dst[full*QBlock:]
+	}
 	for c := c0; c < c1; c += QBlock {
 		b := c / QBlock
 		i := r*nb + b

@@ -66,3 +66,24 @@ func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
 		tbl[R-1](&dst[r], &x.Q[0], &x.D[0], &x.S[0], &w.Q[r*ldw], ldw, &w.D[r*nb], nb, &w.M[r*ldm], ldm, nb)
 	}
 }
+
+// asmDequant widens the n full blocks b0.. of row r into dst with the dequant tiles and
+// reports whether it did (false on the pure-Go route).
+func asmDequant(dst []float32, w *Quant, r, b0, n int) bool {
+	if !useAsm || !qAsmAvailable {
+		return false
+	}
+	i := r*w.Blocks() + b0
+	_ = dst[n*QBlock-1]
+	_ = w.D[i+n-1]
+	if w.Bits == 8 {
+		_ = w.Q[(i+n)*QBlock-1]
+		dequant8(&dst[0], &w.Q[i*QBlock], &w.D[i], n)
+		return true
+	}
+	mi := r*w.MStride() + b0
+	_ = w.Q[(i+n)*QBlock/2-1]
+	_ = w.M[mi+n-1]
+	dequant4(&dst[0], &w.Q[i*QBlock/2], &w.D[i], &w.M[mi], n)
+	return true
+}

@@ -282,3 +282,39 @@ func FuzzMatVecQ(f *testing.F) {
 		}
 	})
 }
+
+// TestDequantRoutes: every route widens quantized rows to the same values (4 bits: the AVX2
+// route rounds d·q+m once with an FMA, Go twice, so within one float32 rounding of |d|·15+|m|).
+func TestDequantRoutes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	defer setRoute(setRoute(route{}))
+	for _, bits := range []int{8, 4} {
+		for _, cols := range testCols {
+			rows := 3
+			q, _ := quantized(randVec(rng, rows*cols), rows, cols, bits, Q4MinMSE)
+			var want []float32
+			for _, r := range routes() {
+				setRoute(r)
+				got := make([]float32, rows*cols)
+				for i := 0; i < rows; i++ {
+					q.DequantizeRow(got[i*cols:(i+1)*cols], i)
+				}
+				if want == nil {
+					want = got
+					continue
+				}
+				nb := q.Blocks()
+				for i := range got {
+					b := (i/cols)*nb + (i%cols)/QBlock
+					tol := 0.0
+					if bits == 4 {
+						tol = 1e-7 * (15*math.Abs(float64(F16ToF32(q.D[b]))) + math.Abs(float64(F16ToF32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
+					}
+					if math.Abs(float64(got[i]-want[i])) > tol {
+						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -4474,6 +4474,92 @@ widen_done:
 	VZEROUPPER
 	RET
 
+// func dequant8(dst *float32, q *byte, d *uint16, nb int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequant8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ q+8(FP), CX
+	MOVQ d+16(FP), DX
+	MOVQ nb+24(FP), BX
+	XORQ SI, SI
+
+dequant8_loop:
+	CMPQ         SI, BX
+	JGE          dequant8_done
+	VPBROADCASTW (DX)(SI*2), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    (CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVSXBD    8(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVSXBD    16(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVSXBD    24(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x20, CX
+	ADDQ         $0x80, AX
+	INCQ         SI
+	JMP          dequant8_loop
+
+dequant8_done:
+	VZEROUPPER
+	RET
+
+// func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dequant4(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         q+8(FP), CX
+	MOVQ         d+16(FP), DX
+	MOVQ         m+24(FP), BX
+	MOVQ         nb+32(FP), SI
+	XORQ         DI, DI
+	MOVL         $0x0000000f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+
+dequant4_loop:
+	CMPQ         DI, SI
+	JGE          dequant4_done
+	VPBROADCASTW (DX)(DI*2), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW (BX)(DI*2), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD213PS  Y2, Y1, Y4
+	VMOVUPS      Y4, (AX)
+	VCVTDQ2PS    Y3, Y3
+	VFMADD213PS  Y2, Y1, Y3
+	VMOVUPS      Y3, 64(AX)
+	VPMOVZXBD    8(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD213PS  Y2, Y1, Y4
+	VMOVUPS      Y4, 32(AX)
+	VCVTDQ2PS    Y3, Y3
+	VFMADD213PS  Y2, Y1, Y3
+	VMOVUPS      Y3, 96(AX)
+	ADDQ         $0x10, CX
+	ADDQ         $0x80, AX
+	INCQ         DI
+	JMP          dequant4_loop
+
+dequant4_done:
+	VZEROUPPER
+	RET
+
 // func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot8_1x1(SB), NOSPLIT, $0-64

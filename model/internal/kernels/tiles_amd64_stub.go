@@ -115,6 +115,12 @@ func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
 // widenBF16 widens n bf16 values to float32 (n a multiple of 8).
 func widenBF16(dst *float32, src *uint16, n int)
 
+// dequant8 widens nb blocks of 8-bit weights to float32 (see dequant in asm/main.go).
+func dequant8(dst *float32, q *byte, d *uint16, nb int)
+
+// dequant4 widens nb blocks of 4-bit weights to float32 (see dequant in asm/main.go).
+func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
+
 // qdot8_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
 func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
 

@@ -35,6 +35,8 @@ func main() {
 		tileBF16P(r)
 	}
 	widen()
+	dequant(8)
+	dequant(4)
 	for _, vnni := range []bool{false, true} {
 		for _, bits := range []int{8, 4} {
 			for r := 1; r <= 4; r++ {
@@ -567,4 +569,74 @@ func reduceStore(out reg.Register, a []reg.VecVirtual) {
 		VHADDPS(hi, hi, hi)
 		VMOVSS(hi, Mem{Base: out, Disp: 4 * r})
 	}
+}
+
+// dequant emits dequant{8,4}: dst (nb·32 float32) = the nb quantized blocks at q widened, each
+// scaled by its float16 scale d[b] (4 bits: levels 0..15 times d[b] plus the offset m[b]). The
+// prefill tiles widen 4 weight rows this way before running them through the float32 tiles.
+func dequant(bits int) {
+	name := fmt.Sprintf("dequant%d", bits)
+	sig := "func(dst *float32, q *byte, d *uint16, nb int)"
+	if bits == 4 {
+		sig = "func(dst *float32, q *byte, d *uint16, m *uint16, nb int)"
+	}
+	TEXT(name, NOSPLIT, sig)
+	Doc(fmt.Sprintf("%s widens nb blocks of %d-bit weights to float32 (see dequant in asm/main.go).", name, bits))
+	dst := Load(Param("dst"), GP64())
+	q := Load(Param("q"), GP64())
+	d := Load(Param("d"), GP64())
+	var m reg.GPVirtual
+	if bits == 4 {
+		m = Load(Param("m"), GP64()).(reg.GPVirtual)
+	}
+	nb := Load(Param("nb"), GP64())
+	b := GP64()
+	XORQ(b, b)
+	var mask reg.VecVirtual
+	if bits == 4 {
+		t := GP32()
+		MOVL(U32(15), t)
+		mask = YMM()
+		VMOVD(t, mask.AsX())
+		VPBROADCASTD(mask.AsX(), mask)
+	}
+	Label(name + "_loop")
+	CMPQ(b, nb)
+	JGE(LabelRef(name + "_done"))
+	sc := YMM()
+	VPBROADCASTW(Mem{Base: d, Index: b, Scale: 2}, sc.AsX())
+	VCVTPH2PS(sc.AsX(), sc)
+	if bits == 8 {
+		for g := 0; g < 4; g++ {
+			v := YMM()
+			VPMOVSXBD(Mem{Base: q, Disp: 8 * g}, v)
+			VCVTDQ2PS(v, v)
+			VMULPS(sc, v, v)
+			VMOVUPS(v, Mem{Base: dst, Disp: 32 * g})
+		}
+		ADDQ(U8(32), q)
+	} else {
+		off := YMM()
+		VPBROADCASTW(Mem{Base: m, Index: b, Scale: 2}, off.AsX())
+		VCVTPH2PS(off.AsX(), off)
+		for h := 0; h < 2; h++ { // bytes 8h..8h+7: columns 8h.. (low nibbles), 16+8h.. (high)
+			t := YMM()
+			VPMOVZXBD(Mem{Base: q, Disp: 8 * h}, t)
+			lo, hi := YMM(), YMM()
+			VPAND(mask, t, lo)
+			VPSRLD(U8(4), t, hi)
+			for i, v := range []reg.VecVirtual{lo, hi} {
+				VCVTDQ2PS(v, v)
+				VFMADD213PS(off, sc, v) // v = v·d + m
+				VMOVUPS(v, Mem{Base: dst, Disp: 32*h + 64*i})
+			}
+		}
+		ADDQ(U8(16), q)
+	}
+	ADDQ(U8(128), dst)
+	INCQ(b)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
 }
