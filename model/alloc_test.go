@@ -12,7 +12,7 @@ import (
 )
 
 // TestNextZeroAllocs: once warm, a decode step (Session.Next of one token) allocates
-// nothing, for f32 and bf16 weights, one or two threads and f32, bf16 or q8 KV caches. The shape is large enough that
+// nothing, for f32, bf16, q8 and q4 weights, one or two threads and f32, bf16 or q8 KV caches. The shape is large enough that
 // the kernels split their work over the pool (threads=2) and the fused q/k/v and gate/up
 // products run; the 60 steps stay inside the cache's first block so no KV block is added.
 func TestNextZeroAllocs(t *testing.T) {
@@ -36,6 +36,9 @@ func TestNextZeroAllocs(t *testing.T) {
 		{"bf16/threads=2", model.WeightsBF16, 2, kvcache.F32},
 		{"bf16/threads=2/kv=q8", model.WeightsBF16, 2, kvcache.Q8},
 		{"f32/threads=1/kv=bf16", model.WeightsF32, 1, kvcache.BF16},
+		{"q8/threads=2", model.WeightsQ8, 2, kvcache.F32},
+		{"q4/threads=1", model.WeightsQ4, 1, kvcache.F32},
+		{"q4/threads=2", model.WeightsQ4, 2, kvcache.F32},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()

@@ -67,7 +67,7 @@ type weightVisitor interface {
 // returns the first error of v or ctx.
 func (m *Model) describe(ctx context.Context, v weightVisitor) error {
 	cfg, d := &m.cfg, m.dims
-	v.matrix(&m.embed, "model.embed_tokens.weight", d.vocab, d.h)
+	v.matrix(&m.embed, embedName, d.vocab, d.h)
 	v.vector(&m.norm, "model.norm.weight", d.h, 1)
 	for i := range m.layers {
 		if err := ctx.Err(); err != nil {
@@ -89,9 +89,15 @@ func (m *Model) describe(ctx context.Context, v weightVisitor) error {
 			return err
 		}
 	}
-	v.lmHead(&m.lmHead, &m.embed, "lm_head.weight", d.vocab, d.h, cfg.TieEmbeddings)
+	v.lmHead(&m.lmHead, &m.embed, lmHeadName, d.vocab, d.h, cfg.TieEmbeddings)
 	return v.layerDone(len(m.layers), len(m.layers))
 }
+
+// The Hugging Face names of the embedding and the LM head.
+const (
+	embedName  = "model.embed_tokens.weight"
+	lmHeadName = "lm_head.weight"
+)
 
 // configDims are the sizes the forward pass and the architecture tables need, derived once
 // from the config.

@@ -43,9 +43,15 @@ func newCPUBackend(cfg *loader.Config, threads int) *cpuBackend {
 }
 
 // matMul chooses the matrix-vector kernel for single rows (decode) and the blocked
-// matrix-matrix kernel for spans (prefill), in the weight's own format.
+// matrix-matrix kernel for spans (prefill), in the weight's own format. Quantized weights
+// decode on int8 activations and prefill on dequantized float32 tiles (see kernels.MatVecQ,
+// kernels.MatMulQ).
 func (b *cpuBackend) matMul(dst, x []float32, n int, w *matrix) {
 	switch {
+	case n == 1 && w.q != nil:
+		b.pool.MatVecQ(dst, w.q, x)
+	case w.q != nil:
+		b.pool.MatMulQ(dst, x, w.q, n)
 	case n == 1 && w.bf16 != nil:
 		b.pool.MatVecBF16(dst, w.bf16, x, w.rows, w.cols)
 	case n == 1:
@@ -75,7 +81,7 @@ func (b *cpuBackend) matMul3(x []float32, n int, dst0 []float32, w0 *matrix, dst
 		if w.cols != w0.cols {
 			panic("model: matMul3: weights of different widths")
 		}
-		ps[i] = kernels.Product{Dst: [3][]float32{dst0, dst1, dst2}[i], W: w.f32, WB: w.bf16, Rows: w.rows}
+		ps[i] = kernels.Product{Dst: [3][]float32{dst0, dst1, dst2}[i], W: w.f32, WB: w.bf16, WQ: w.q, Rows: w.rows}
 	}
 	b.pool.MatVecs(x, w0.cols, ps)
 }

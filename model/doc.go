@@ -38,6 +38,10 @@
 // package loader's and tokenizer's), never a panic; nothing is logged unless WithLogger is
 // given.
 //
+// Weights are kept as float32, bf16 or, with WithWeightFormat(WeightsQ8 or WeightsQ4),
+// quantized at load in blocks of 32 input columns (model/weights.go; the kernels in
+// model/internal/kernels decode on int8 activations and prefill on dequantized tiles).
+//
 // # Layout
 //
 // Where things go (a new architecture, KV layer type or backend is one more file or package):

@@ -76,7 +76,7 @@ func Load(ctx context.Context, dir string, opts ...LoadOption) (*Model, error) {
 		}
 	}
 	m.logger.Info("model loaded", "dir", dir, "type", m.cfg.ModelType, "layers", m.cfg.NumLayers,
-		"hidden", m.cfg.HiddenSize, "vocab", m.cfg.VocabSize, "weights", m.embed.format(),
+		"hidden", m.cfg.HiddenSize, "vocab", m.cfg.VocabSize, "weights", m.weightFormat(),
 		"weight_bytes", m.WeightBytes(), "tokenizer", m.tok != nil)
 	return m, nil
 }

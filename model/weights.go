@@ -5,29 +5,89 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"strconv"
+	"sync"
 
 	"github.com/lighttransfer/lighttransfer-go/internal/bf16"
 	"github.com/lighttransfer/lighttransfer-go/loader"
+	"github.com/lighttransfer/lighttransfer-go/model/internal/kernels"
 )
 
-// matrix is a row-major [rows][cols] weight matrix held either as float32 or as bfloat16 bits.
-// Exactly one of f32 and bf16 is set.
+// q4Scheme is how WeightsQ4 chooses each block's scale and offset (see kernels.Q4Scheme);
+// chosen by measurement on stories260K (README).
+var q4Scheme = kernels.Q4MinMSE
+
+// quantBits returns the bits a matrix named name is quantized to under format f, or 0 to
+// keep it in floating point. Under WeightsQ4 the embedding and the LM head take 8 bits.
+func quantBits(f WeightFormat, name string) int {
+	switch f {
+	case WeightsQ8:
+		return 8
+	case WeightsQ4:
+		if name == embedName || name == lmHeadName {
+			return 8
+		}
+		return 4
+	}
+	return 0
+}
+
+// quantize returns a [rows][cols] matrix of src quantized to bits, rows split over
+// GOMAXPROCS goroutines (the 4-bit fit is the slow part of a load).
+func quantize(src []float32, rows, cols, bits int) matrix {
+	q := kernels.NewQuant(bits, rows, cols)
+	workers := min(runtime.GOMAXPROCS(0), max(1, rows/64))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := rows*w/workers, rows*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := lo; r < hi; r++ {
+				q.QuantizeRow(r, src[r*cols:(r+1)*cols], q4Scheme)
+			}
+		}()
+	}
+	wg.Wait()
+	return matrix{rows: rows, cols: cols, q: &q}
+}
+
+// matrix is a row-major [rows][cols] weight matrix held as float32, as bfloat16 bits or
+// quantized in blocks (kernels.Quant). Exactly one of f32, bf16 and q is set.
 type matrix struct {
 	rows, cols int
 	f32        []float32
 	bf16       []uint16
+	q          *kernels.Quant
 }
 
 func (w *matrix) bytes() int64 {
-	return int64(4*len(w.f32) + 2*len(w.bf16))
+	n := int64(4*len(w.f32) + 2*len(w.bf16))
+	if w.q != nil {
+		n += w.q.Bytes()
+	}
+	return n
 }
 
 func (w *matrix) format() string {
-	if w.bf16 != nil {
+	switch {
+	case w.q != nil:
+		return "q" + strconv.Itoa(w.q.Bits)
+	case w.bf16 != nil:
 		return "bf16"
 	}
 	return "f32"
+}
+
+// weightFormat names the format of the layers' matrices (the embedding may differ: q8 under
+// WeightsQ4).
+func (m *Model) weightFormat() string {
+	if len(m.layers) > 0 {
+		return m.layers[0].q.format()
+	}
+	return m.embed.format()
 }
 
 // same reports whether w and x share storage (a tied LM head).
@@ -38,13 +98,17 @@ func (w *matrix) same(x matrix) bool {
 	if w.bf16 != nil && x.bf16 != nil {
 		return &w.bf16[0] == &x.bf16[0]
 	}
-	return false
+	return w.q != nil && w.q == x.q
 }
 
 // row widens row r into dst (len cols).
 func (w *matrix) row(dst []float32, r int) {
 	if w.f32 != nil {
 		copy(dst, w.f32[r*w.cols:(r+1)*w.cols])
+		return
+	}
+	if w.q != nil {
+		w.q.DequantizeRow(dst, r)
 		return
 	}
 	src := w.bf16[r*w.cols : (r+1)*w.cols]
@@ -111,6 +175,16 @@ func (b *binder) matrix(dst *matrix, name string, rows, cols int) {
 		return
 	}
 	w := matrix{rows: rows, cols: cols}
+	if bits := quantBits(b.format, name); bits != 0 {
+		d, err := b.ck.Float32(name)
+		if err != nil {
+			b.err = fmt.Errorf("%w: %w", ErrWeights, err)
+			return
+		}
+		*dst = quantize(d.Data().([]float32), rows, cols, bits)
+		b.report(t)
+		return
+	}
 	keep16 := b.format == WeightsBF16 || (b.format == WeightsAuto && t.DType == loader.BF16)
 	switch {
 	case keep16 && t.DType == loader.BF16:
@@ -159,17 +233,17 @@ func (b *binder) layerDone(int, int) error { return b.err }
 // one seeded generator in description order.
 type randomizer struct {
 	rng      *rand.Rand
-	bf16     bool
+	format   WeightFormat
 	progress func(done, total int64)
 }
 
 var _ weightVisitor = (*randomizer)(nil)
 
-func (r *randomizer) matrix(w *matrix, _ string, rows, cols int) {
+func (r *randomizer) matrix(w *matrix, name string, rows, cols int) {
 	*w = matrix{rows: rows, cols: cols}
 	// Uniform on [-a, a] has standard deviation a/sqrt(3).
 	a := float32(0.02 * math.Sqrt(3))
-	if r.bf16 {
+	if r.format == WeightsBF16 {
 		w.bf16 = make([]uint16, rows*cols)
 		for i := range w.bf16 {
 			w.bf16[i] = bf16.FromFloat32(a * (2*r.rng.Float32() - 1))
@@ -179,6 +253,9 @@ func (r *randomizer) matrix(w *matrix, _ string, rows, cols int) {
 	w.f32 = make([]float32, rows*cols)
 	for i := range w.f32 {
 		w.f32[i] = a * (2*r.rng.Float32() - 1)
+	}
+	if bits := quantBits(r.format, name); bits != 0 {
+		*w = quantize(w.f32, rows, cols, bits)
 	}
 }
 

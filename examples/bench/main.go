@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c config
 	fs.StringVar(&c.shape, "shape", "qwen2.5-0.5b", "model shape: "+strings.Join(shapeNames(), ", "))
-	fs.StringVar(&c.dtype, "dtype", "f32", "weight format: f32 or bf16")
+	fs.StringVar(&c.dtype, "dtype", "f32", "weight format: f32, bf16, q8 or q4")
 	depth := fs.String("depth", "0", "comma-separated context depths")
 	fs.IntVar(&c.reps, "reps", 3, "repetitions; medians are reported")
 	fs.IntVar(&c.threads, "threads", 0, "threads (0: GOMAXPROCS)")
@@ -110,8 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, ok := shapes[c.shape]; !ok {
 		return fmt.Errorf("-shape %q: want one of %s", c.shape, strings.Join(shapeNames(), ", "))
 	}
-	if c.dtype != "f32" && c.dtype != "bf16" {
-		return fmt.Errorf("-dtype %q: want f32 or bf16", c.dtype)
+	if !slices.Contains([]string{"f32", "bf16", "q8", "q4"}, c.dtype) {
+		return fmt.Errorf("-dtype %q: want f32, bf16, q8 or q4", c.dtype)
 	}
 	var err error
 	for _, name := range strings.Split(*kvNames, ",") {
@@ -163,9 +163,9 @@ func shapeNames() []string {
 
 func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	cfg := shapes[c.shape]
-	format := model.WeightsF32
-	if c.dtype == "bf16" {
-		format = model.WeightsBF16
+	format, err := model.ParseWeightFormat(c.dtype)
+	if err != nil {
+		return err
 	}
 	t0 := time.Now()
 	m, err := model.Random(ctx, cfg, c.seed, model.WithWeightFormat(format), model.WithThreads(c.threads))

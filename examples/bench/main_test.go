@@ -87,3 +87,24 @@ func TestBenchKV(t *testing.T) {
 	err = run(context.Background(), []string{"-shape", "tiny", "-kv", "f32,f8"}, &out, &errb)
 	require.ErrorContains(t, err, `-kv: kvcache: element type "f8"`)
 }
+
+// TestBenchQuantized: -dtype q8 and q4 run, the JSON's dtype holds the flag's value and the
+// weights read per step shrink with the format.
+func TestBenchQuantized(t *testing.T) {
+	weight := map[string]int64{}
+	for _, dt := range []string{"f32", "q8", "q4"} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"-shape", "tiny", "-dtype", dt, "-depth", "0", "-modes", "full",
+			"-reps", "1", "-prefill", "16", "-decode", "4", "-json"}, &out, &errb)
+		require.NoError(t, err, errb.String())
+		var m Measurement
+		require.NoError(t, json.Unmarshal(bytes.SplitN(out.Bytes(), []byte("\n"), 2)[0], &m), out.String())
+		require.Equal(t, dt, m.DType)
+		require.Positive(t, m.DecodeTPS)
+		weight[dt] = m.Weight
+	}
+	require.Less(t, weight["q8"], weight["f32"]/3)
+	require.Less(t, weight["q4"], weight["q8"])
+	var errb bytes.Buffer
+	require.Error(t, run(context.Background(), []string{"-dtype", "q3"}, &bytes.Buffer{}, &errb))
+}

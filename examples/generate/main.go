@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "threads (0: GOMAXPROCS)")
 	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16, q8 or q4")
 	verbose := fs.Bool("v", false, "log loading details to stderr")
+	weights := fs.String("weights", "auto", "weight format: auto, f32, bf16, q8 or q4")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,7 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	m, err := model.Load(ctx, *dir, model.WithThreads(*threads), model.WithLogger(logger))
+	format, err := model.ParseWeightFormat(*weights)
+	if err != nil {
+		return fmt.Errorf("-weights: %w", err)
+	}
+	m, err := model.Load(ctx, *dir, model.WithThreads(*threads), model.WithLogger(logger), model.WithWeightFormat(format))
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,4 +101,30 @@ func TestRefcheckTokenizer(t *testing.T) {
 		testutil.Testdata(t, "tokenizers", "qwen2.5", "cases.json")}, &out, &errb)
 	require.Error(t, err)
 	require.Contains(t, out.String(), "FAIL")
+}
+
+// TestRefcheckQuantizedInfo: with -weights q8 or q4 every comparison is an info line with its
+// error sizes (the weights are lossy, so nothing is held to the float tolerance) and the
+// command succeeds; the errors are nonzero and q4's exceed q8's.
+func TestRefcheckQuantizedInfo(t *testing.T) {
+	dir := testutil.Testdata(t, "stories260K")
+	errs := map[string]string{}
+	for _, w := range []string{"q8", "q4"} {
+		var out, errb bytes.Buffer
+		require.NoError(t, run(context.Background(), []string{"-weights", w, dir}, &out, &errb), out.String())
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		require.Len(t, lines, 5, out.String())
+		for _, l := range lines {
+			require.Contains(t, l, " info ", l)
+		}
+		require.NotContains(t, lines[0], "max_abs_err=0 ")
+		errs[w] = lines[0]
+	}
+	var e8, e4 float64
+	_, err := fmt.Sscanf(errs["q8"][strings.Index(errs["q8"], "max_abs_err="):], "max_abs_err=%g", &e8)
+	require.NoError(t, err)
+	_, err = fmt.Sscanf(errs["q4"][strings.Index(errs["q4"], "max_abs_err="):], "max_abs_err=%g", &e4)
+	require.NoError(t, err)
+	require.Greater(t, e4, e8)
+	require.Error(t, run(context.Background(), []string{"-weights", "q5", dir}, &bytes.Buffer{}, &bytes.Buffer{}))
 }

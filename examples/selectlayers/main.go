@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	calibrate := fs.Bool("calibrate", false, "calibrate a plan over the token files given as arguments and print it")
 	kvName := fs.String("kv", "f32", "KV cache element `type` of -eval: f32, bf16, q8 or q4")
+	weights := fs.String("weights", "auto", "weight format: auto, f32, bf16, q8 or q4")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *promptLen <= 0 {
 		return errors.New("-prompt-len must be > 0")
 	}
-	m, err := model.Load(ctx, *dir, model.WithoutTokenizer())
+	format, err := model.ParseWeightFormat(*weights)
+	if err != nil {
+		return fmt.Errorf("-weights: %w", err)
+	}
+	m, err := model.Load(ctx, *dir, model.WithoutTokenizer(), model.WithWeightFormat(format))
 	if err != nil {
 		return err
 	}

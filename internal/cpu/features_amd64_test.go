@@ -18,4 +18,10 @@ func TestDetectMatchesXSys(t *testing.T) {
 	if want := x.HasAVX2 && x.HasFMA && x.HasAVX512F && x.HasAVX512DQ && x.HasAVX512VL; AVX512 != want {
 		t.Errorf("AVX512 = %v, x/sys/cpu says %v", AVX512, want)
 	}
+	if want := AVX2FMA && x.HasF16C; F16C != want {
+		t.Errorf("F16C = %v, x/sys/cpu says %v", F16C, want)
+	}
+	if want := AVX512 && F16C && x.HasAVX512BW && x.HasAVX512VNNI; VNNI != want {
+		t.Errorf("VNNI = %v, x/sys/cpu says %v", VNNI, want)
+	}
 }

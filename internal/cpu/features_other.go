@@ -3,4 +3,4 @@
 package cpu
 
 // No assembly route in this build: every kernel runs its pure-Go code.
-const avx2fma, avx512 = false, false
+const avx2fma, avx512, f16c, vnni = false, false, false, false

@@ -47,6 +47,9 @@ const (
 	Pass    Status = "pass"
 	Fail    Status = "FAIL"
 	Skipped Status = "skipped"
+	// Info marks a comparison reported for its error sizes only, not held to a tolerance
+	// (weights stored in a lossy format such as bf16, q8 or q4).
+	Info Status = "info"
 )
 
 // Result is one check of one reference key.

@@ -83,5 +83,100 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 		b.Run("f32/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMul(dst, x, w, n, rows, cols) }) })
 		b.Run("bf16/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMulBF16(dst, x, wb, n, rows, cols) }) })
+		for _, bits := range []int{8, 4} {
+			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
+			// The chosen prefill route: dequantized tiles through the float32 tile kernels.
+			b.Run(fmt.Sprintf("q%d/dequant/%s", bits, name), func(b *testing.B) { run(b, func(p *Pool) { p.MatMulQ(dst, x, &q, n) }) })
+			// The int8 alternative it was measured against: each token's row quantized and
+			// multiplied with the integer decode tiles (weights from cache, no float tiles).
+			b.Run(fmt.Sprintf("q%d/int8/%s", bits, name), func(b *testing.B) {
+				run(b, func(p *Pool) {
+					for t := 0; t < n; t++ {
+						p.MatVecQ(dst[t*rows:(t+1)*rows], &q, x[t*cols:(t+1)*cols])
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkMatVecQ: the quantized decode kernels at the Qwen2.5-0.5B shapes; SetBytes is the
+// weight bytes read (quants, scales and offsets), so MB/s is the weight stream's bandwidth.
+func BenchmarkMatVecQ(b *testing.B) {
+	for _, sz := range benchShapes[:3] {
+		rows, cols := sz[0], sz[1]
+		rng := rand.New(rand.NewPCG(1, 1))
+		w, x := randVec(rng, rows*cols), randVec(rng, cols)
+		dst := make([]float32, rows)
+		for _, bits := range []int{8, 4} {
+			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("q%d/%dx%d/threads=%d", bits, rows, cols, threads), func(b *testing.B) {
+					benchQRoutes(b, func(b *testing.B) {
+						p := NewPool(threads)
+						defer p.Close()
+						b.SetBytes(q.Bytes())
+						b.ReportAllocs()
+						for b.Loop() {
+							p.MatVecQ(dst, &q, x)
+						}
+					})
+				})
+			}
+		}
+	}
+}
+
+// benchQRoutes runs f on the quantized kernels' routes: Go, AVX2, and VNNI where present.
+func benchQRoutes(b *testing.B, f func(b *testing.B)) {
+	defer setRoute(setRoute(route{}))
+	for _, r := range routes() {
+		if r.avx512 && !r.vnni {
+			continue
+		}
+		setRoute(r)
+		b.Run(r.name, f)
+	}
+}
+
+// BenchmarkQuantizeRow: loading cost of the formats, one 896-column row per op.
+func BenchmarkQuantizeRow(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	w := randVec(rng, 896)
+	for _, c := range []struct {
+		name   string
+		bits   int
+		scheme Q4Scheme
+	}{{"q8", 8, Q4Nearest}, {"q4nearest", 4, Q4Nearest}, {"q4minmse", 4, Q4MinMSE}} {
+		q := NewQuant(c.bits, 1, 896)
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				q.QuantizeRow(0, w, c.scheme)
+			}
+		})
+	}
+}
+
+// BenchmarkMatMulQSmall: quantized products of a few rows (batched decode, short prefill
+// chunks), where widening the weight tiles costs as much as the multiply-adds.
+func BenchmarkMatMulQSmall(b *testing.B) {
+	rows, cols := 4864, 896
+	rng := rand.New(rand.NewPCG(4, 4))
+	w := randVec(rng, rows*cols)
+	for _, n := range []int{4, 16} {
+		x := randVec(rng, n*cols)
+		dst := make([]float32, n*rows)
+		for _, bits := range []int{8, 4} {
+			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
+			b.Run(fmt.Sprintf("q%d/n=%d", bits, n), func(b *testing.B) {
+				benchQRoutes(b, func(b *testing.B) {
+					p := NewPool(1)
+					defer p.Close()
+					for b.Loop() {
+						p.MatMulQ(dst, x, &q, n)
+					}
+				})
+			})
+		}
 	}
 }

@@ -9,6 +9,12 @@
 // results. Both routes accumulate in float32 with several partial sums, so results
 // differ from a sequential sum by rounding only.
 //
+// Quantized weights (Quant: 8 or 4 bits in blocks of 32 columns with float16 scales, and
+// offsets for 4 bits) decode with MatVecQ, which quantizes x to int8 per block and sums
+// integer products per block: VPMADDUBSW/VPMADDWD with AVX2 and F16C, one VPDPBUSD per
+// block where the CPU has AVX-512 VNNI, plain Go otherwise. Prefill (MatMulQ) dequantizes
+// 4-row weight tiles into the float32 tile kernels, the bf16 MatMul's scheme.
+//
 // Sizes are explicit; slices may be longer than needed and only their prefixes are
 // used. Every kernel panics on bad sizes (programmer error) and allocates nothing.
 package kernels

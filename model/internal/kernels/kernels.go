@@ -79,6 +79,7 @@ type Product struct {
 	Dst  []float32
 	W    []float32
 	WB   []uint16
+	WQ   *Quant // quantized weights (W and WB are then ignored); Rows must equal WQ.Rows
 	Rows int
 }
 
@@ -95,9 +96,12 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 			continue
 		}
 		checkLen("MatVecs", "Dst", len(pr.Dst), pr.Rows)
-		if pr.WB != nil {
+		switch {
+		case pr.WQ != nil:
+			checkQuant("MatVecs", pr.WQ, pr.Rows, cols)
+		case pr.WB != nil:
 			checkLen("MatVecs", "WB", len(pr.WB), pr.Rows*cols)
-		} else {
+		default:
 			checkLen("MatVecs", "W", len(pr.W), pr.Rows*cols)
 		}
 		total += pr.Rows
@@ -112,7 +116,8 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 		if anyBF16(&ps) {
 			xp = p.permuted(x, cols)
 		}
-		matVecsRows(&ps, x, xp, cols, 0, total)
+		qx := p.quantized(&ps, x, cols)
+		matVecsRows(&ps, x, xp, qx, cols, 0, total)
 		p.mu.Unlock()
 		return
 	}
@@ -121,7 +126,8 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 	if anyBF16(&ps) {
 		xp = p.permuted(x, cols)
 	}
-	p.set(job{op: opMatVecs, x: x, xp: xp, cols: cols, prods: ps})
+	qx := p.quantized(&ps, x, cols)
+	p.set(job{op: opMatVecs, x: x, xp: xp, qx: qx, cols: cols, prods: ps})
 	p.dispatch(total, 16, 4)
 }
 
@@ -150,13 +156,15 @@ func (p *Pool) permuted(x []float32, cols int) []float32 {
 
 // matVecsRows computes rows [r0, r1) of the products laid end to end; xp is x
 // permuted for the bf16 tiles (nil: none needed or pure Go).
-func matVecsRows(ps *[MaxProducts]Product, x, xp []float32, cols, r0, r1 int) {
+func matVecsRows(ps *[MaxProducts]Product, x, xp []float32, qx *QX, cols, r0, r1 int) {
 	base := 0
 	for i := range ps {
 		pr := &ps[i]
 		lo, hi := max(r0-base, 0), min(r1-base, pr.Rows)
 		if lo < hi {
-			if pr.WB != nil {
+			if pr.WQ != nil {
+				matVecQRows(pr.Dst, pr.WQ, qx, lo, hi)
+			} else if pr.WB != nil {
 				matVecBF16Rows(pr.Dst, pr.WB, x, xp, lo, hi, cols)
 			} else {
 				matVecRows(pr.Dst, pr.W, x, lo, hi, cols)
@@ -273,4 +281,125 @@ func matMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, scr
 		return
 	}
 	goMatMulBF16Rows(dst, x, w, n, rows, cols, r0, r1, scratch)
+}
+
+// quantized returns x quantized in the pool's buffer when a product of ps has quantized
+// weights, else nil. The caller holds p.mu.
+func (p *Pool) quantized(ps *[MaxProducts]Product, x []float32, cols int) *QX {
+	for i := range ps {
+		if ps[i].Rows > 0 && ps[i].WQ != nil {
+			quantizeX(&p.qx, x, cols)
+			return &p.qx
+		}
+	}
+	return nil
+}
+
+func checkQuant(name string, w *Quant, rows, cols int) {
+	if w.Rows != rows || w.Cols != cols {
+		panic(fmt.Sprintf("kernels: %s: quantized weights are %d×%d, want %d×%d", name, w.Rows, w.Cols, rows, cols))
+	}
+	nb := w.Blocks()
+	want := rows * nb * QBlock
+	if w.Bits == 4 {
+		want /= 2
+		checkLen(name, "WQ.M", len(w.M), rows*w.MStride())
+	} else if w.Bits != 8 {
+		panic(fmt.Sprintf("kernels: %s: quantized weights have %d bits, want 8 or 4", name, w.Bits))
+	}
+	checkLen(name, "WQ.Q", len(w.Q), want)
+	checkLen(name, "WQ.D", len(w.D), rows*nb)
+}
+
+// MatVecQ is MatVec with quantized weights w: x (w.Cols values) is quantized to int8 per
+// block of QBlock values (scale max|x|/127), each block's integer dot product with the
+// weights is scaled by both block scales, and dst gets w.Rows values. The result differs
+// from MatVec on the dequantized weights by x's rounding (about 0.4% of each block's
+// largest |x| per value). Panics if a slice is too short.
+func (p *Pool) MatVecQ(dst []float32, w *Quant, x []float32) {
+	checkQuant("MatVecQ", w, w.Rows, w.Cols)
+	checkLen("MatVecQ", "dst", len(dst), w.Rows)
+	checkLen("MatVecQ", "x", len(x), w.Cols)
+	if w.Rows == 0 {
+		return
+	}
+	if w.Rows*w.Cols < minParallelMatVec || p.threads == 1 {
+		p.lockOpen()
+		quantizeX(&p.qx, x, w.Cols)
+		matVecQRows(dst, w, &p.qx, 0, w.Rows)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	quantizeX(&p.qx, x, w.Cols)
+	p.set(job{op: opMatVecQ, dst: dst, wq: w, qx: &p.qx, rows: w.Rows, cols: w.Cols})
+	p.dispatch(w.Rows, 16, 4)
+}
+
+// MatMulQ is MatMul with quantized weights w (x [n][w.Cols], dst [n][w.Rows]): tiles of the
+// weights are dequantized to float32 once per block of tokens and run through the float32
+// tile kernels, so x is not rounded. Panics if a slice is too short.
+func (p *Pool) MatMulQ(dst, x []float32, w *Quant, n int) {
+	rows, cols := w.Rows, w.Cols
+	checkQuant("MatMulQ", w, rows, cols)
+	checkDims("MatMulQ", n, rows, cols)
+	checkLen("MatMulQ", "dst", len(dst), n*rows)
+	checkLen("MatMulQ", "x", len(x), n*cols)
+	if n == 0 || rows == 0 {
+		return
+	}
+	if n*rows*cols < minParallelMatMul || p.threads == 1 {
+		p.lockOpen()
+		matMulQRows(dst, x, w, n, 0, rows, p.scratch[0])
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.set(job{op: opMatMulQ, dst: dst, x: x, wq: w, n: n, rows: rows, cols: cols})
+	p.dispatch(rows, (rows+p.threads*4-1)/(p.threads*4), 4)
+}
+
+// matVecQRows computes rows [r0, r1) of MatVecQ.
+func matVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
+	if useAsm {
+		asmMatVecQRows(dst, w, x, r0, r1)
+		return
+	}
+	goMatVecQRows(dst, w, x, r0, r1)
+}
+
+// matMulQRows computes rows [r0, r1) of MatMulQ for all n tokens, dequantizing 4-row tiles
+// of kc columns into scratch.
+func matMulQRows(dst, x []float32, w *Quant, n, r0, r1 int, scratch []float32) {
+	rows, cols := w.Rows, w.Cols
+	if cols == 0 {
+		zeroRows(dst, n, rows, r0, r1)
+		return
+	}
+	var wr [4][]float32
+	for kb := 0; kb < cols; kb += kc {
+		klen := min(kc, cols-kb)
+		for t0 := 0; t0 < n; t0 += tb {
+			t1 := min(t0+tb, n)
+			for r := r0; r < r1; r += 4 {
+				R := min(4, r1-r)
+				for i := 0; i < R; i++ {
+					s := scratch[i*kc : i*kc+klen]
+					w.dequant(s, r+i, kb, kb+klen)
+					wr[i] = s
+				}
+				if useAsm {
+					th := tileHeight()
+					ws := scratch[:(R-1)*kc+klen]
+					for t := t0; t < t1; t += th {
+						asmTile(dst, x, ws, kc, min(th, t1-t), R, t, rows, cols, r, kb, klen, kb > 0)
+					}
+					continue
+				}
+				goMatMulTile(dst, x, &wr, R, t0, t1, rows, cols, r, kb, klen, kb > 0)
+			}
+		}
+	}
 }

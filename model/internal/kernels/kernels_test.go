@@ -67,19 +67,22 @@ func checkClose(t testing.TB, name string, got []float32, want, mag []float64) {
 }
 
 type route struct {
-	name        string
-	asm, avx512 bool
+	name              string
+	asm, avx512, vnni bool
 }
 
 // routes lists the implementations this machine can run; forEachRoute runs f with
 // each selected and restores the default.
 func routes() []route {
-	rs := []route{{"go", false, false}}
+	rs := []route{{"go", false, false, false}}
 	if asmAvailable {
-		rs = append(rs, route{"asm", true, false})
+		rs = append(rs, route{"asm", true, false, false})
 	}
 	if avx512Available {
-		rs = append(rs, route{"asm512", true, true})
+		rs = append(rs, route{"asm512", true, true, false})
+	}
+	if vnniAvailable {
+		rs = append(rs, route{"vnni", true, true, true})
 	}
 	return rs
 }
@@ -94,8 +97,8 @@ func forEachRoute(t *testing.T, f func(t *testing.T)) {
 
 // setRoute selects r and returns the route that was selected before.
 func setRoute(r route) route {
-	old := route{asm: useAsm, avx512: useAVX512}
-	useAsm, useAVX512 = r.asm, r.avx512
+	old := route{asm: useAsm, avx512: useAVX512, vnni: useVNNI}
+	useAsm, useAVX512, useVNNI = r.asm, r.avx512, r.vnni
 	return old
 }
 

@@ -27,6 +27,8 @@ const (
 	opMatMulBF16
 	opMatVecs
 	opSiLUMul
+	opMatVecQ
+	opMatMulQ
 )
 
 // job holds the arguments of the call in flight; workers read it after the start
@@ -41,6 +43,8 @@ type job struct {
 	scratch       [][]float32          // the Pool's per-worker scratch
 	prods         [MaxProducts]Product // opMatVecs
 	gate, up      []float32            // opSiLUMul (dst is dst)
+	wq            *Quant               // opMatVecQ, opMatMulQ
+	qx            *QX                  // x quantized for opMatVecQ and quantized MatVecs products
 }
 
 // Pool runs the kernels on the workers of an internal/cpu Pool, splitting them over rows.
@@ -55,6 +59,7 @@ type Pool struct {
 	j       job
 	scratch [][]float32 // per worker: a 4-row × kc float32 tile for bf16 MatMul
 	xp      []float32   // permuted x of bf16 matrix-vector calls (grown on demand)
+	qx      QX          // x quantized for the quantized matrix-vector calls (grown on demand)
 }
 
 // NewPool starts a Pool of threads workers (the caller's goroutine counts as one) on a
@@ -140,7 +145,11 @@ func (j *job) Chunk(id, lo, hi int) {
 	case opMatMulBF16:
 		matMulBF16Rows(j.dst, j.x, j.wb, j.n, j.rows, j.cols, lo, hi, j.scratch[id])
 	case opMatVecs:
-		matVecsRows(&j.prods, j.x, j.xp, j.cols, lo, hi)
+		matVecsRows(&j.prods, j.x, j.xp, j.qx, j.cols, lo, hi)
+	case opMatVecQ:
+		matVecQRows(j.dst, j.wq, j.qx, lo, hi)
+	case opMatMulQ:
+		matMulQRows(j.dst, j.x, j.wq, j.n, lo, hi, j.scratch[id])
 	case opSiLUMul:
 		SiLUMul(j.dst[lo:hi], j.gate[lo:hi], j.up[lo:hi])
 	}

@@ -13,7 +13,11 @@ var avx512Available = false
 var (
 	useAsm    = false
 	useAVX512 = false
+	useVNNI   = false
 )
+
+// vnniAvailable is false: this build has no assembly kernels.
+var vnniAvailable = false
 
 func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) { panic("kernels: no asm route") }
 
@@ -32,3 +36,13 @@ func permuteX(xp, x []float32) { panic("kernels: no asm route") }
 func asmMatVecBF16RowsP(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
 	panic("kernels: no asm route")
 }
+
+func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) { panic("kernels: no asm route") }
+
+func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, klen int, acc bool) {
+	panic("kernels: no asm route")
+}
+
+func tileHeight() int { return 3 }
+
+func asmDequant(dst []float32, w *Quant, r, b0, n int) bool { return false }

@@ -4473,3 +4473,1435 @@ widen_loop8:
 widen_done:
 	VZEROUPPER
 	RET
+
+// func dequant8(dst *float32, q *byte, d *uint16, nb int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequant8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ q+8(FP), CX
+	MOVQ d+16(FP), DX
+	MOVQ nb+24(FP), BX
+	XORQ SI, SI
+
+dequant8_loop:
+	CMPQ         SI, BX
+	JGE          dequant8_done
+	VPBROADCASTW (DX)(SI*2), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    (CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVSXBD    8(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVSXBD    16(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVSXBD    24(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x20, CX
+	ADDQ         $0x80, AX
+	INCQ         SI
+	JMP          dequant8_loop
+
+dequant8_done:
+	VZEROUPPER
+	RET
+
+// func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dequant4(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         q+8(FP), CX
+	MOVQ         d+16(FP), DX
+	MOVQ         m+24(FP), BX
+	MOVQ         nb+32(FP), SI
+	XORQ         DI, DI
+	MOVL         $0x0000000f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+
+dequant4_loop:
+	CMPQ         DI, SI
+	JGE          dequant4_done
+	VPBROADCASTW (DX)(DI*2), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW (BX)(DI*2), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD213PS  Y2, Y1, Y4
+	VMOVUPS      Y4, (AX)
+	VCVTDQ2PS    Y3, Y3
+	VFMADD213PS  Y2, Y1, Y3
+	VMOVUPS      Y3, 64(AX)
+	VPMOVZXBD    8(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD213PS  Y2, Y1, Y4
+	VMOVUPS      Y4, 32(AX)
+	VCVTDQ2PS    Y3, Y3
+	VFMADD213PS  Y2, Y1, Y3
+	VMOVUPS      Y3, 96(AX)
+	ADDQ         $0x10, CX
+	ADDQ         $0x80, AX
+	INCQ         DI
+	JMP          dequant4_loop
+
+dequant4_done:
+	VZEROUPPER
+	RET
+
+// func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot8_1x1(SB), NOSPLIT, $0-64
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+24(FP), DX
+	MOVQ         d+40(FP), BX
+	MOVQ         nb+56(FP), SI
+	MOVQ         ldw+32(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	XORQ         R8, R8
+	XORQ         R9, R9
+
+qdot8_1x1_loop:
+	CMPQ         R8, SI
+	JGE          qdot8_1x1_blocks_done
+	VMOVDQU      (AX)(R9*1), Y2
+	VBROADCASTSS (CX)(R8*4), Y3
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSIGNB      Y4, Y2, Y2
+	VPMADDUBSW   Y2, Y5, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VPBROADCASTW (BX)(R8*2), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y2, Y4, Y1
+	INCQ         R8
+	ADDQ         $0x20, R9
+	JMP          qdot8_1x1_loop
+
+qdot8_1x1_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot8_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot8_1x2(SB), NOSPLIT, $0-64
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+24(FP), DX
+	MOVQ         ldw+32(FP), BX
+	LEAQ         (DX)(BX*1), BX
+	MOVQ         d+40(FP), SI
+	MOVQ         ldd+48(FP), DI
+	SHLQ         $0x01, DI
+	LEAQ         (SI)(DI*1), DI
+	MOVQ         nb+56(FP), R8
+	MOVQ         ldw+32(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x00010001, R10
+	VMOVD        R10, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         R10, R10
+	XORQ         R11, R11
+
+qdot8_1x2_loop:
+	CMPQ         R10, R8
+	JGE          qdot8_1x2_blocks_done
+	VMOVDQU      (AX)(R11*1), Y3
+	VBROADCASTSS (CX)(R10*4), Y4
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSIGNB      Y5, Y3, Y5
+	VPMADDUBSW   Y5, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VPBROADCASTW (SI)(R10*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y1
+	VMOVDQU      (BX)(R11*1), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSIGNB      Y5, Y3, Y3
+	VPMADDUBSW   Y3, Y6, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (DI)(R10*2), X5
+	VCVTPH2PS    X5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y3, Y5, Y2
+	INCQ         R10
+	ADDQ         $0x20, R11
+	JMP          qdot8_1x2_loop
+
+qdot8_1x2_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VZEROUPPER
+	RET
+
+// func qdot8_1x3(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·qdot8_1x3(SB), NOSPLIT, $0-64
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+24(FP), DX
+	MOVQ         ldw+32(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), BX
+	MOVQ         d+40(FP), DI
+	MOVQ         ldd+48(FP), R8
+	SHLQ         $0x01, R8
+	LEAQ         (DI)(R8*1), R9
+	LEAQ         (R9)(R8*1), R8
+	MOVQ         nb+56(FP), R10
+	MOVL         $0x00010001, R11
+	VMOVD        R11, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	XORQ         R11, R11
+	XORQ         R12, R12
+
+qdot8_1x3_loop:
+	CMPQ         R11, R10
+	JGE          qdot8_1x3_blocks_done
+	VMOVDQU      (AX)(R12*1), Y4
+	VBROADCASTSS (CX)(R11*4), Y5
+	VMOVDQU      (DX)(R12*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y6
+	VPMADDUBSW   Y6, Y7, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW (DI)(R11*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y1
+	VMOVDQU      (SI)(R12*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y6
+	VPMADDUBSW   Y6, Y7, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW (R9)(R11*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VMOVDQU      (BX)(R12*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VPBROADCASTW (R8)(R11*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y5, Y6, Y6
+	VFMADD231PS  Y4, Y6, Y3
+	INCQ         R11
+	ADDQ         $0x20, R12
+	JMP          qdot8_1x3_loop
+
+qdot8_1x3_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VZEROUPPER
+	RET
+
+// func qdot8_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot8_1x4(SB), NOSPLIT, $0-64
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+24(FP), DX
+	MOVQ         ldw+32(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), DI
+	LEAQ         (DI)(BX*1), BX
+	MOVQ         d+40(FP), R8
+	MOVQ         ldd+48(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (R8)(R9*1), R10
+	LEAQ         (R10)(R9*1), R11
+	LEAQ         (R11)(R9*1), R9
+	MOVQ         nb+56(FP), R12
+	MOVQ         ldw+32(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x00010001, R14
+	VMOVD        R14, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	XORQ         R14, R14
+	XORQ         R15, R15
+
+qdot8_1x4_loop:
+	CMPQ         R14, R12
+	JGE          qdot8_1x4_blocks_done
+	VMOVDQU      (AX)(R15*1), Y5
+	VBROADCASTSS (CX)(R14*4), Y6
+	PREFETCHT0   (R13)(R15*4)
+	PREFETCHT0   64(R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPSIGNB      Y7, Y5, Y7
+	VPMADDUBSW   Y7, Y8, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R8)(R14*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      (SI)(R15*1), Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPSIGNB      Y7, Y5, Y7
+	VPMADDUBSW   Y7, Y8, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R10)(R14*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      (DI)(R15*1), Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPSIGNB      Y7, Y5, Y7
+	VPMADDUBSW   Y7, Y8, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (R11)(R14*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y3
+	VMOVDQU      (BX)(R15*1), Y7
+	VPSIGNB      Y7, Y7, Y8
+	VPSIGNB      Y7, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VPBROADCASTW (R9)(R14*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y6, Y7, Y7
+	VFMADD231PS  Y5, Y7, Y4
+	INCQ         R14
+	ADDQ         $0x20, R15
+	JMP          qdot8_1x4_loop
+
+qdot8_1x4_blocks_done:
+	MOVQ         out+0(FP), AX
+	VHADDPS      Y2, Y1, Y0
+	VHADDPS      Y4, Y3, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVUPS      X1, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot4_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot4_1x1(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         d+48(FP), BX
+	MOVQ         nb+80(FP), SI
+	MOVQ         ldw+40(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         R8, R8
+	XORQ         R9, R9
+
+qdot4_1x1_loop:
+	CMPQ         R8, SI
+	JGE          qdot4_1x1_blocks_done
+	VMOVDQU      (AX)(R9*2), Y3
+	VBROADCASTSS (CX)(R8*4), Y4
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPMADDUBSW   Y3, Y6, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VPBROADCASTW (BX)(R8*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y3, Y6, Y2
+	INCQ         R8
+	ADDQ         $0x10, R9
+	JMP          qdot4_1x1_loop
+
+qdot4_1x1_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ xs+24(FP), CX
+	XORQ DX, DX
+
+qdot4_1x1_mloop:
+	CMPQ        DX, SI
+	JGE         qdot4_1x1_reduce
+	VMOVUPS     (CX)(DX*4), Y0
+	VCVTPH2PS   (AX)(DX*2), Y1
+	VFMADD231PS Y0, Y1, Y2
+	ADDQ        $0x08, DX
+	JMP         qdot4_1x1_mloop
+
+qdot4_1x1_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot4_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot4_1x2(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), BX
+	MOVQ         d+48(FP), SI
+	MOVQ         ldd+56(FP), DI
+	SHLQ         $0x01, DI
+	LEAQ         (SI)(DI*1), DI
+	MOVQ         nb+80(FP), R8
+	MOVQ         ldw+40(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x00010001, R10
+	VMOVD        R10, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R10
+	VMOVD        R10, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	XORQ         R10, R10
+	XORQ         R11, R11
+
+qdot4_1x2_loop:
+	CMPQ         R10, R8
+	JGE          qdot4_1x2_blocks_done
+	VMOVDQU      (AX)(R11*2), Y4
+	VBROADCASTSS (CX)(R10*4), Y5
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   Y4, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VPBROADCASTW (SI)(R10*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      (BX)(R11*1), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y1, Y7, Y7
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     Y0, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VPBROADCASTW (DI)(R10*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y4, Y7, Y3
+	INCQ         R10
+	ADDQ         $0x10, R11
+	JMP          qdot4_1x2_loop
+
+qdot4_1x2_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), CX
+	MOVQ xs+24(FP), DX
+	XORQ BX, BX
+
+qdot4_1x2_mloop:
+	CMPQ        BX, R8
+	JGE         qdot4_1x2_reduce
+	VMOVUPS     (DX)(BX*4), Y0
+	VCVTPH2PS   (AX)(BX*2), Y1
+	VFMADD231PS Y0, Y1, Y2
+	VCVTPH2PS   (CX)(BX*2), Y1
+	VFMADD231PS Y0, Y1, Y3
+	ADDQ        $0x08, BX
+	JMP         qdot4_1x2_mloop
+
+qdot4_1x2_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VZEROUPPER
+	RET
+
+// func qdot4_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·qdot4_1x3(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), BX
+	MOVQ         d+48(FP), DI
+	MOVQ         ldd+56(FP), R8
+	SHLQ         $0x01, R8
+	LEAQ         (DI)(R8*1), R9
+	LEAQ         (R9)(R8*1), R8
+	MOVQ         nb+80(FP), R10
+	MOVL         $0x00010001, R11
+	VMOVD        R11, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R11
+	VMOVD        R11, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	XORQ         R11, R11
+	XORQ         R12, R12
+
+qdot4_1x3_loop:
+	CMPQ         R11, R10
+	JGE          qdot4_1x3_blocks_done
+	VMOVDQU      (AX)(R12*2), Y5
+	VBROADCASTSS (CX)(R11*4), Y6
+	VMOVDQU      (DX)(R12*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y1, Y8, Y8
+	VPMADDUBSW   Y5, Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (DI)(R11*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y6, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VMOVDQU      (SI)(R12*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y1, Y8, Y8
+	VPMADDUBSW   Y5, Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VPBROADCASTW (R9)(R11*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y6, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VMOVDQU      (BX)(R12*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y1, Y8, Y8
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VPBROADCASTW (R8)(R11*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y5, Y8, Y4
+	INCQ         R11
+	ADDQ         $0x10, R12
+	JMP          qdot4_1x3_loop
+
+qdot4_1x3_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), DX
+	LEAQ (DX)(CX*1), CX
+	MOVQ xs+24(FP), BX
+	XORQ SI, SI
+
+qdot4_1x3_mloop:
+	CMPQ        SI, R10
+	JGE         qdot4_1x3_reduce
+	VMOVUPS     (BX)(SI*4), Y0
+	VCVTPH2PS   (AX)(SI*2), Y1
+	VFMADD231PS Y0, Y1, Y2
+	VCVTPH2PS   (DX)(SI*2), Y1
+	VFMADD231PS Y0, Y1, Y3
+	VCVTPH2PS   (CX)(SI*2), Y1
+	VFMADD231PS Y0, Y1, Y4
+	ADDQ        $0x08, SI
+	JMP         qdot4_1x3_mloop
+
+qdot4_1x3_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VZEROUPPER
+	RET
+
+// func qdot4_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qdot4_1x4(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), DI
+	LEAQ         (DI)(BX*1), BX
+	MOVQ         d+48(FP), R8
+	MOVQ         ldd+56(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (R8)(R9*1), R10
+	LEAQ         (R10)(R9*1), R11
+	LEAQ         (R11)(R9*1), R9
+	MOVQ         nb+80(FP), R12
+	MOVQ         ldw+40(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x00010001, R14
+	VMOVD        R14, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x0f0f0f0f, R14
+	VMOVD        R14, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	XORQ         R14, R14
+	XORQ         R15, R15
+
+qdot4_1x4_loop:
+	CMPQ         R14, R12
+	JGE          qdot4_1x4_blocks_done
+	VMOVDQU      (AX)(R15*2), Y6
+	VBROADCASTSS (CX)(R14*4), Y7
+	PREFETCHT0   (R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   Y6, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VPBROADCASTW (R8)(R14*2), X10
+	VCVTPH2PS    X10, Y10
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y2
+	VMOVDQU      (SI)(R15*1), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   Y6, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VPBROADCASTW (R10)(R14*2), X10
+	VCVTPH2PS    X10, Y10
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y3
+	VMOVDQU      (DI)(R15*1), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   Y6, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VPBROADCASTW (R11)(R14*2), X10
+	VCVTPH2PS    X10, Y10
+	VMULPS       Y7, Y10, Y10
+	VFMADD231PS  Y9, Y10, Y4
+	VMOVDQU      (BX)(R15*1), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y1, Y9, Y9
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     Y0, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VPBROADCASTW (R9)(R14*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y7, Y9, Y9
+	VFMADD231PS  Y6, Y9, Y5
+	INCQ         R14
+	ADDQ         $0x10, R15
+	JMP          qdot4_1x4_loop
+
+qdot4_1x4_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), DX
+	LEAQ (DX)(CX*1), BX
+	LEAQ (BX)(CX*1), CX
+	MOVQ xs+24(FP), SI
+	XORQ DI, DI
+
+qdot4_1x4_mloop:
+	CMPQ        DI, R12
+	JGE         qdot4_1x4_reduce
+	VMOVUPS     (SI)(DI*4), Y0
+	VCVTPH2PS   (AX)(DI*2), Y1
+	VFMADD231PS Y0, Y1, Y2
+	VCVTPH2PS   (DX)(DI*2), Y1
+	VFMADD231PS Y0, Y1, Y3
+	VCVTPH2PS   (BX)(DI*2), Y1
+	VFMADD231PS Y0, Y1, Y4
+	VCVTPH2PS   (CX)(DI*2), Y1
+	VFMADD231PS Y0, Y1, Y5
+	ADDQ        $0x08, DI
+	JMP         qdot4_1x4_mloop
+
+qdot4_1x4_reduce:
+	MOVQ         out+0(FP), AX
+	VHADDPS      Y3, Y2, Y0
+	VHADDPS      Y5, Y4, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVUPS      X1, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot8V_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot8V_1x1(SB), NOSPLIT, $0-64
+	MOVQ   xq+8(FP), AX
+	MOVQ   xd+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   d+40(FP), BX
+	MOVQ   nb+56(FP), SI
+	MOVQ   ldw+32(FP), DI
+	SHLQ   $0x00, DI
+	LEAQ   (DX)(DI*1), DI
+	VXORPS Y0, Y0, Y0
+	XORQ   R8, R8
+	XORQ   R9, R9
+
+qdot8V_1x1_loop:
+	CMPQ         R8, SI
+	JGE          qdot8V_1x1_blocks_done
+	VMOVDQU      (AX)(R9*1), Y1
+	VBROADCASTSS (CX)(R8*4), Y2
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), Y3
+	VPSIGNB      Y3, Y3, Y4
+	VPSIGNB      Y3, Y1, Y1
+	VPXOR        Y3, Y3, Y3
+	VPDPBUSD     Y1, Y4, Y3
+	VCVTDQ2PS    Y3, Y1
+	VPBROADCASTW (BX)(R8*2), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  Y1, Y3, Y0
+	INCQ         R8
+	ADDQ         $0x20, R9
+	JMP          qdot8V_1x1_loop
+
+qdot8V_1x1_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VMOVSS       X1, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot8V_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot8V_1x2(SB), NOSPLIT, $0-64
+	MOVQ   xq+8(FP), AX
+	MOVQ   xd+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   ldw+32(FP), BX
+	LEAQ   (DX)(BX*1), BX
+	MOVQ   d+40(FP), SI
+	MOVQ   ldd+48(FP), DI
+	SHLQ   $0x01, DI
+	LEAQ   (SI)(DI*1), DI
+	MOVQ   nb+56(FP), R8
+	MOVQ   ldw+32(FP), R9
+	SHLQ   $0x01, R9
+	LEAQ   (DX)(R9*1), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   R10, R10
+	XORQ   R11, R11
+
+qdot8V_1x2_loop:
+	CMPQ         R10, R8
+	JGE          qdot8V_1x2_blocks_done
+	VMOVDQU      (AX)(R11*1), Y2
+	VBROADCASTSS (CX)(R10*4), Y3
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSIGNB      Y4, Y2, Y4
+	VPXOR        Y6, Y6, Y6
+	VPDPBUSD     Y4, Y5, Y6
+	VCVTDQ2PS    Y6, Y4
+	VPBROADCASTW (SI)(R10*2), X5
+	VCVTPH2PS    X5, Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	VMOVDQU      (BX)(R11*1), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSIGNB      Y4, Y2, Y2
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y2, Y5, Y4
+	VCVTDQ2PS    Y4, Y2
+	VPBROADCASTW (DI)(R10*2), X4
+	VCVTPH2PS    X4, Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y2, Y4, Y1
+	INCQ         R10
+	ADDQ         $0x20, R11
+	JMP          qdot8V_1x2_loop
+
+qdot8V_1x2_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VMOVSS       X2, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VZEROUPPER
+	RET
+
+// func qdot8V_1x3(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·qdot8V_1x3(SB), NOSPLIT, $0-64
+	MOVQ   xq+8(FP), AX
+	MOVQ   xd+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   ldw+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), BX
+	MOVQ   d+40(FP), DI
+	MOVQ   ldd+48(FP), R8
+	SHLQ   $0x01, R8
+	LEAQ   (DI)(R8*1), R9
+	LEAQ   (R9)(R8*1), R8
+	MOVQ   nb+56(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	XORQ   R11, R11
+	XORQ   R12, R12
+
+qdot8V_1x3_loop:
+	CMPQ         R11, R10
+	JGE          qdot8V_1x3_blocks_done
+	VMOVDQU      (AX)(R12*1), Y3
+	VBROADCASTSS (CX)(R11*4), Y4
+	VMOVDQU      (DX)(R12*1), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSIGNB      Y5, Y3, Y5
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y5, Y6, Y7
+	VCVTDQ2PS    Y7, Y5
+	VPBROADCASTW (DI)(R11*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y0
+	VMOVDQU      (SI)(R12*1), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSIGNB      Y5, Y3, Y5
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y5, Y6, Y7
+	VCVTDQ2PS    Y7, Y5
+	VPBROADCASTW (R9)(R11*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y5, Y6, Y1
+	VMOVDQU      (BX)(R12*1), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSIGNB      Y5, Y3, Y3
+	VPXOR        Y5, Y5, Y5
+	VPDPBUSD     Y3, Y6, Y5
+	VCVTDQ2PS    Y5, Y3
+	VPBROADCASTW (R8)(R11*2), X5
+	VCVTPH2PS    X5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y3, Y5, Y2
+	INCQ         R11
+	ADDQ         $0x20, R12
+	JMP          qdot8V_1x3_loop
+
+qdot8V_1x3_blocks_done:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VMOVSS       X3, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VZEROUPPER
+	RET
+
+// func qdot8V_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot8V_1x4(SB), NOSPLIT, $0-64
+	MOVQ   xq+8(FP), AX
+	MOVQ   xd+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   ldw+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), BX
+	MOVQ   d+40(FP), R8
+	MOVQ   ldd+48(FP), R9
+	SHLQ   $0x01, R9
+	LEAQ   (R8)(R9*1), R10
+	LEAQ   (R10)(R9*1), R11
+	LEAQ   (R11)(R9*1), R9
+	MOVQ   nb+56(FP), R12
+	MOVQ   ldw+32(FP), R13
+	SHLQ   $0x02, R13
+	LEAQ   (DX)(R13*1), R13
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R14, R14
+	XORQ   R15, R15
+
+qdot8V_1x4_loop:
+	CMPQ         R14, R12
+	JGE          qdot8V_1x4_blocks_done
+	VMOVDQU      (AX)(R15*1), Y4
+	VBROADCASTSS (CX)(R14*4), Y5
+	PREFETCHT0   (R13)(R15*4)
+	PREFETCHT0   64(R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y6
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y6, Y7, Y8
+	VCVTDQ2PS    Y8, Y6
+	VPBROADCASTW (R8)(R14*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y0
+	VMOVDQU      (SI)(R15*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y6
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y6, Y7, Y8
+	VCVTDQ2PS    Y8, Y6
+	VPBROADCASTW (R10)(R14*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y1
+	VMOVDQU      (DI)(R15*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y6
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y6, Y7, Y8
+	VCVTDQ2PS    Y8, Y6
+	VPBROADCASTW (R11)(R14*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VMOVDQU      (BX)(R15*1), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSIGNB      Y6, Y4, Y4
+	VPXOR        Y6, Y6, Y6
+	VPDPBUSD     Y4, Y7, Y6
+	VCVTDQ2PS    Y6, Y4
+	VPBROADCASTW (R9)(R14*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y5, Y6, Y6
+	VFMADD231PS  Y4, Y6, Y3
+	INCQ         R14
+	ADDQ         $0x20, R15
+	JMP          qdot8V_1x4_loop
+
+qdot8V_1x4_blocks_done:
+	MOVQ         out+0(FP), AX
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVUPS      X1, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot4V_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot4V_1x1(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         d+48(FP), BX
+	MOVQ         nb+80(FP), SI
+	MOVQ         ldw+40(FP), DI
+	SHLQ         $0x00, DI
+	LEAQ         (DX)(DI*1), DI
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	XORQ         R8, R8
+	XORQ         R9, R9
+
+qdot4V_1x1_loop:
+	CMPQ         R8, SI
+	JGE          qdot4V_1x1_blocks_done
+	VMOVDQU      (AX)(R9*2), Y2
+	VBROADCASTSS (CX)(R8*4), Y3
+	PREFETCHT0   (DI)(R9*1)
+	VMOVDQU      (DX)(R9*1), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y5
+	VPAND        Y0, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPDPBUSD     Y2, Y5, Y6
+	VCVTDQ2PS    Y6, Y2
+	VPBROADCASTW (BX)(R8*2), X5
+	VCVTPH2PS    X5, Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y2, Y5, Y1
+	INCQ         R8
+	ADDQ         $0x10, R9
+	JMP          qdot4V_1x1_loop
+
+qdot4V_1x1_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ xs+24(FP), CX
+	XORQ DX, DX
+
+qdot4V_1x1_mloop:
+	CMPQ        DX, SI
+	JGE         qdot4V_1x1_reduce
+	VMOVUPS     (CX)(DX*4), Y0
+	VCVTPH2PS   (AX)(DX*2), Y2
+	VFMADD231PS Y0, Y2, Y1
+	ADDQ        $0x08, DX
+	JMP         qdot4V_1x1_mloop
+
+qdot4V_1x1_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VZEROUPPER
+	RET
+
+// func qdot4V_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot4V_1x2(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), BX
+	MOVQ         d+48(FP), SI
+	MOVQ         ldd+56(FP), DI
+	SHLQ         $0x01, DI
+	LEAQ         (SI)(DI*1), DI
+	MOVQ         nb+80(FP), R8
+	MOVQ         ldw+40(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (DX)(R9*1), R9
+	MOVL         $0x0f0f0f0f, R10
+	VMOVD        R10, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         R10, R10
+	XORQ         R11, R11
+
+qdot4V_1x2_loop:
+	CMPQ         R10, R8
+	JGE          qdot4V_1x2_blocks_done
+	VMOVDQU      (AX)(R11*2), Y3
+	VBROADCASTSS (CX)(R10*4), Y4
+	PREFETCHT0   (R9)(R11*2)
+	VMOVDQU      (DX)(R11*1), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y0, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y3, Y6, Y7
+	VCVTDQ2PS    Y7, Y6
+	VPBROADCASTW (SI)(R10*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y4, Y7, Y7
+	VFMADD231PS  Y6, Y7, Y1
+	VMOVDQU      (BX)(R11*1), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y0, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y3, Y6, Y7
+	VCVTDQ2PS    Y7, Y3
+	VPBROADCASTW (DI)(R10*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y3, Y6, Y2
+	INCQ         R10
+	ADDQ         $0x10, R11
+	JMP          qdot4V_1x2_loop
+
+qdot4V_1x2_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), CX
+	MOVQ xs+24(FP), DX
+	XORQ BX, BX
+
+qdot4V_1x2_mloop:
+	CMPQ        BX, R8
+	JGE         qdot4V_1x2_reduce
+	VMOVUPS     (DX)(BX*4), Y0
+	VCVTPH2PS   (AX)(BX*2), Y3
+	VFMADD231PS Y0, Y3, Y1
+	VCVTPH2PS   (CX)(BX*2), Y3
+	VFMADD231PS Y0, Y3, Y2
+	ADDQ        $0x08, BX
+	JMP         qdot4V_1x2_mloop
+
+qdot4V_1x2_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VZEROUPPER
+	RET
+
+// func qdot4V_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·qdot4V_1x3(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), BX
+	MOVQ         d+48(FP), DI
+	MOVQ         ldd+56(FP), R8
+	SHLQ         $0x01, R8
+	LEAQ         (DI)(R8*1), R9
+	LEAQ         (R9)(R8*1), R8
+	MOVQ         nb+80(FP), R10
+	MOVL         $0x0f0f0f0f, R11
+	VMOVD        R11, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	XORQ         R11, R11
+	XORQ         R12, R12
+
+qdot4V_1x3_loop:
+	CMPQ         R11, R10
+	JGE          qdot4V_1x3_blocks_done
+	VMOVDQU      (AX)(R12*2), Y4
+	VBROADCASTSS (CX)(R11*4), Y5
+	VMOVDQU      (DX)(R12*1), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y0, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y4, Y7, Y8
+	VCVTDQ2PS    Y8, Y7
+	VPBROADCASTW (DI)(R11*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y1
+	VMOVDQU      (SI)(R12*1), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y0, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y4, Y7, Y8
+	VCVTDQ2PS    Y8, Y7
+	VPBROADCASTW (R9)(R11*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y5, Y8, Y8
+	VFMADD231PS  Y7, Y8, Y2
+	VMOVDQU      (BX)(R12*1), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y0, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VPDPBUSD     Y4, Y7, Y8
+	VCVTDQ2PS    Y8, Y4
+	VPBROADCASTW (R8)(R11*2), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y5, Y7, Y7
+	VFMADD231PS  Y4, Y7, Y3
+	INCQ         R11
+	ADDQ         $0x10, R12
+	JMP          qdot4V_1x3_loop
+
+qdot4V_1x3_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), DX
+	LEAQ (DX)(CX*1), CX
+	MOVQ xs+24(FP), BX
+	XORQ SI, SI
+
+qdot4V_1x3_mloop:
+	CMPQ        SI, R10
+	JGE         qdot4V_1x3_reduce
+	VMOVUPS     (BX)(SI*4), Y0
+	VCVTPH2PS   (AX)(SI*2), Y4
+	VFMADD231PS Y0, Y4, Y1
+	VCVTPH2PS   (DX)(SI*2), Y4
+	VFMADD231PS Y0, Y4, Y2
+	VCVTPH2PS   (CX)(SI*2), Y4
+	VFMADD231PS Y0, Y4, Y3
+	ADDQ        $0x08, SI
+	JMP         qdot4V_1x3_mloop
+
+qdot4V_1x3_reduce:
+	MOVQ         out+0(FP), AX
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 8(AX)
+	VZEROUPPER
+	RET
+
+// func qdot4V_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qdot4V_1x4(SB), NOSPLIT, $0-88
+	MOVQ         xq+8(FP), AX
+	MOVQ         xd+16(FP), CX
+	MOVQ         w+32(FP), DX
+	MOVQ         ldw+40(FP), BX
+	LEAQ         (DX)(BX*1), SI
+	LEAQ         (SI)(BX*1), DI
+	LEAQ         (DI)(BX*1), BX
+	MOVQ         d+48(FP), R8
+	MOVQ         ldd+56(FP), R9
+	SHLQ         $0x01, R9
+	LEAQ         (R8)(R9*1), R10
+	LEAQ         (R10)(R9*1), R11
+	LEAQ         (R11)(R9*1), R9
+	MOVQ         nb+80(FP), R12
+	MOVQ         ldw+40(FP), R13
+	SHLQ         $0x02, R13
+	LEAQ         (DX)(R13*1), R13
+	MOVL         $0x0f0f0f0f, R14
+	VMOVD        R14, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	XORQ         R14, R14
+	XORQ         R15, R15
+
+qdot4V_1x4_loop:
+	CMPQ         R14, R12
+	JGE          qdot4V_1x4_blocks_done
+	VMOVDQU      (AX)(R15*2), Y5
+	VBROADCASTSS (CX)(R14*4), Y6
+	PREFETCHT0   (R13)(R15*4)
+	VMOVDQU      (DX)(R15*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y0, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y5, Y8, Y9
+	VCVTDQ2PS    Y9, Y8
+	VPBROADCASTW (R8)(R14*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y6, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y1
+	VMOVDQU      (SI)(R15*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y0, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y5, Y8, Y9
+	VCVTDQ2PS    Y9, Y8
+	VPBROADCASTW (R10)(R14*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y6, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y2
+	VMOVDQU      (DI)(R15*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y0, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y5, Y8, Y9
+	VCVTDQ2PS    Y9, Y8
+	VPBROADCASTW (R11)(R14*2), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y6, Y9, Y9
+	VFMADD231PS  Y8, Y9, Y3
+	VMOVDQU      (BX)(R15*1), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y0, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y5, Y8, Y9
+	VCVTDQ2PS    Y9, Y5
+	VPBROADCASTW (R9)(R14*2), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y6, Y8, Y8
+	VFMADD231PS  Y5, Y8, Y4
+	INCQ         R14
+	ADDQ         $0x10, R15
+	JMP          qdot4V_1x4_loop
+
+qdot4V_1x4_blocks_done:
+	MOVQ m+64(FP), AX
+	MOVQ ldm+72(FP), CX
+	SHLQ $0x01, CX
+	LEAQ (AX)(CX*1), DX
+	LEAQ (DX)(CX*1), BX
+	LEAQ (BX)(CX*1), CX
+	MOVQ xs+24(FP), SI
+	XORQ DI, DI
+
+qdot4V_1x4_mloop:
+	CMPQ        DI, R12
+	JGE         qdot4V_1x4_reduce
+	VMOVUPS     (SI)(DI*4), Y0
+	VCVTPH2PS   (AX)(DI*2), Y5
+	VFMADD231PS Y0, Y5, Y1
+	VCVTPH2PS   (DX)(DI*2), Y5
+	VFMADD231PS Y0, Y5, Y2
+	VCVTPH2PS   (BX)(DI*2), Y5
+	VFMADD231PS Y0, Y5, Y3
+	VCVTPH2PS   (CX)(DI*2), Y5
+	VFMADD231PS Y0, Y5, Y4
+	ADDQ        $0x08, DI
+	JMP         qdot4V_1x4_mloop
+
+qdot4V_1x4_reduce:
+	MOVQ         out+0(FP), AX
+	VHADDPS      Y2, Y1, Y0
+	VHADDPS      Y4, Y3, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVUPS      X1, (AX)
+	VZEROUPPER
+	RET

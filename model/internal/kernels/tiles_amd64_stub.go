@@ -114,3 +114,57 @@ func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
 
 // widenBF16 widens n bf16 values to float32 (n a multiple of 8).
 func widenBF16(dst *float32, src *uint16, n int)
+
+// dequant8 widens nb blocks of 8-bit weights to float32 (see dequant in asm/main.go).
+func dequant8(dst *float32, q *byte, d *uint16, nb int)
+
+// dequant4 widens nb blocks of 4-bit weights to float32 (see dequant in asm/main.go).
+func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
+
+// qdot8_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8_1x2 computes 2 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot8_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8_1x3 computes 3 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot8_1x3(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8_1x4 computes 4 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot8_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot4_1x1 computes 1 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot4_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4_1x2 computes 2 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot4_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4_1x3 computes 3 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot4_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4_1x4 computes 4 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/main.go).
+func qdot4_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot8V_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot8V_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8V_1x2 computes 2 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot8V_1x2(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8V_1x3 computes 3 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot8V_1x3(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot8V_1x4 computes 4 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot8V_1x4(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+// qdot4V_1x1 computes 1 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot4V_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4V_1x2 computes 2 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot4V_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4V_1x3 computes 3 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot4V_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qdot4V_1x4 computes 4 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/main.go).
+func qdot4V_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)

@@ -1,0 +1,409 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// QBlock is the number of weights along a row that share one scale (and, for 4-bit
+// weights, one offset): 32, as in llama.cpp's q8_0 and q4_0.
+const QBlock = 32
+
+// Quant is a row-major [Rows][Cols] weight matrix quantized in blocks of QBlock columns.
+// Each row has Blocks() blocks; the last one is padded with zero weights when Cols is not a
+// multiple of QBlock, so every row starts at a block boundary.
+//
+// With Bits 8, block b of row r holds 32 int8 values q (as bytes) in Q[(r·Blocks+b)·32:]
+// and the weight is D·q, D the float16 scale D[r·Blocks+b].
+//
+// With Bits 4, block b of row r holds 16 bytes in Q[(r·Blocks+b)·16:]; byte j carries
+// column j in its low nibble and column j+16 in its high nibble, q ∈ [0, 15], and the
+// weight is D·q + M with the float16 scale D[r·Blocks+b] and offset M[r·MStride()+b]. M
+// is padded per row to a multiple of 8 blocks (zeros) so kernels read it 8 at a time.
+type Quant struct {
+	Bits       int
+	Rows, Cols int
+	Q          []byte
+	D          []uint16
+	M          []uint16
+}
+
+// Blocks returns the number of blocks per row, ceil(Cols/QBlock).
+func (w *Quant) Blocks() int { return (w.Cols + QBlock - 1) / QBlock }
+
+// MStride returns the number of offsets per row in M (Blocks rounded up to a multiple of 8).
+func (w *Quant) MStride() int { return (w.Blocks() + 7) &^ 7 }
+
+// Bytes returns the bytes the matrix occupies (quants, scales and offsets).
+func (w *Quant) Bytes() int64 { return int64(len(w.Q) + 2*len(w.D) + 2*len(w.M)) }
+
+// Q4Scheme chooses how QuantizeQ4 picks each block's scale and offset.
+type Q4Scheme int
+
+const (
+	// Q4Nearest is llama.cpp's q4_0 rule: the scale maps the block's largest-magnitude
+	// weight to -8, the offset is -8·scale, and each weight rounds to the nearest level.
+	Q4Nearest Q4Scheme = iota
+	// Q4MinMSE chooses each block's scale and offset to minimise the squared error of the
+	// block's weights (a few rounds of rounding and least-squares refitting from several
+	// starting ranges).
+	Q4MinMSE
+)
+
+// NewQuant returns a zero quantized matrix of the given size and bits (8 or 4).
+// Panics on other bits or negative sizes.
+func NewQuant(bits, rows, cols int) Quant {
+	if (bits != 8 && bits != 4) || rows < 0 || cols < 0 {
+		panic(fmt.Sprintf("kernels: NewQuant: bits=%d rows=%d cols=%d", bits, rows, cols))
+	}
+	w := Quant{Bits: bits, Rows: rows, Cols: cols}
+	nb := w.Blocks()
+	w.D = make([]uint16, rows*nb)
+	if bits == 8 {
+		w.Q = make([]byte, rows*nb*QBlock)
+	} else {
+		w.Q = make([]byte, rows*nb*QBlock/2)
+		w.M = make([]uint16, rows*w.MStride())
+	}
+	return w
+}
+
+// QuantizeRow quantizes row r of w from src (Cols values). For 4-bit matrices scheme
+// chooses the rule; 8-bit rows use the scale that maps the largest magnitude to ±127.
+func (w *Quant) QuantizeRow(r int, src []float32, scheme Q4Scheme) {
+	src = src[:w.Cols]
+	nb := w.Blocks()
+	var blk [QBlock]float32
+	for b := 0; b < nb; b++ {
+		blk = [QBlock]float32{}
+		copy(blk[:], src[b*QBlock:min((b+1)*QBlock, w.Cols)])
+		i := r*nb + b
+		if w.Bits == 8 {
+			w.D[i] = quantBlock8(w.Q[i*QBlock:(i+1)*QBlock], &blk)
+			continue
+		}
+		var d, m float32
+		var q [QBlock]uint8
+		if scheme == Q4MinMSE {
+			d, m = fitBlock4(&q, &blk)
+		} else {
+			d, m = nearestBlock4(&q, &blk)
+		}
+		w.D[i], w.M[r*w.MStride()+b] = F32ToF16(d), F32ToF16(m)
+		d, m = F16ToF32(w.D[i]), F16ToF32(w.M[r*w.MStride()+b])
+		// Requantize against the stored (rounded) scale and offset.
+		for j, x := range blk {
+			q[j] = level4(x, d, m)
+		}
+		out := w.Q[i*QBlock/2 : (i+1)*QBlock/2]
+		for j := range out {
+			out[j] = q[j] | q[j+16]<<4
+		}
+	}
+}
+
+// quantBlock8 stores round(x/d) in q and returns d (float16 bits), d = max|x|/127.
+func quantBlock8(q []byte, x *[QBlock]float32) uint16 {
+	var amax float32
+	for _, v := range x {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	dh := F32ToF16(amax / 127)
+	d := F16ToF32(dh)
+	if d == 0 {
+		clear(q[:QBlock])
+		return dh
+	}
+	inv := 1 / d
+	for j, v := range x {
+		q[j] = byte(int8(max(-127, min(127, math.RoundToEven(float64(v*inv))))))
+	}
+	return dh
+}
+
+// level4 returns the 4-bit level nearest to (x-m)/d.
+func level4(x, d, m float32) uint8 {
+	if d == 0 {
+		return 0
+	}
+	return uint8(max(0, min(15, math.RoundToEven(float64((x-m)/d)))))
+}
+
+// nearestBlock4 is q4_0's rule: d = xmax/-8 for the largest-magnitude xmax, m = -8d.
+func nearestBlock4(q *[QBlock]uint8, x *[QBlock]float32) (d, m float32) {
+	var amax, xmax float32
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); a > amax {
+			amax, xmax = a, v
+		}
+	}
+	d = xmax / -8
+	m = -8 * d
+	for j, v := range x {
+		q[j] = level4(v, d, m)
+	}
+	return d, m
+}
+
+// fitBlock4 chooses d and m minimising Σ(x - (d·q+m))² over six starting ranges (the
+// block's range shrunk from both ends by 0, 3, … 15%), each refined by alternating rounding
+// and the least-squares fit of d and m for fixed levels until the levels stop changing.
+func fitBlock4(q *[QBlock]uint8, x *[QBlock]float32) (d, m float32) {
+	lo, hi := x[0], x[0]
+	var sx float32
+	for _, v := range x {
+		lo, hi = min(lo, v), max(hi, v)
+		sx += v
+	}
+	if hi == lo {
+		*q = [QBlock]uint8{}
+		return 0, lo
+	}
+	best := math.Inf(1)
+	var cq, prev [QBlock]uint8
+	for s := 0; s < 6; s++ {
+		f := 1 - float32(s)*0.03
+		mid := (hi + lo) / 2
+		cd, cm := (hi-lo)*f/15, mid-(hi-lo)*f/2
+		ok := true
+		for it := 0; it < 3; it++ {
+			levels4(&cq, x, cd, cm)
+			if it > 0 && cq == prev {
+				break
+			}
+			prev = cq
+			// Least squares of x ≈ cd·q + cm (level sums are exact integers).
+			var sq, sqq int32
+			var sqx float32
+			for j, v := range x {
+				qi := int32(cq[j])
+				sq += qi
+				sqq += qi * qi
+				sqx += float32(qi) * v
+			}
+			det := float32(QBlock*sqq - sq*sq)
+			if det == 0 {
+				ok = false
+				break
+			}
+			cd = (QBlock*sqx - float32(sq)*sx) / det
+			cm = (sx - cd*float32(sq)) / QBlock
+			if cd <= 0 {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		levels4(&cq, x, cd, cm)
+		var e float32
+		for j, v := range x {
+			r := v - (cd*float32(cq[j]) + cm)
+			e += r * r
+		}
+		if float64(e) < best {
+			best, d, m, *q = float64(e), cd, cm, cq
+		}
+	}
+	if math.IsInf(best, 1) {
+		return nearestBlock4(q, x)
+	}
+	return d, m
+}
+
+// levels4 sets q to the 4-bit levels nearest to (x-m)/d (d > 0), rounding halves up.
+func levels4(q *[QBlock]uint8, x *[QBlock]float32, d, m float32) {
+	inv := 1 / d
+	for j, v := range x {
+		// Truncating the clamped t+0.5 rounds (Go's float min and max are slower: NaN rules).
+		t := (v-m)*inv + 0.5
+		if t < 0 {
+			t = 0
+		}
+		if t > 15.5 {
+			t = 15.5
+		}
+		q[j] = uint8(int32(t))
+	}
+}
+
+// DequantizeRow widens row r of w into dst (Cols values).
+func (w *Quant) DequantizeRow(dst []float32, r int) { w.dequant(dst[:w.Cols], r, 0, w.Cols) }
+
+// dequant widens columns [c0, c1) of row r into dst (c0 a multiple of QBlock).
+func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
+	nb := w.Blocks()
+	if full := (c1 - c0) / QBlock; full > 0 && asmDequant(dst[:full*QBlock], w, r, c0/QBlock, full) {
+		c0 += full * QBlock
+		dst = dst[full*QBlock:]
+	}
+	for c := c0; c < c1; c += QBlock {
+		b := c / QBlock
+		i := r*nb + b
+		d := F16ToF32(w.D[i])
+		n := min(QBlock, c1-c)
+		o := dst[c-c0 : c-c0+n]
+		if w.Bits == 8 {
+			q := w.Q[i*QBlock : i*QBlock+n]
+			for j := range o {
+				o[j] = d * float32(int8(q[j]))
+			}
+			continue
+		}
+		m := F16ToF32(w.M[r*w.MStride()+b])
+		q := w.Q[i*QBlock/2 : (i+1)*QBlock/2]
+		for j := range o {
+			v := q[j&15]
+			if j >= 16 {
+				v >>= 4
+			}
+			o[j] = d*float32(v&15) + m
+		}
+	}
+}
+
+// QX is a vector quantized to int8 per block of QBlock values, the activation side of the
+// quantized matrix-vector kernels: Q holds Blocks·32 int8 (zero-padded), D the float32
+// scale of each block, and S each block's D·Σq (for the offsets of 4-bit weights), S padded
+// to a multiple of 8 blocks with zeros.
+type QX struct {
+	Q    []int8
+	D, S []float32
+}
+
+// grow sizes q for cols values, keeping its storage when large enough.
+func (q *QX) grow(cols int) {
+	nb := (cols + QBlock - 1) / QBlock
+	nm := (nb + 7) &^ 7
+	if cap(q.Q) < nb*QBlock {
+		q.Q = make([]int8, nb*QBlock)
+	}
+	if cap(q.D) < nm {
+		q.D = make([]float32, nm)
+		q.S = make([]float32, nm)
+	}
+	q.Q, q.D, q.S = q.Q[:nb*QBlock], q.D[:nm], q.S[:nm]
+}
+
+// quantizeX quantizes x (cols values) into q: per block d = max|x|/127, q = round(x/d).
+func quantizeX(q *QX, x []float32, cols int) {
+	q.grow(cols)
+	nb := (cols + QBlock - 1) / QBlock
+	x = x[:cols]
+	for b := 0; b < nb; b++ {
+		xs := x[b*QBlock : min((b+1)*QBlock, cols)]
+		qs := q.Q[b*QBlock : (b+1)*QBlock]
+		var amax float32
+		for _, v := range xs {
+			amax = max(amax, float32(math.Abs(float64(v))))
+		}
+		if amax == 0 || len(xs) < QBlock {
+			clear(qs)
+		}
+		if amax == 0 {
+			q.D[b], q.S[b] = 0, 0
+			continue
+		}
+		d := amax / 127
+		inv := 127 / amax
+		s := int32(0)
+		for j, v := range xs {
+			t := int8(max(-127, min(127, math.RoundToEven(float64(v*inv)))))
+			qs[j] = t
+			s += int32(t)
+		}
+		q.D[b], q.S[b] = d, d*float32(s)
+	}
+	clear(q.D[nb:])
+	clear(q.S[nb:])
+}
+
+// goMatVecQRows computes rows [r0, r1) of MatVecQ from the quantized x.
+func goMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
+	nb := w.Blocks()
+	for r := r0; r < r1; r++ {
+		var acc float32
+		if w.Bits == 8 {
+			q := w.Q[r*nb*QBlock : (r+1)*nb*QBlock]
+			for b := 0; b < nb; b++ {
+				qb, xb := q[b*QBlock:(b+1)*QBlock], x.Q[b*QBlock:(b+1)*QBlock]
+				var s int32
+				for j, v := range qb {
+					s += int32(int8(v)) * int32(xb[j])
+				}
+				acc += F16ToF32(w.D[r*nb+b]) * x.D[b] * float32(s)
+			}
+		} else {
+			q := w.Q[r*nb*QBlock/2 : (r+1)*nb*QBlock/2]
+			ms := w.M[r*w.MStride():]
+			for b := 0; b < nb; b++ {
+				qb, xb := q[b*16:(b+1)*16], x.Q[b*QBlock:(b+1)*QBlock]
+				var s int32
+				for j, v := range qb {
+					s += int32(v&15)*int32(xb[j]) + int32(v>>4)*int32(xb[j+16])
+				}
+				acc += F16ToF32(w.D[r*nb+b])*x.D[b]*float32(s) + F16ToF32(ms[b])*x.S[b]
+			}
+		}
+		dst[r] = acc
+	}
+}
+
+// F32ToF16 rounds x to the nearest IEEE float16 (ties to even) and returns its bits;
+// magnitudes beyond the float16 range become ±Inf.
+func F32ToF16(x float32) uint16 {
+	b := math.Float32bits(x)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23&0xff) - 127 + 15
+	man := b & 0x7fffff
+	switch {
+	case b&0x7fffffff > 0x7f800000: // NaN
+		return sign | 0x7e00
+	case exp >= 31:
+		return sign | 0x7c00
+	case exp <= 0:
+		if exp < -10 {
+			return sign
+		}
+		man |= 0x800000
+		shift := uint32(14 - exp)
+		h := man >> shift
+		rem := man & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(exp)<<10 | man>>13
+	rem := man & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // may carry into the exponent, up to Inf: correct rounding
+	}
+	return sign | uint16(h)
+}
+
+// F16ToF32 widens IEEE float16 bits to float32 (exact).
+func F16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1f
+	man := uint32(h & 0x3ff)
+	switch {
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | man<<13)
+	case exp == 0:
+		if man == 0 {
+			return math.Float32frombits(sign)
+		}
+		return math.Float32frombits(sign) + float32(man)*(1.0/(1<<24))*sgn(sign)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
+}
+
+func sgn(sign uint32) float32 {
+	if sign != 0 {
+		return -1
+	}
+	return 1
+}

@@ -1,0 +1,320 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// quantized returns w quantized to bits (4-bit with scheme) and its dequantized values.
+func quantized(w []float32, rows, cols, bits int, scheme Q4Scheme) (Quant, []float32) {
+	q := NewQuant(bits, rows, cols)
+	for r := 0; r < rows; r++ {
+		q.QuantizeRow(r, w[r*cols:(r+1)*cols], scheme)
+	}
+	deq := make([]float32, rows*cols)
+	for r := 0; r < rows; r++ {
+		q.DequantizeRow(deq[r*cols:(r+1)*cols], r)
+	}
+	return q, deq
+}
+
+// naiveMatVecQ is the oracle of MatVecQ: the dequantized weights times the dequantized
+// int8 activations, summed in float64. mag bounds the terms (for 4-bit weights both the
+// scale and the offset part of each weight), the scale of the kernels' rounding error.
+func naiveMatVecQ(w *Quant, x []float32) (out, mag []float64) {
+	var qx QX
+	quantizeX(&qx, x, w.Cols)
+	nb := w.Blocks()
+	out, mag = make([]float64, w.Rows), make([]float64, w.Rows)
+	for r := 0; r < w.Rows; r++ {
+		for c := 0; c < nb*QBlock; c++ {
+			b, j := c/QBlock, c%QBlock
+			xd := float64(qx.Q[c]) * float64(qx.D[b])
+			d := float64(F16ToF32(w.D[r*nb+b]))
+			var wd, wm float64
+			if w.Bits == 8 {
+				wd = d * float64(int8(w.Q[(r*nb+b)*QBlock+j]))
+				wm = math.Abs(wd)
+			} else {
+				v := w.Q[(r*nb+b)*16+j%16]
+				if j >= 16 {
+					v >>= 4
+				}
+				m := float64(F16ToF32(w.M[r*w.MStride()+b]))
+				wd = d*float64(v&15) + m
+				wm = math.Abs(d*float64(v&15)) + math.Abs(m)
+			}
+			out[r] += wd * xd
+			mag[r] += wm * math.Abs(xd)
+		}
+	}
+	return out, mag
+}
+
+func TestF16(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
+			continue // NaN
+		}
+		if got := F32ToF16(F16ToF32(uint16(h))); got != uint16(h) {
+			t.Fatalf("round trip of %#04x gives %#04x (%v)", h, got, F16ToF32(uint16(h)))
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 100000; i++ {
+		x := float32(rng.NormFloat64() * math.Pow(2, float64(rng.IntN(40)-28)))
+		h := F32ToF16(x)
+		y := F16ToF32(h)
+		if math.IsInf(float64(y), 0) {
+			continue
+		}
+		// No neighbour of h is closer to x.
+		for _, n := range []uint16{h - 1, h + 1} {
+			if z := F16ToF32(n); n&0x7c00 != 0x7c00 && math.Abs(float64(z-x)) < math.Abs(float64(y-x)) {
+				t.Fatalf("F32ToF16(%v) = %v, but %v is closer", x, y, z)
+			}
+		}
+	}
+	if F16ToF32(F32ToF16(1e6)) != float32(math.Inf(1)) || F32ToF16(float32(math.NaN()))&0x7c00 != 0x7c00 {
+		t.Fatal("overflow or NaN not kept")
+	}
+}
+
+// TestQuantizeError: 8-bit weights are within half a step of their block's scale (plus the
+// scale's float16 rounding), and the 4-bit fit's squared error is below nearest rounding's.
+func TestQuantizeError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, cols := range []int{1, 31, 32, 33, 100, 172} {
+		rows := 9
+		w := randVec(rng, rows*cols)
+		q, deq := quantized(w, rows, cols, 8, Q4Nearest)
+		nb := q.Blocks()
+		for i, v := range w {
+			r, c := i/cols, i%cols
+			d := F16ToF32(q.D[r*nb+c/QBlock])
+			if e := math.Abs(float64(deq[i] - v)); e > 0.5*float64(d)*(1+1e-3)+1e-7 {
+				t.Fatalf("cols %d: q8 [%d] %v → %v, error %g > d/2 = %g", cols, i, v, deq[i], e, d/2)
+			}
+		}
+		_, near := quantized(w, rows, cols, 4, Q4Nearest)
+		_, fit := quantized(w, rows, cols, 4, Q4MinMSE)
+		var en, ef float64
+		for i, v := range w {
+			en += math.Pow(float64(near[i]-v), 2)
+			ef += math.Pow(float64(fit[i]-v), 2)
+		}
+		if ef > en {
+			t.Fatalf("cols %d: fitted 4-bit squared error %g above nearest rounding's %g", cols, ef, en)
+		}
+		if rms := math.Sqrt(ef / float64(len(w))); rms > 0.12 {
+			t.Fatalf("cols %d: 4-bit rms error %g of unit Gaussian weights, want < 0.12", cols, rms)
+		}
+	}
+	// An all-zero block quantizes exactly, and so does a constant block in 4 bits (its value
+	// is the offset).
+	for _, bits := range []int{8, 4} {
+		for _, s := range []Q4Scheme{Q4Nearest, Q4MinMSE} {
+			w := make([]float32, 64)
+			for i := 32; i < 64 && bits == 4; i++ {
+				w[i] = 0.25
+			}
+			_, deq := quantized(w, 1, 64, bits, s)
+			for i := range w {
+				if deq[i] != w[i] {
+					t.Fatalf("bits %d scheme %d: [%d] %v → %v", bits, s, i, w[i], deq[i])
+				}
+			}
+		}
+	}
+}
+
+func TestQuantizeX(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var q QX
+	for _, cols := range []int{1, 31, 33, 172, 896} {
+		x := randVec(rng, cols)
+		quantizeX(&q, x, cols)
+		for c, v := range x {
+			d := q.D[c/QBlock]
+			if e := math.Abs(float64(float32(q.Q[c])*d - v)); e > 0.5*float64(d)*(1+1e-5) {
+				t.Fatalf("cols %d: x[%d] %v → %v·%v", cols, c, v, q.Q[c], d)
+			}
+		}
+		for c := cols; c < len(q.Q); c++ {
+			if q.Q[c] != 0 {
+				t.Fatalf("cols %d: padding [%d] = %d", cols, c, q.Q[c])
+			}
+		}
+	}
+}
+
+func TestMatVecQ(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	forEachRoute(t, func(t *testing.T) {
+		for _, threads := range []int{1, 2} {
+			p := NewPool(threads)
+			for _, bits := range []int{8, 4} {
+				for _, rows := range testRows {
+					for _, cols := range testCols {
+						testMatVecQCase(t, rng, p, bits, rows, cols)
+					}
+				}
+				testMatVecQCase(t, rng, p, bits, 1000, 896) // parallel
+			}
+			p.Close()
+		}
+	})
+}
+
+func testMatVecQCase(t *testing.T, rng *rand.Rand, p *Pool, bits, rows, cols int) {
+	t.Helper()
+	w, x := randVec(rng, rows*cols), randVec(rng, cols)
+	q, deq := quantized(w, rows, cols, bits, Q4MinMSE)
+	want, mag := naiveMatVecQ(&q, x)
+	dst := make([]float32, rows)
+	p.MatVecQ(dst, &q, x)
+	checkClose(t, "MatVecQ", dst, want, mag)
+	// Against float32 x on the dequantized weights: off by x's rounding, at most half a step
+	// of each block's activation scale per weight.
+	var qx QX
+	quantizeX(&qx, x, cols)
+	for r := 0; r < rows; r++ {
+		var exact, bound float64
+		for c := 0; c < cols; c++ {
+			wd := float64(deq[r*cols+c])
+			exact += wd * float64(x[c])
+			bound += math.Abs(wd) * float64(qx.D[c/QBlock]) / 2
+		}
+		if e := math.Abs(float64(dst[r]) - exact); e > bound*(1+1e-3)+tolRel*mag[r]+1e-6 {
+			t.Fatalf("bits %d %dx%d: row %d got %v, float product %v, bound %g", bits, rows, cols, r, dst[r], exact, bound)
+		}
+	}
+	// The fused call computes the same numbers.
+	ps := [MaxProducts]Product{{Dst: make([]float32, rows), WQ: &q, Rows: rows}}
+	p.MatVecs(x, cols, ps)
+	for r := range dst {
+		if ps[0].Dst[r] != dst[r] {
+			t.Fatalf("bits %d %dx%d: MatVecs row %d %v, MatVecQ %v", bits, rows, cols, r, ps[0].Dst[r], dst[r])
+		}
+	}
+}
+
+func TestMatMulQ(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	forEachRoute(t, func(t *testing.T) {
+		p := NewPool(2)
+		defer p.Close()
+		for _, bits := range []int{8, 4} {
+			for _, sz := range [][3]int{{1, 5, 33}, {3, 4, 64}, {7, 13, 172}, {13, 67, 1041}, {200, 9, 100}} {
+				n, rows, cols := sz[0], sz[1], sz[2]
+				w, x := randVec(rng, rows*cols), randVec(rng, n*cols)
+				q, deq := quantized(w, rows, cols, bits, Q4MinMSE)
+				want, mag := naiveMatMul(x, deq, n, rows, cols)
+				dst := make([]float32, n*rows)
+				p.MatMulQ(dst, x, &q, n)
+				checkClose(t, "MatMulQ", dst, want, mag)
+			}
+		}
+	})
+}
+
+func TestQuantZeroAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	q, _ := quantized(randVec(rng, 512*896), 512, 896, 8, Q4Nearest)
+	x := randVec(rng, 896)
+	dst := make([]float32, 512)
+	p := NewPool(2)
+	defer p.Close()
+	p.MatVecQ(dst, &q, x)
+	if a := testing.AllocsPerRun(20, func() { p.MatVecQ(dst, &q, x) }); a != 0 {
+		t.Fatalf("MatVecQ allocates %v per call", a)
+	}
+}
+
+func TestQuantPanics(t *testing.T) {
+	q := NewQuant(8, 4, 40)
+	p := NewPool(1)
+	defer p.Close()
+	mustPanic(t, "short x", func() { p.MatVecQ(make([]float32, 4), &q, make([]float32, 39)) })
+	mustPanic(t, "short dst", func() { p.MatVecQ(make([]float32, 3), &q, make([]float32, 40)) })
+	bad := q
+	bad.Q = bad.Q[:10]
+	mustPanic(t, "short Q", func() { p.MatVecQ(make([]float32, 4), &bad, make([]float32, 40)) })
+	mustPanic(t, "bits", func() { NewQuant(3, 1, 1) })
+}
+
+// FuzzMatVecQ checks every route against the oracle on random shapes and both formats.
+func FuzzMatVecQ(f *testing.F) {
+	f.Add(uint8(5), uint16(33), uint64(1), false)
+	f.Add(uint8(67), uint16(896), uint64(2), true)
+	f.Add(uint8(1), uint16(1), uint64(3), true)
+	f.Add(uint8(4), uint16(1041), uint64(4), false)
+	f.Fuzz(func(t *testing.T, rows8 uint8, cols16 uint16, seed uint64, four bool) {
+		rows, cols := int(rows8%70)+1, int(cols16%1100)
+		bits := 8
+		if four {
+			bits = 4
+		}
+		rng := rand.New(rand.NewPCG(seed, 77))
+		w, x := randVec(rng, rows*cols), randVec(rng, cols)
+		// Outliers: a few large weights and activations.
+		for i := 0; i < len(w)/50; i++ {
+			w[rng.IntN(len(w))] *= 30
+		}
+		if cols > 0 {
+			x[rng.IntN(cols)] *= 50
+		}
+		q, _ := quantized(w, rows, cols, bits, Q4Scheme(seed%2))
+		want, mag := naiveMatVecQ(&q, x)
+		p := NewPool(2)
+		defer p.Close()
+		defer setRoute(setRoute(route{}))
+		var first []float32
+		for _, r := range routes() {
+			setRoute(r)
+			dst := make([]float32, rows)
+			p.MatVecQ(dst, &q, x)
+			checkClose(t, r.name+" MatVecQ", dst, want, mag)
+			if first == nil {
+				first = dst
+			}
+		}
+	})
+}
+
+// TestDequantRoutes: every route widens quantized rows to the same values (4 bits: the AVX2
+// route rounds d·q+m once with an FMA, Go twice, so within one float32 rounding of |d|·15+|m|).
+func TestDequantRoutes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	defer setRoute(setRoute(route{}))
+	for _, bits := range []int{8, 4} {
+		for _, cols := range testCols {
+			rows := 3
+			q, _ := quantized(randVec(rng, rows*cols), rows, cols, bits, Q4MinMSE)
+			var want []float32
+			for _, r := range routes() {
+				setRoute(r)
+				got := make([]float32, rows*cols)
+				for i := 0; i < rows; i++ {
+					q.DequantizeRow(got[i*cols:(i+1)*cols], i)
+				}
+				if want == nil {
+					want = got
+					continue
+				}
+				nb := q.Blocks()
+				for i := range got {
+					b := (i/cols)*nb + (i%cols)/QBlock
+					tol := 0.0
+					if bits == 4 {
+						tol = 1e-7 * (15*math.Abs(float64(F16ToF32(q.D[b]))) + math.Abs(float64(F16ToF32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
+					}
+					if math.Abs(float64(got[i]-want[i])) > tol {
+						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
