@@ -5,11 +5,16 @@
 //
 //	go run ./examples/refcheck DIR...
 //	go run ./examples/refcheck -tokenizer DIR CASES.json...
+//	go run ./examples/refcheck -train DIR [-train-model MODELDIR]
 //
 // Each checkpoint DIR must hold config.json and reference.json (other arguments are skipped
 // with a note). refcheck prints one line per check,
 // "<dir> <key> pass|FAIL max_abs_err=… tol=… argmax=k/n", and exits non-zero when any check
 // fails.
+//
+// -train DIR compares one LightTransfer-Train step (package train) with a PyTorch reference
+// (train_step.json, grads.safetensors and the parameters after AdamW) for the starting
+// checkpoint in MODELDIR (default DIR), printing train.loss, train.grad and train.adamw lines.
 package main
 
 import (
@@ -40,12 +45,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("refcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	tokDir := fs.String("tokenizer", "", "check the tokenizer in `DIR` against the CASES.json files given as arguments")
+	trainDir := fs.String("train", "", "check a training step against the PyTorch reference in `DIR`")
+	trainModel := fs.String("train-model", "", "starting checkpoint `directory` of -train (default: the -train directory)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: refcheck DIR...\n       refcheck -tokenizer DIR CASES.json...")
+		fmt.Fprintln(stderr, "usage: refcheck DIR...\n       refcheck -tokenizer DIR CASES.json...\n       refcheck -train DIR [-train-model DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *trainDir != "" {
+		return checkTrain(ctx, *trainDir, *trainModel, stdout)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
