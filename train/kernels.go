@@ -170,8 +170,8 @@ func (a *attnShape) keys(i int) (s, lo int) {
 }
 
 // attnForward writes out [B·T][H·D] = softmax(q·kᵀ·scale, masked)·v for q [B·T][H·D] and
-// k, v [B·T][KV·D].
-func attnForward(out, q, k, v []float32, a *attnShape) {
+// k, v [B·T][KV·D], and the log-sum-exp of each row's scores into lse [B·T][H].
+func attnForward(out, lse, q, k, v []float32, a *attnShape) {
 	T, H, KV, D := a.T, a.H, a.KV, a.D
 	g := H / KV
 	parallel(a.B*KV, func(lo, hi int) {
@@ -182,7 +182,7 @@ func attnForward(out, q, k, v []float32, a *attnShape) {
 				for i := range T {
 					o := (b*T+i)*H*D + h*D
 					qi, oi := q[o:o+D], out[o:o+D]
-					a.probs(p, qi, k, b, kh, i)
+					lse[(b*T+i)*H+h] = a.probs(p, qi, k, b, kh, i)
 					clear(oi)
 					s, lo := a.keys(i)
 					for _, r := range [2][2]int{{0, s}, {lo, i + 1}} {
@@ -201,8 +201,8 @@ func attnForward(out, q, k, v []float32, a *attnShape) {
 }
 
 // probs fills p[j] with the attention probabilities of query qi (sequence b, KV head kh,
-// position i) over its visible keys.
-func (a *attnShape) probs(p, qi, k []float32, b, kh, i int) {
+// position i) over its visible keys and returns the log-sum-exp of the scores.
+func (a *attnShape) probs(p, qi, k []float32, b, kh, i int) float32 {
 	T, KV, D := a.T, a.KV, a.D
 	mx := float32(math.Inf(-1))
 	s, lo := a.keys(i)
@@ -233,14 +233,15 @@ func (a *attnShape) probs(p, qi, k []float32, b, kh, i int) {
 			p[j] *= inv
 		}
 	}
+	return mx + float32(math.Log(float64(sum)))
 }
 
-// attnBackward writes dq, dk, dv given the forward's inputs, its output and dout.
-func attnBackward(dq, dk, dv, q, k, v, out, dout []float32, a *attnShape) {
+// attnBackward writes dq, dk, dv given the forward's inputs, its output, the log-sum-exp
+// of its scores and dout; each probability is recomputed once as exp(score − lse).
+func attnBackward(dq, dk, dv, q, k, v, out, lse, dout []float32, a *attnShape) {
 	T, H, KV, D := a.T, a.H, a.KV, a.D
 	g := H / KV
 	parallel(a.B*KV, func(lo, hi int) {
-		p := make([]float32, T)
 		for task := lo; task < hi; task++ {
 			b, kh := task/KV, task%KV
 			for j := range T {
@@ -252,7 +253,7 @@ func attnBackward(dq, dk, dv, q, k, v, out, dout []float32, a *attnShape) {
 				for i := range T {
 					o := (b*T+i)*H*D + h*D
 					qi, oi, doi, dqi := q[o:o+D], out[o:o+D], dout[o:o+D], dq[o:o+D]
-					a.probs(p, qi, k, b, kh, i)
+					l := lse[(b*T+i)*H+h]
 					var di float32
 					for d := range D {
 						di += doi[d] * oi[d]
@@ -263,11 +264,12 @@ func attnBackward(dq, dk, dv, q, k, v, out, dout []float32, a *attnShape) {
 						for j := rg[0]; j < rg[1]; j++ {
 							r := (b*T+j)*KV*D + kh*D
 							kj, vj, dkj, dvj := k[r:r+D], v[r:r+D], dk[r:r+D], dv[r:r+D]
-							var dp float32
+							var sc, dp float32
 							for d := range D {
+								sc += qi[d] * kj[d]
 								dp += doi[d] * vj[d]
 							}
-							pj := p[j]
+							pj := expf(sc*a.scale - l)
 							ds := pj * (dp - di) * a.scale
 							for d := range D {
 								dqi[d] += ds * kj[d]

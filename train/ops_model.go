@@ -98,16 +98,19 @@ func rope(x *G.Node, t *ropeTable, heads int) (*G.Node, error) {
 	}, x)
 }
 
-// attend returns the attention of q [B·T][H·D] over k, v [B·T][KV·D] under a's mask.
+// attend returns the attention of q [B·T][H·D] over k, v [B·T][KV·D] under a's mask. The
+// forward keeps each row's log-sum-exp in a buffer of this node for its gradient Op, which
+// the tape always runs after it in the same pass (the buffer is private to the node).
 func attend(q, k, v *G.Node, a *attnShape) (*G.Node, error) {
 	qs, ks := q.Shape().Clone(), k.Shape().Clone()
+	lse := make([]float32, qs[0]*a.H)
 	op := newOp("attention", []int{2, 2, 2}, qs, func(y []float32, in [][]float32) {
-		attnForward(y, in[0], in[1], in[2], a)
+		attnForward(y, lse, in[0], in[1], in[2], a)
 	})
 	return apply(op, []bool{true, true, true}, func(ins G.Nodes, out, dy *G.Node) (G.Nodes, error) {
 		nq, nk := qs.TotalSize(), ks.TotalSize()
 		back := newOp("attention.back", []int{2, 2, 2, 2, 2}, tensor.Shape{nq + 2*nk}, func(y []float32, in [][]float32) {
-			attnBackward(y[:nq], y[nq:nq+nk], y[nq+nk:], in[0], in[1], in[2], in[3], in[4], a)
+			attnBackward(y[:nq], y[nq:nq+nk], y[nq+nk:], in[0], in[1], in[2], in[3], lse, in[4], a)
 		})
 		p, err := G.ApplyOp(back, ins[0], ins[1], ins[2], out, dy)
 		if err != nil {
