@@ -362,8 +362,15 @@ func TestOpGradients(t *testing.T) {
 	for _, m := range []struct {
 		name         string
 		sink, window int
-	}{{"attention.causal", 0, 0}, {"attention.streaming", 2, 3}, {"attention.nosink", 0, 2}} {
-		a := &attnShape{B: 2, T: 7, H: 4, KV: 2, D: 4, sink: m.sink, window: m.window, scale: 0.5}
+		T            int
+		loops        bool
+	}{{"attention.causal", 0, 0, 7, false}, {"attention.streaming", 2, 3, 7, false}, {"attention.nosink", 0, 2, 7, false},
+		{"attention.causal.dense", 0, 0, denseMin + 1, false}, {"attention.causal.loops", 0, 0, denseMin + 1, true},
+		{"attention.streaming.long", 3, 5, denseMin + 1, false}} {
+		a := &attnShape{B: 2, T: m.T, H: 4, KV: 2, D: 4, sink: m.sink, window: m.window, scale: 0.5, loops: m.loops}
+		if m.T > 7 { // fewer heads keep the float64 twin's finite differences fast
+			a.B, a.H = 1, 2
+		}
 		qs, ks := []int{a.B * a.T, a.H * a.D}, []int{a.B * a.T, a.KV * a.D}
 		cases = append(cases, gradCase{name: m.name, shapes: [][]int{qs, ks, ks}, wrt: []bool{true, true, true}, fill: randFill,
 			build: func(x []*G.Node) (*G.Node, error) { return attend(x[0], x[1], x[2], a) },

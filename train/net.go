@@ -51,6 +51,10 @@ func (m Mask) lazy(l int) bool {
 	return false
 }
 
+// attnLoops makes new graphs use the per-key attention loops in causal layers too (for
+// benchmarks comparing the two routes).
+var attnLoops = false
+
 // net is the training graph of a fixed batch shape: B sequences of T tokens through every
 // layer, a loss node and, when built for training, the gradient of every parameter.
 type net struct {
@@ -110,7 +114,7 @@ func newNet(w *Weights, mask Mask, B, T int, distill, grad bool) (*net, error) {
 	x := must(embed(node["model.embed_tokens.weight"], n.ids))
 	for li := range cfg.NumLayers {
 		p := "model.layers." + strconv.Itoa(li) + "."
-		a := &attnShape{B: B, T: T, H: cfg.NumHeads, KV: cfg.NumKVHeads, D: cfg.HeadDim, scale: scale}
+		a := &attnShape{B: B, T: T, H: cfg.NumHeads, KV: cfg.NumKVHeads, D: cfg.HeadDim, scale: scale, loops: attnLoops}
 		if mask.lazy(li) {
 			a.sink, a.window = mask.Sink, mask.Window
 		}

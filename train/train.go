@@ -107,8 +107,8 @@ type Progress struct {
 	Watch        []float64 // with Val: the fixed-mask NLL of each Options.Watch text
 }
 
-// State is a resumable training state: the weights, the optimizer's moments, the step and
-// the best validation result.
+// State is a resumable training state: the weights, the optimizer's moments, the number of
+// steps completed and the best validation result.
 type State struct {
 	Weights  *Weights
 	Best     *Weights // the weights of the best validation pass (nil: none yet)
@@ -320,8 +320,10 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 			o.Progress(p)
 		}
 		if o.Save != nil && o.SaveEvery > 0 && p.Step%o.SaveEvery == 0 {
-			st.Adam, st.AdamV, st.AdamStep = adam.m, adam.v, adam.step
-			if err := o.Save(st); err != nil {
+			saved := *st
+			saved.Step = p.Step // steps completed
+			saved.Adam, saved.AdamV, saved.AdamStep = adam.m, adam.v, adam.step
+			if err := o.Save(&saved); err != nil {
 				return nil, err
 			}
 		}

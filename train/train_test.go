@@ -149,7 +149,7 @@ func TestRunNonFinite(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	saved := 0
 	_, _, _, _, err := tinyRun(t, Options{Steps: 50, AdamW: AdamW{LR: 1e6}, Warmup: -1, ClipNorm: -1, Loss: CrossEntropy, SaveEvery: 1,
-		Save: func(st *State) error { saved = st.Step + 1; return SaveState(dir, st) }})
+		Save: func(st *State) error { saved = st.Step; return SaveState(dir, st) }})
 	require.ErrorIs(t, err, ErrNonFinite)
 	require.ErrorContains(t, err, "at step ")
 	require.Positive(t, saved)
@@ -240,7 +240,7 @@ func TestResume(t *testing.T) {
 	require.NoError(t, err)
 	o := opts
 	o.SaveEvery, o.Save = 2, func(st *State) error {
-		if st.Step+1 == 2 {
+		if st.Step == 2 {
 			return SaveState(dir, st)
 		}
 		return nil
@@ -251,7 +251,7 @@ func TestResume(t *testing.T) {
 	require.NoError(t, err)
 	st, err := LoadState(dir, w)
 	require.NoError(t, err)
-	st.Step = 2
+	require.Equal(t, 2, st.Step)
 	o = opts
 	o.Resume = st
 	_, err = Run(ctx, w, m, seqs, nil, o)
@@ -264,4 +264,3 @@ func TestResume(t *testing.T) {
 	_, err = LoadState(t.TempDir(), w)
 	require.True(t, errors.Is(err, ErrCheckpoint))
 }
-
