@@ -190,24 +190,73 @@ func Pack(exs []Example, T int, name string) ([]Sequence, error) {
 	return out, nil
 }
 
-// Sample draws n sequences of T tokens from m itself (full attention, temperature 1, seeded
-// with seed+i for sequence i, starting from bos), skipping those that share any run of
-// exclude.N tokens with a text in exclude, so evaluation texts never become training data.
-// progress, when set, is called after each sequence.
-func Sample(ctx context.Context, m *model.Model, n, T int, bos int32, seed uint64, exclude *NGrams, progress func(done int)) ([]Sequence, error) {
-	var out []Sequence
-	for i := uint64(0); len(out) < n; i++ {
-		if i > uint64(4*n+16) {
-			return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), n)
-		}
-		res, err := m.GenerateTokens(ctx, []int32{bos}, model.WithMaxTokens(T-1), model.WithIgnoreEOS(),
-			model.WithSampling(model.Sampling{Temperature: 1, Seed: seed + i}),
+// SampleOptions configures Sample. The zero value of each field means its default.
+type SampleOptions struct {
+	N    int    // sequences; required
+	T    int    // tokens per sequence, BOS included; required
+	BOS  int32  // first token; default 1
+	Seed uint64 // sequence i draws with seed Seed+i
+	// Exclude drops sequences sharing a run of Exclude.N tokens with the texts it holds, so
+	// evaluation texts never become training data.
+	Exclude *NGrams
+	// Repeat is the fraction of sequences (default 0) whose sampling restarts, after a first
+	// sampled part of T/2 tokens, from a verbatim repeat of a span of that part (Span tokens
+	// from a seeded random start), the model then continuing to T. The full-attention teacher
+	// copies such spans; streaming layers cannot see that far back, so these sequences teach
+	// the other layers the long-range copying the streaming ones lost.
+	Repeat float64
+	Span   int // tokens of a repeated span; default 24
+	// Progress, when set, is called after each sequence with the number done.
+	Progress func(done int)
+}
+
+// Sample draws opts.N sequences of opts.T tokens from m itself (full attention, temperature
+// 1, seeded), each row targeting the next token.
+func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence, error) {
+	if opts.N <= 0 || opts.T < 2 || opts.T > m.Config().MaxPositions {
+		return nil, fmt.Errorf("%w: sampling %d sequences of %d tokens (context %d)", ErrConfig, opts.N, opts.T, m.Config().MaxPositions)
+	}
+	if opts.Repeat < 0 || opts.Repeat > 1 {
+		return nil, fmt.Errorf("%w: repeat fraction %v outside [0, 1]", ErrConfig, opts.Repeat)
+	}
+	if opts.BOS == 0 {
+		opts.BOS = 1
+	}
+	if opts.Span <= 0 {
+		opts.Span = 24
+	}
+	gen := func(prompt []int32, n int, seed uint64) ([]int32, error) {
+		res, err := m.GenerateTokens(ctx, prompt, model.WithMaxTokens(n), model.WithIgnoreEOS(),
+			model.WithSampling(model.Sampling{Temperature: 1, Seed: seed}),
 			model.WithSessionOptions(model.FullAttention()))
 		if err != nil {
 			return nil, fmt.Errorf("train: sampling: %w", err)
 		}
-		ids := append([]int32{bos}, res.Tokens...)
-		if exclude.Overlaps(ids) {
+		return append(prompt, res.Tokens...), nil
+	}
+	var out []Sequence
+	r := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
+	for i := uint64(0); len(out) < opts.N; i++ {
+		if i > uint64(4*opts.N+16) {
+			return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), opts.N)
+		}
+		seed := opts.Seed + i
+		var ids []int32
+		var err error
+		half := opts.T / 2
+		if r.Float64() < opts.Repeat && half > opts.Span+1 {
+			if ids, err = gen([]int32{opts.BOS}, half-1, seed); err == nil {
+				a := 1 + r.IntN(len(ids)-opts.Span)
+				ids = append(ids, ids[a:a+opts.Span]...)
+				ids, err = gen(ids, opts.T-len(ids), seed^0x9e3779b97f4a7c15)
+			}
+		} else {
+			ids, err = gen([]int32{opts.BOS}, opts.T-1, seed)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if opts.Exclude.Overlaps(ids) {
 			continue
 		}
 		s := Sequence{Tokens: ids, Targets: make([]int32, len(ids))}
@@ -218,8 +267,8 @@ func Sample(ctx context.Context, m *model.Model, n, T int, bos int32, seed uint6
 			}
 		}
 		out = append(out, s)
-		if progress != nil {
-			progress(len(out))
+		if opts.Progress != nil {
+			opts.Progress(len(out))
 		}
 	}
 	return out, nil

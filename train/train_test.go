@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -98,7 +99,7 @@ func tinyRun(t *testing.T, opts Options) (*Weights, *model.Model, []Sequence, *R
 	m := loadModel(t, stories)
 	w, err := LoadWeights(stories)
 	require.NoError(t, err)
-	seqs, err := Sample(ctx, m, 6, 128, 1, 9, nil, nil)
+	seqs, err := Sample(ctx, m, SampleOptions{N: 6, T: 128, Seed: 9})
 	require.NoError(t, err)
 	if opts.Mask.Lazy == nil {
 		opts.Mask = Mask{Lazy: []int{2, 4}, Sink: 2, Window: 8}
@@ -128,7 +129,7 @@ func TestRunImproves(t *testing.T) {
 func TestRunAccumulationEqualsBigBatch(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, stories)
-	seqs, err := Sample(ctx, m, 4, 24, 1, 3, nil, nil)
+	seqs, err := Sample(ctx, m, SampleOptions{N: 4, T: 24, Seed: 3})
 	require.NoError(t, err)
 	run := func(batch, accum int) Progress {
 		w, err := LoadWeights(stories)
@@ -227,7 +228,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, stories)
-	seqs, err := Sample(ctx, m, 4, 24, 1, 3, nil, nil)
+	seqs, err := Sample(ctx, m, SampleOptions{N: 4, T: 24, Seed: 3})
 	require.NoError(t, err)
 	dir := filepath.Join(t.TempDir(), "state")
 	opts := Options{Mask: testMask, Batch: 2, Steps: 4, Seed: 2, Patience: -1}
@@ -263,4 +264,37 @@ func TestResume(t *testing.T) {
 	}
 	_, err = LoadState(t.TempDir(), w)
 	require.True(t, errors.Is(err, ErrCheckpoint))
+}
+
+// TestSampleRepeat: with Repeat 1 every sequence holds a span of Span tokens twice, with its
+// second copy starting at T/2; the draws are seeded; bad settings are errors.
+func TestSampleRepeat(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, stories)
+	opts := SampleOptions{N: 3, T: 80, Seed: 4, Repeat: 1, Span: 8}
+	a, err := Sample(ctx, m, opts)
+	require.NoError(t, err)
+	b, err := Sample(ctx, m, opts)
+	require.NoError(t, err)
+	require.Equal(t, a, b, "seeded")
+	for _, s := range a {
+		require.Len(t, s.Tokens, 80)
+		span := s.Tokens[40:48]
+		found := false
+		for i := 1; i+8 <= 40; i++ {
+			if slices.Equal(s.Tokens[i:i+8], span) {
+				found = true
+			}
+		}
+		require.True(t, found, "the span at T/2 repeats an earlier one")
+		require.Equal(t, s.Tokens[1:], s.Targets[:79])
+		require.Equal(t, int32(-1), s.Targets[79])
+	}
+	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 600})
+	require.ErrorIs(t, err, ErrConfig)
+	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Repeat: 2})
+	require.ErrorIs(t, err, ErrConfig)
+	// Excluding the sampler's own output leaves nothing it can draw.
+	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Seed: 4, Exclude: NewNGrams(1, []int32{1})})
+	require.ErrorIs(t, err, ErrData)
 }

@@ -56,7 +56,7 @@ type flags struct {
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
 	threads                                                   int
-	lr, wd, clip, valFrac                                     float64
+	lr, wd, clip, valFrac, repeat                             float64
 	seed                                                      uint64
 	asJSON                                                    bool
 }
@@ -73,6 +73,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
 	fs.IntVar(&f.samples, "samples", 384, "sequences to sample when there is no -data")
+	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
 	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
 	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
@@ -307,11 +308,12 @@ func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) (
 		}
 	}
 	start := time.Now()
-	seqs, err := train.Sample(ctx, m, f.samples, f.seqLen, bos, f.seed*1_000_003, train.NewNGrams(32, texts...), func(done int) {
-		if done%64 == 0 || done == f.samples {
-			fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
-		}
-	})
+	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
+		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Progress: func(done int) {
+			if done%64 == 0 || done == f.samples {
+				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
+			}
+		}})
 	return seqs, err
 }
 
