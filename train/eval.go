@@ -3,7 +3,6 @@ package train
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
@@ -39,15 +38,7 @@ func NLL(ctx context.Context, m *model.Model, tokens []int32, from int, mask Mas
 	var sum float64
 	for t := from; t < len(tokens); t++ {
 		row := x[(t-1)*V : t*V]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, float64(v))
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v) - mx)
-		}
-		sum += mx + math.Log(z) - float64(row[tokens[t]])
+		sum += logSumExp(row) - float64(row[tokens[t]])
 	}
 	return sum / float64(len(tokens)-from), nil
 }

@@ -376,15 +376,7 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 				}
 				continue
 			}
-			mx := math.Inf(-1)
-			for _, x := range l {
-				mx = math.Max(mx, float64(x))
-			}
-			var sum float64
-			for _, x := range l {
-				sum += math.Exp(float64(x) - mx)
-			}
-			lse := mx + math.Log(sum)
+			lse := logSumExp(l)
 			c := float64(scale) / float64(count)
 			if teacher == nil {
 				t := int(target[r])
@@ -551,4 +543,17 @@ func attnBackwardDense(dq, dk, dv, q, k, v, out, dout []float32, a *attnShape) {
 			scatterAdd(dv, dvt, b, T, KV*D, kh, D, true)
 		}
 	})
+}
+
+// logSumExp returns log Σ exp(x) of a row, in float64.
+func logSumExp(x []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range x {
+		mx = math.Max(mx, float64(v))
+	}
+	var sum float64
+	for _, v := range x {
+		sum += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(sum)
 }

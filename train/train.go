@@ -414,19 +414,9 @@ func teacherProbs(ctx context.Context, m *model.Model, seqs []Sequence) ([]float
 // softmaxRows writes softmax of each row of width V of x into dst.
 func softmaxRows(dst, x []float32, V int) {
 	for r := 0; r+V <= len(x); r += V {
-		row := x[r : r+V]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, float64(v))
-		}
-		var sum float64
-		for i, v := range row {
-			e := math.Exp(float64(v) - mx)
-			dst[r+i] = float32(e)
-			sum += e
-		}
-		for i := range row {
-			dst[r+i] = float32(float64(dst[r+i]) / sum)
+		lse := logSumExp(x[r : r+V])
+		for i, v := range x[r : r+V] {
+			dst[r+i] = float32(math.Exp(float64(v) - lse))
 		}
 	}
 }
