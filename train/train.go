@@ -127,6 +127,7 @@ type Result struct {
 	BestStep   int      // step of the best validation pass
 	BestVal    float64
 	StartVal   float64   // validation NLL before training
+	FullVal    float64   // validation NLL of the teacher (full attention); NaN without one
 	StartWatch []float64 // Options.Watch NLLs before training
 	Curve      []Progress
 	Elapsed    time.Duration
@@ -211,7 +212,12 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 		}
 		st.Step, st.BestVal, st.Best, st.Bad = r.Step, r.BestVal, r.Best, r.Bad
 	}
-	res := &Result{BestVal: math.Inf(1), StartVal: math.NaN()}
+	res := &Result{BestVal: math.Inf(1), StartVal: math.NaN(), FullVal: math.NaN()}
+	if teacher != nil && len(val) > 0 {
+		if res.FullVal, err = fullNLL(ctx, teacher, val); err != nil {
+			return nil, err
+		}
+	}
 	validate := func() (float64, error) {
 		var sum float64
 		var rows int
@@ -409,6 +415,33 @@ func teacherProbs(ctx context.Context, m *model.Model, seqs []Sequence) ([]float
 		softmaxRows(out[j*T*V:(j+1)*T*V], lg.Data().([]float32), V)
 	}
 	return out, nil
+}
+
+// fullNLL is the mean NLL of the scored rows of seqs under m with full attention.
+func fullNLL(ctx context.Context, m *model.Model, seqs []Sequence) (float64, error) {
+	V := m.Config().VocabSize
+	var sum float64
+	n := 0
+	for _, s := range seqs {
+		sess, err := m.NewSession(model.FullAttention())
+		if err != nil {
+			return 0, fmt.Errorf("train: teacher: %w", err)
+		}
+		lg, err := sess.Forward(ctx, s.Tokens)
+		sess.Close()
+		if err != nil {
+			return 0, fmt.Errorf("train: teacher: %w", err)
+		}
+		x := lg.Data().([]float32)
+		for r, t := range s.Targets {
+			if t >= 0 {
+				row := x[r*V : (r+1)*V]
+				sum += logSumExp(row) - float64(row[t])
+				n++
+			}
+		}
+	}
+	return sum / float64(max(n, 1)), nil
 }
 
 // softmaxRows writes softmax of each row of width V of x into dst.

@@ -243,12 +243,17 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 		return err
 	}
 	sum := map[string]any{"out": f.out, "steps": res.Steps, "best_step": res.BestStep, "val_nll_before": res.StartVal,
-		"val_nll_best": res.BestVal, "seconds": res.Elapsed.Seconds()}
+		"val_nll_best": res.BestVal, "val_nll_full": res.FullVal, "seconds": res.Elapsed.Seconds()}
+	if math.IsNaN(res.FullVal) || math.IsNaN(res.StartVal) {
+		delete(sum, "val_nll_full")
+		delete(sum, "val_nll_before")
+	}
 	if f.asJSON {
 		return json.NewEncoder(stdout).Encode(sum)
 	}
-	_, err = fmt.Fprintf(stdout, "wrote %s: %d steps in %s, best step %d, held-out fixed NLL %.4f -> %.4f\n",
-		f.out, res.Steps, res.Elapsed.Round(time.Second), res.BestStep, res.StartVal, res.BestVal)
+	_, err = fmt.Fprintf(stdout, "wrote %s: %d steps in %s, best step %d, held-out fixed NLL %.4f -> %.4f (full attention %.4f, %.0f%% of the gap recovered)\n",
+		f.out, res.Steps, res.Elapsed.Round(time.Second), res.BestStep, res.StartVal, res.BestVal, res.FullVal,
+		100*(res.StartVal-res.BestVal)/(res.StartVal-res.FullVal))
 	return err
 }
 
