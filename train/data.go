@@ -199,14 +199,13 @@ type SampleOptions struct {
 	// Exclude drops sequences sharing a run of Exclude.N tokens with the texts it holds, so
 	// evaluation texts never become training data.
 	Exclude *NGrams
-	// Repeat is the fraction of sequences (default 0) whose second half alternates verbatim
-	// repeats of earlier spans (Span tokens from a seeded random start) with Gap tokens the
-	// model samples as their continuation. The full-attention teacher copies such spans;
-	// streaming layers cannot see that far back, so these sequences teach the other layers
-	// the long-range copying the streaming ones lost.
+	// Repeat is the fraction of sequences (default 0) whose sampling restarts, after a first
+	// sampled part of T/2 tokens, from a verbatim repeat of a span of that part (Span tokens
+	// from a seeded random start), the model then continuing to T. The full-attention teacher
+	// copies such spans; streaming layers cannot see that far back, so these sequences teach
+	// the other layers the long-range copying the streaming ones lost.
 	Repeat float64
 	Span   int // tokens of a repeated span; default 24
-	Gap    int // sampled tokens after each repeat; default 40
 	// Progress, when set, is called after each sequence with the number done.
 	Progress func(done int)
 }
@@ -225,9 +224,6 @@ func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence
 	}
 	if opts.Span <= 0 {
 		opts.Span = 24
-	}
-	if opts.Gap <= 0 {
-		opts.Gap = 40
 	}
 	gen := func(prompt []int32, n int, seed uint64) ([]int32, error) {
 		res, err := m.GenerateTokens(ctx, prompt, model.WithMaxTokens(n), model.WithIgnoreEOS(),
@@ -249,13 +245,10 @@ func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence
 		var err error
 		half := opts.T / 2
 		if r.Float64() < opts.Repeat && half > opts.Span+1 {
-			ids, err = gen([]int32{opts.BOS}, half-1, seed)
-			for k := uint64(1); err == nil && len(ids) < opts.T; k++ {
+			if ids, err = gen([]int32{opts.BOS}, half-1, seed); err == nil {
 				a := 1 + r.IntN(len(ids)-opts.Span)
-				ids = append(ids, ids[a:a+min(opts.Span, opts.T-len(ids))]...)
-				if n := min(opts.Gap, opts.T-len(ids)); n > 0 {
-					ids, err = gen(ids, n, seed+k*0x9e3779b97f4a7c15)
-				}
+				ids = append(ids, ids[a:a+opts.Span]...)
+				ids, err = gen(ids, opts.T-len(ids), seed^0x9e3779b97f4a7c15)
 			}
 		} else {
 			ids, err = gen([]int32{opts.BOS}, opts.T-1, seed)
