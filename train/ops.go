@@ -44,8 +44,10 @@ func typeOf(dims int) hm.Type {
 	return G.TensorType{Dims: dims, Of: tensor.Float32}
 }
 
+// Arity returns the number of inputs (gorgonia.Op).
 func (o *fnOp) Arity() int { return len(o.in) }
 
+// Type is the op's function type over float32 tensors of the declared dims.
 func (o *fnOp) Type() hm.Type {
 	ts := make([]hm.Type, 0, len(o.in)+1)
 	for _, d := range o.in {
@@ -55,6 +57,7 @@ func (o *fnOp) Type() hm.Type {
 	return hm.NewFnType(ts...)
 }
 
+// InferShape returns the output shape fixed when the op was built.
 func (o *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	if len(o.shape) == 0 {
 		return tensor.ScalarShape(), nil
@@ -62,6 +65,7 @@ func (o *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return o.shape.Clone(), nil
 }
 
+// Do runs the forward function on the inputs' float32 backing slices into a new value.
 func (o *fnOp) Do(vals ...G.Value) (G.Value, error) {
 	if len(vals) != len(o.in) {
 		return nil, fmt.Errorf("train: op %s: %d inputs, want %d", o.name, len(vals), len(o.in))
@@ -102,19 +106,25 @@ func floats(v G.Value) ([]float32, error) {
 	return nil, fmt.Errorf("value of type %T, want a float32 tensor or scalar", v)
 }
 
+// ReturnsPtr, CallsExtern and OverwritesInput: a new value, pure Go, inputs untouched.
 func (o *fnOp) ReturnsPtr() bool     { return false }
 func (o *fnOp) CallsExtern() bool    { return false }
 func (o *fnOp) OverwritesInput() int { return -1 }
-func (o *fnOp) String() string       { return o.name }
 
+// String returns the op's name.
+func (o *fnOp) String() string { return o.name }
+
+// WriteHash writes the name and the unique id, so no two fnOps are merged.
 func (o *fnOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s#%d", o.name, o.id) }
 
+// Hashcode returns the FNV hash of WriteHash.
 func (o *fnOp) Hashcode() uint32 {
 	h := fnv.New32a()
 	o.WriteHash(h)
 	return h.Sum32()
 }
 
+// DiffWRT reports which of n inputs the op is differentiable with respect to.
 func (o *fnOp) DiffWRT(n int) []bool {
 	out := make([]bool, n)
 	if o.grad != nil {
@@ -123,6 +133,7 @@ func (o *fnOp) DiffWRT(n int) []bool {
 	return out
 }
 
+// SymDiff builds the gradient nodes of the inputs from the output's gradient.
 func (o *fnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if o.grad == nil {
 		return nil, fmt.Errorf("train: op %s is not differentiable", o.name)
