@@ -78,7 +78,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
 	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
 	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
-	fs.IntVar(&f.steps, "steps", 240, "optimizer steps")
+	fs.IntVar(&f.steps, "steps", 200, "optimizer steps")
 	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
 	fs.Float64Var(&f.lr, "lr", 5e-4, "peak learning rate")
 	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
