@@ -7,9 +7,11 @@
 //	go run ./examples/finetune -eval FILE.json -model DIR -lazy 2,4 -sink 4 -window 16 -prompt-len 128 -json
 //
 // Without -data it trains on sequences the full-attention model samples itself (temperature
-// 1, seeded), by distillation: the KL divergence from the full model's next-token
-// distribution to the model under the training mask. One sample in ten is held out; training
-// stops early when its fixed-mask NLL stops improving, and the best weights are written.
+// 1, seeded; with -repeat, a share of them continue from a verbatim repeat of an earlier span,
+// which teaches long-range copying), by distillation: the KL divergence from the full model's
+// next-token distribution to the model under the training mask. One sample in ten is held out; training
+// stops early when its fixed-mask NLL stops improving (or after -max-time), and the best
+// weights are written.
 // Samples sharing a run of 32 tokens with the model's greedy continuation of BOS, or with
 // any -exclude file, are dropped, so evaluation texts never become training data.
 //
