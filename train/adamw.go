@@ -49,10 +49,10 @@ func newAdamState(w *Weights) *adamState {
 	return s
 }
 
-// adamWStep applies one AdamW step at learning rate lr to every parameter given its
-// gradient, in float32 like torch.optim.AdamW's single-tensor path: p ← p·(1−lr·wd), then
+// adamWStep applies one AdamW step at learning rate lr to every parameter (those with
+// frozen[i] set excepted; frozen may be nil) given its gradient, in float32 like torch.optim.AdamW's single-tensor path: p ← p·(1−lr·wd), then
 // p ← p − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps).
-func adamWStep(w *Weights, grads [][]float32, s *adamState, h AdamW, lr float64) {
+func adamWStep(w *Weights, grads [][]float32, s *adamState, h AdamW, lr float64, frozen []bool) {
 	h = h.filled()
 	s.step++
 	t := float64(s.step)
@@ -64,6 +64,9 @@ func adamWStep(w *Weights, grads [][]float32, s *adamState, h AdamW, lr float64)
 	b1, b2 := float32(h.Beta1), float32(h.Beta2)
 	eps := float32(h.Eps)
 	for i, p := range w.Params {
+		if frozen != nil && frozen[i] {
+			continue
+		}
 		g, m, v := grads[i], s.m[i], s.v[i]
 		d := p.Data
 		parallel(len(d), func(lo, hi int) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
@@ -206,12 +207,15 @@ type SampleOptions struct {
 	// the other layers the long-range copying the streaming ones lost.
 	Repeat float64
 	Span   int // tokens of a repeated span; default 24
+	// Temperature of the sampler; default 1. Below 1 the stories are more coherent (names
+	// and objects recur, so there is more to copy from far back).
+	Temperature float64
 	// Progress, when set, is called after each sequence with the number done.
 	Progress func(done int)
 }
 
 // Sample draws opts.N sequences of opts.T tokens from m itself (full attention, temperature
-// 1, seeded), each row targeting the next token.
+// opts.Temperature, seeded), each row targeting the next token.
 func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence, error) {
 	if opts.N <= 0 || opts.T < 2 || opts.T > m.Config().MaxPositions {
 		return nil, fmt.Errorf("%w: sampling %d sequences of %d tokens (context %d)", ErrConfig, opts.N, opts.T, m.Config().MaxPositions)
@@ -225,9 +229,15 @@ func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence
 	if opts.Span <= 0 {
 		opts.Span = 24
 	}
+	if opts.Temperature < 0 || math.IsNaN(opts.Temperature) || math.IsInf(opts.Temperature, 0) {
+		return nil, fmt.Errorf("%w: sampling temperature %v", ErrConfig, opts.Temperature)
+	}
+	if opts.Temperature == 0 {
+		opts.Temperature = 1
+	}
 	gen := func(prompt []int32, n int, seed uint64) ([]int32, error) {
 		res, err := m.GenerateTokens(ctx, prompt, model.WithMaxTokens(n), model.WithIgnoreEOS(),
-			model.WithSampling(model.Sampling{Temperature: 1, Seed: seed}),
+			model.WithSampling(model.Sampling{Temperature: opts.Temperature, Seed: seed}),
 			model.WithSessionOptions(model.FullAttention()))
 		if err != nil {
 			return nil, fmt.Errorf("train: sampling: %w", err)

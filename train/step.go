@@ -59,7 +59,7 @@ func OneStep(w *Weights, mask Mask, tokens []int32, fromRow int, h AdamW) (*Step
 		res.Grads[p.Name] = grads[i]
 	}
 	res.GradNorm = globalNorm(grads)
-	adamWStep(w, grads, newAdamState(w), h, h.LR)
+	adamWStep(w, grads, newAdamState(w), h, h.LR, nil)
 	return res, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lighttransfer/lighttransfer-go/model"
@@ -28,10 +30,65 @@ func (l Loss) String() string {
 	return "distill"
 }
 
+// Params selects the parameters training updates; the others keep their values.
+type Params int
+
+const (
+	// AllParams (the default) trains every tensor: embedding, every layer, final norm, head.
+	AllParams Params = iota
+	// LayerParams trains the decoder layers' tensors only (embedding, final norm and head
+	// frozen, so a tied embedding does not move the full-attention layers' inputs).
+	LayerParams
+	// LazyParams trains only the streaming (lazy) layers' tensors.
+	LazyParams
+)
+
+// String returns "all", "layers" or "lazy".
+func (p Params) String() string {
+	switch p {
+	case LayerParams:
+		return "layers"
+	case LazyParams:
+		return "lazy"
+	}
+	return "all"
+}
+
+// ParseParams parses "all", "layers" or "lazy"; other strings give an error wrapping ErrConfig.
+func ParseParams(s string) (Params, error) {
+	for _, p := range []Params{AllParams, LayerParams, LazyParams} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: parameter set %q: want all, layers or lazy", ErrConfig, s)
+}
+
+// frozen reports, per tensor of w, whether p leaves it unchanged under mask m (nil: none).
+func (p Params) frozen(w *Weights, m Mask) []bool {
+	if p == AllParams {
+		return nil
+	}
+	f := make([]bool, len(w.Params))
+	for i, q := range w.Params {
+		f[i] = true
+		for l := range w.Config.NumLayers {
+			if p == LazyParams && !m.lazy(l) {
+				continue
+			}
+			if strings.HasPrefix(q.Name, "model.layers."+strconv.Itoa(l)+".") {
+				f[i] = false
+			}
+		}
+	}
+	return f
+}
+
 // Options configures Run. The zero value of each field means its default.
 type Options struct {
 	Mask       Mask
 	Loss       Loss
+	Params     Params  // which tensors are trained; default AllParams
 	Batch      int     // sequences per micro-batch; default 8
 	Accum      int     // micro-batches per optimizer step (gradient accumulation); default 1
 	Steps      int     // optimizer steps; default 200
@@ -205,6 +262,7 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 		return out, nil
 	}
 	adam := newAdamState(w)
+	frozen := o.Params.frozen(w, o.Mask)
 	st := &State{Weights: w, BestVal: math.Inf(1)}
 	if r := o.Resume; r != nil {
 		if err := restore(w, adam, r); err != nil {
@@ -291,12 +349,17 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 			}
 			tokens += o.Batch * T
 		}
+		for i := range grads {
+			if frozen != nil && frozen[i] {
+				clear(grads[i]) // frozen tensors count neither in the norm nor in the step
+			}
+		}
 		norm := clip(grads, o.ClipNorm)
 		if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
 			return nil, fmt.Errorf("%w at step %d (loss %v, gradient norm %v); the last saved checkpoint is kept", ErrNonFinite, st.Step+1, loss, norm)
 		}
 		lr := sched.At(st.Step)
-		adamWStep(w, grads, adam, o.AdamW, lr)
+		adamWStep(w, grads, adam, o.AdamW, lr, frozen)
 		el := time.Since(start)
 		done := st.Step + 1 - startStep
 		p := Progress{Step: st.Step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm,

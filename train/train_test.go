@@ -61,7 +61,7 @@ func TestAdamWMatchesFloat64(t *testing.T) {
 	grads := [][]float64{{0.1, -0.2, 3, 1e-9}, {0.3, 0.1, -2, 0}, {-0.5, 0.4, 1, 2}}
 	for s, g := range grads {
 		g32 := [][]float32{{float32(g[0]), float32(g[1]), float32(g[2]), float32(g[3])}}
-		adamWStep(w, g32, st, h, h.LR)
+		adamWStep(w, g32, st, h, h.LR, nil)
 		b1, b2 := 0.9, 0.999
 		for i := range p {
 			p[i] *= 1 - h.LR*h.WeightDecay
@@ -297,4 +297,45 @@ func TestSampleRepeat(t *testing.T) {
 	// Excluding the sampler's own output leaves nothing it can draw.
 	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Seed: 4, Exclude: NewNGrams(1, []int32{1})})
 	require.ErrorIs(t, err, ErrData)
+}
+
+// TestRunParams: with LazyParams only the lazy layers' tensors move; with LayerParams the
+// embedding and final norm keep their values and every layer moves; unknown names are errors.
+func TestRunParams(t *testing.T) {
+	base, err := LoadWeights(stories)
+	require.NoError(t, err)
+	for _, ps := range []Params{LazyParams, LayerParams} {
+		p, err := ParseParams(ps.String())
+		require.NoError(t, err)
+		require.Equal(t, ps, p)
+		w, _, _, _, err := tinyRun(t, Options{Params: ps, Steps: 2, Warmup: 1, AdamW: AdamW{LR: 1e-3}, Patience: -1, EvalEvery: 100})
+		require.NoError(t, err)
+		for i, q := range w.Params {
+			lazyLayer := slices.ContainsFunc([]string{"model.layers.2.", "model.layers.4."}, func(s string) bool { return len(q.Name) > len(s) && q.Name[:len(s)] == s })
+			inLayer := len(q.Name) > 13 && q.Name[:13] == "model.layers."
+			moves := lazyLayer || (ps == LayerParams && inLayer)
+			require.Equal(t, moves, !slices.Equal(q.Data, base.Params[i].Data), "%v: %s", ps, q.Name)
+		}
+	}
+	_, err = ParseParams("embeddings")
+	require.ErrorIs(t, err, ErrConfig)
+}
+
+// TestSampleTemperature: the default temperature is 1; another one (same seed) draws other
+// sequences, a near-zero one draws the greedy continuation; a negative one is an error.
+func TestSampleTemperature(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, stories)
+	draw := func(temp float64) []int32 {
+		s, err := Sample(ctx, m, SampleOptions{N: 1, T: 40, Seed: 7, Temperature: temp})
+		require.NoError(t, err)
+		return s[0].Tokens
+	}
+	require.Equal(t, draw(0), draw(1), "0 means the default, 1")
+	require.NotEqual(t, draw(1), draw(0.5))
+	g, err := m.GenerateTokens(ctx, []int32{1}, model.WithMaxTokens(39), model.WithIgnoreEOS())
+	require.NoError(t, err)
+	require.Equal(t, append([]int32{1}, g.Tokens...), draw(1e-4), "near-zero temperature is greedy")
+	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Temperature: -1})
+	require.ErrorIs(t, err, ErrConfig)
 }

@@ -53,12 +53,13 @@ func main() {
 
 type flags struct {
 	dir, out, lazy, data, exclude, evalFile, resume, lossName string
+	params                                                    string
 	watch                                                     string
 	maxTime                                                   time.Duration
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
 	threads                                                   int
-	lr, wd, clip, valFrac, repeat                             float64
+	lr, wd, clip, valFrac, repeat, sampleTemp                 float64
 	seed                                                      uint64
 	asJSON                                                    bool
 }
@@ -76,12 +77,14 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
 	fs.IntVar(&f.samples, "samples", 384, "sequences to sample when there is no -data")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
+	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
 	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
 	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
 	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
 	fs.IntVar(&f.steps, "steps", 200, "optimizer steps")
 	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
+	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
 	fs.Float64Var(&f.lr, "lr", 5e-4, "peak learning rate")
 	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
@@ -178,6 +181,10 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	default:
 		return fmt.Errorf("-loss %q: want distill or ce", f.lossName)
 	}
+	params, err := train.ParseParams(f.params)
+	if err != nil {
+		return err
+	}
 	cfg := m.Config()
 	if f.seqLen < 2 || f.seqLen > cfg.MaxPositions {
 		return fmt.Errorf("%w: -seq-len %d: want 2..%d (the model's context)", train.ErrConfig, f.seqLen, cfg.MaxPositions)
@@ -198,7 +205,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 		nVal = 1
 	}
 	trainSeqs, val := seqs[nVal:], seqs[:nVal]
-	opts := train.Options{Mask: mask, Loss: loss, Batch: f.batch, Accum: f.accum, Steps: f.steps,
+	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
 		AdamW: train.AdamW{LR: f.lr, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
 		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
 	opts.MaxTime = f.maxTime
@@ -235,8 +242,8 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 		}
 		fmt.Fprintln(stderr, line)
 	}
-	fmt.Fprintf(stderr, "training %d sequences of %d tokens (%d held out), lazy %v sink %d window %d, loss %s\n",
-		len(trainSeqs), f.seqLen, len(val), mask.Lazy, mask.Sink, mask.Window, loss)
+	fmt.Fprintf(stderr, "training %d sequences of %d tokens (%d held out), lazy %v sink %d window %d, loss %s, params %s\n",
+		len(trainSeqs), f.seqLen, len(val), mask.Lazy, mask.Sink, mask.Window, loss, params)
 	res, err := train.Run(ctx, w, m, trainSeqs, val, opts)
 	if err != nil {
 		return err
@@ -316,7 +323,7 @@ func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) (
 	}
 	start := time.Now()
 	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
-		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Progress: func(done int) {
+		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Temperature: f.sampleTemp, Progress: func(done int) {
 			if done%64 == 0 || done == f.samples {
 				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
 			}
