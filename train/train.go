@@ -111,6 +111,11 @@ type Options struct {
 	Watch []Text
 	// MaxTime, when > 0, stops training after that long (the best weights are kept).
 	MaxTime time.Duration
+	// EMA, when in (0, 1), keeps an exponential moving average of the weights (after every
+	// step avg ← EMA·avg + (1−EMA)·w, starting from the initial weights, or the resumed ones);
+	// validation, the watched texts, early stopping and the result then use the average.
+	// 0: none.
+	EMA float64
 }
 
 // Text is a token sequence (BOS first) scored from token From on.
@@ -261,6 +266,9 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 		}
 		return out, nil
 	}
+	if o.EMA < 0 || o.EMA >= 1 || math.IsNaN(o.EMA) {
+		return nil, fmt.Errorf("%w: EMA decay %v: want [0, 1)", ErrConfig, o.EMA)
+	}
 	adam := newAdamState(w)
 	frozen := o.Params.frozen(w, o.Mask)
 	st := &State{Weights: w, BestVal: math.Inf(1)}
@@ -269,6 +277,26 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 			return nil, err
 		}
 		st.Step, st.BestVal, st.Best, st.Bad = r.Step, r.BestVal, r.Best, r.Bad
+	}
+	var avg, cur *Weights // the moving average, and where w's own values wait while it is evaluated
+	if o.EMA > 0 {
+		avg, cur = w.Clone(), w.Clone()
+	}
+	// evaluated returns the weights validation judges (the average with EMA) and runs f with
+	// them in w, where the evaluation nets read them.
+	evaluated := func(f func() error) (*Weights, error) {
+		if avg == nil {
+			return w, f()
+		}
+		for i, p := range w.Params {
+			copy(cur.Params[i].Data, p.Data)
+			copy(p.Data, avg.Params[i].Data)
+		}
+		err := f()
+		for i, p := range w.Params {
+			copy(p.Data, cur.Params[i].Data)
+		}
+		return avg, err
 	}
 	res := &Result{BestVal: math.Inf(1), StartVal: math.NaN(), FullVal: math.NaN()}
 	if teacher != nil && len(val) > 0 {
@@ -360,6 +388,15 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 		}
 		lr := sched.At(st.Step)
 		adamWStep(w, grads, adam, o.AdamW, lr, frozen)
+		if avg != nil {
+			d := float32(o.EMA)
+			for i, p := range w.Params {
+				a := avg.Params[i].Data
+				for j, x := range p.Data {
+					a[j] = d*a[j] + (1-d)*x
+				}
+			}
+		}
 		el := time.Since(start)
 		done := st.Step + 1 - startStep
 		p := Progress{Step: st.Step + 1, Steps: o.Steps, Loss: loss, LR: lr, GradNorm: norm,
@@ -367,17 +404,22 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 			ETA: time.Duration(float64(el) / float64(done) * float64(o.Steps-st.Step-1))}
 		stop := false
 		if ev != nil && (p.Step%o.EvalEvery == 0 || p.Step == o.Steps) {
-			v, err := validate()
+			var v float64
+			judged, err := evaluated(func() error {
+				var err error
+				if v, err = validate(); err != nil {
+					return err
+				}
+				p.Watch, err = watchNLL()
+				return err
+			})
 			if err != nil {
 				return nil, err
 			}
 			p.Val = v
-			if p.Watch, err = watchNLL(); err != nil {
-				return nil, err
-			}
 			if v < st.BestVal {
 				st.BestVal, st.Bad, res.BestStep = v, 0, p.Step
-				st.Best = w.Clone()
+				st.Best = judged.Clone()
 			} else {
 				st.Bad++
 				stop = o.Patience > 0 && st.Bad >= o.Patience
@@ -406,6 +448,9 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 	}
 	res.Steps, res.Elapsed, res.BestVal = st.Step, time.Since(start), st.BestVal
 	res.Weights = w
+	if avg != nil {
+		res.Weights = avg
+	}
 	if st.Best != nil {
 		res.Weights = st.Best
 	}

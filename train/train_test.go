@@ -339,3 +339,29 @@ func TestSampleTemperature(t *testing.T) {
 	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Temperature: -1})
 	require.ErrorIs(t, err, ErrConfig)
 }
+
+// TestRunEMA: after one step with EMA d and no validation data the result is
+// d·initial + (1−d)·trained, while w holds the trained weights; a decay outside [0, 1) is an error.
+func TestRunEMA(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, stories)
+	seqs, err := Sample(ctx, m, SampleOptions{N: 2, T: 24, Seed: 3})
+	require.NoError(t, err)
+	w0, err := LoadWeights(stories)
+	require.NoError(t, err)
+	w := w0.Clone()
+	const d = 0.75
+	res, err := Run(ctx, w, m, seqs, nil, Options{Mask: testMask, Batch: 2, Steps: 1, AdamW: AdamW{LR: 1e-2}, EMA: d})
+	require.NoError(t, err)
+	moved := false
+	for i, p := range w.Params {
+		for j, x := range p.Data {
+			want := d*w0.Params[i].Data[j] + (1-d)*x
+			require.InDelta(t, want, res.Weights.Params[i].Data[j], 1e-6, "%s[%d]", p.Name, j)
+			moved = moved || x != w0.Params[i].Data[j]
+		}
+	}
+	require.True(t, moved)
+	_, err = Run(ctx, w0.Clone(), m, seqs, nil, Options{Mask: testMask, Batch: 2, Steps: 1, EMA: 1})
+	require.ErrorIs(t, err, ErrConfig)
+}

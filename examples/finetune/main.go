@@ -59,7 +59,7 @@ type flags struct {
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
 	threads                                                   int
-	lr, wd, clip, valFrac, repeat, sampleTemp                 float64
+	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
 	seed                                                      uint64
 	asJSON                                                    bool
 }
@@ -87,6 +87,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
 	fs.Float64Var(&f.lr, "lr", 5e-4, "peak learning rate")
 	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
+	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
 	fs.Float64Var(&f.clip, "clip", 1, "global gradient-norm clipping (<= 0: none)")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the sampled data and the data order")
@@ -208,7 +209,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
 		AdamW: train.AdamW{LR: f.lr, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
 		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
-	opts.MaxTime = f.maxTime
+	opts.MaxTime, opts.EMA = f.maxTime, f.ema
 	if f.watch != "" {
 		for _, p := range strings.Split(f.watch, ",") {
 			t, err := readTokens(p)
