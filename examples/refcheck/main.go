@@ -5,6 +5,7 @@
 //
 //	go run ./examples/refcheck DIR...
 //	go run ./examples/refcheck -tokenizer DIR CASES.json...
+//	go run ./examples/refcheck -train DIR [-train-model MODELDIR]
 //
 // Each checkpoint DIR must hold config.json, its weights and a reference: reference.json (the
 // format in which Hugging Face references are produced: one JSON object, logits as nested
@@ -18,6 +19,10 @@
 // comparison is printed as an "info" line with its error sizes against the float reference
 // (status info instead of pass/FAIL); refcheck then exits 0 unless loading fails. Without the
 // flag (or with auto or f32) the float checks keep their tolerance.
+//
+// -train DIR compares one LightTransfer-Train step (package train) with a PyTorch reference
+// (train_step.json, grads.safetensors and the parameters after AdamW) for the starting
+// checkpoint in MODELDIR (default DIR), printing train.loss, train.grad and train.adamw lines.
 package main
 
 import (
@@ -50,12 +55,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	tokDir := fs.String("tokenizer", "", "check the tokenizer in `DIR` against the CASES.json files given as arguments")
 	weights := fs.String("weights", "auto", "weight format: auto, f32 (checked), or bf16, q8, q4 (error sizes reported as info)")
+	trainDir := fs.String("train", "", "check a training step against the PyTorch reference in `DIR`")
+	trainModel := fs.String("train-model", "", "starting checkpoint `directory` of -train (default: the -train directory)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: refcheck DIR...\n       refcheck -tokenizer DIR CASES.json...")
+		fmt.Fprintln(stderr, "usage: refcheck DIR...\n       refcheck -tokenizer DIR CASES.json...\n       refcheck -train DIR [-train-model DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *trainDir != "" {
+		return checkTrain(ctx, *trainDir, *trainModel, stdout)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -1,0 +1,348 @@
+// Command finetune is LightTransfer-Train: it fine-tunes a Hugging Face checkpoint so that a
+// fixed set of its layers works under the streaming mask (attention sinks plus a recent
+// window on every row), and writes a checkpoint that model.Load opens in fixed mode.
+//
+//	go run ./examples/finetune -model DIR -lazy 2,4 -sink 4 -window 16 -out DIR
+//	go run ./examples/finetune -model DIR -data train.jsonl -loss ce -lazy 2,4 -out DIR
+//	go run ./examples/finetune -eval FILE.json -model DIR -lazy 2,4 -sink 4 -window 16 -prompt-len 128 -json
+//
+// Without -data it trains on sequences the full-attention model samples itself (temperature
+// 1, seeded; with -repeat, a share of them continue from a verbatim repeat of an earlier span,
+// which teaches long-range copying), by distillation: the KL divergence from the full model's
+// next-token distribution to the model under the training mask. One sample in ten is held out; training
+// stops early when its fixed-mask NLL stops improving (or after -max-time), and the best
+// weights are written.
+// Samples sharing a run of 32 tokens with the model's greedy continuation of BOS, or with
+// any -exclude file, are dropped, so evaluation texts never become training data.
+//
+// -data is JSONL with one {"text"}, {"prompt","completion"} or {"messages"} object per line,
+// packed to -seq-len tokens. Progress goes to stderr, one line per step.
+//
+// -eval FILE (a JSON array of token ids, BOS first) prints the mean NLL of tokens N.. given
+// the ones before, with the streaming mask on every row of the lazy layers (fixed_nll) and
+// with full attention (full_nll).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lighttransfer/lighttransfer-go/model"
+	"github.com/lighttransfer/lighttransfer-go/train"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "finetune:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	dir, out, lazy, data, exclude, evalFile, resume, lossName string
+	params                                                    string
+	watch                                                     string
+	maxTime                                                   time.Duration
+	sink, window, seqLen, batch, accum, steps, warmup         int
+	samples, evalEvery, patience, saveEvery, promptLen        int
+	threads                                                   int
+	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
+	seed                                                      uint64
+	asJSON                                                    bool
+}
+
+func parse(args []string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("finetune", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dir, "model", "", "input Hugging Face checkpoint `directory`")
+	fs.StringVar(&f.out, "out", "", "output checkpoint `directory` (written atomically)")
+	fs.StringVar(&f.lazy, "lazy", "", "comma-separated streaming layers, e.g. 2,4")
+	fs.IntVar(&f.sink, "sink", model.DefaultSink, "attention-sink tokens of the streaming layers")
+	fs.IntVar(&f.window, "window", model.DefaultWindow, "recent window of the streaming layers, the query's own token included")
+	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
+	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
+	fs.IntVar(&f.samples, "samples", 384, "sequences to sample when there is no -data")
+	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
+	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
+	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
+	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
+	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
+	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
+	fs.IntVar(&f.steps, "steps", 200, "optimizer steps")
+	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
+	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
+	fs.Float64Var(&f.lr, "lr", 5e-4, "peak learning rate")
+	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
+	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
+	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
+	fs.Float64Var(&f.clip, "clip", 1, "global gradient-norm clipping (<= 0: none)")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the sampled data and the data order")
+	fs.IntVar(&f.evalEvery, "eval-every", 20, "steps between validation passes")
+	fs.IntVar(&f.patience, "patience", 4, "validation passes without improvement before stopping (<= 0: never)")
+	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable state to OUT.state every N steps (0: never)")
+	fs.StringVar(&f.resume, "resume", "", "continue from a state `directory` written by -save-every")
+	fs.StringVar(&f.watch, "watch", "", "comma-separated JSON token files whose fixed-mask NLL (tokens -prompt-len..) each validation pass reports; never trained on")
+	fs.DurationVar(&f.maxTime, "max-time", 6*time.Minute, "stop training after this long, keeping the best weights (0: no limit)")
+	fs.IntVar(&f.threads, "threads", 0, "threads of the teacher and sampler (0: all CPUs)")
+	fs.StringVar(&f.evalFile, "eval", "", "evaluate the NLL of this JSON token `file` instead of training")
+	fs.IntVar(&f.promptLen, "prompt-len", 0, "with -eval: tokens of context before the scored ones")
+	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.dir == "" {
+		return nil, errors.New("-model is required")
+	}
+	return f, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	lazy, err := train.ParseLayers(f.lazy)
+	if err != nil {
+		return err
+	}
+	mask := train.Mask{Lazy: lazy, Sink: f.sink, Window: f.window}
+	var lopts []model.LoadOption
+	if f.threads > 0 {
+		lopts = append(lopts, model.WithThreads(f.threads))
+	}
+	m, err := model.Load(ctx, f.dir, append(lopts, model.WithLogger(slog.New(slog.DiscardHandler)))...)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := mask.Validate(m.Config().NumLayers); err != nil {
+		return err
+	}
+	if f.evalFile != "" {
+		return evaluate(ctx, m, f, mask, stdout)
+	}
+	if len(lazy) == 0 {
+		return errors.New("-lazy is required to train")
+	}
+	if f.out == "" {
+		return errors.New("-out is required")
+	}
+	return fineTune(ctx, m, f, mask, stdout, stderr)
+}
+
+func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, stdout io.Writer) error {
+	toks, err := readTokens(f.evalFile)
+	if err != nil {
+		return err
+	}
+	if len(lazy(mask)) == 0 {
+		return errors.New("-eval needs -lazy")
+	}
+	fixed, err := train.NLL(ctx, m, toks, f.promptLen, mask)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.evalFile, err)
+	}
+	full, err := train.NLL(ctx, m, toks, f.promptLen, train.Mask{})
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.evalFile, err)
+	}
+	if f.asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]float64{"fixed_nll": fixed, "full_nll": full})
+	}
+	_, err = fmt.Fprintf(stdout, "fixed_nll %.4f full_nll %.4f (tokens %d.., lazy %v, sink %d, window %d)\n",
+		fixed, full, f.promptLen, mask.Lazy, mask.Sink, mask.Window)
+	return err
+}
+
+func lazy(m train.Mask) []int { return m.Lazy }
+
+func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, stdout, stderr io.Writer) error {
+	loss := train.Distill
+	switch f.lossName {
+	case "distill":
+	case "ce":
+		loss = train.CrossEntropy
+	default:
+		return fmt.Errorf("-loss %q: want distill or ce", f.lossName)
+	}
+	params, err := train.ParseParams(f.params)
+	if err != nil {
+		return err
+	}
+	cfg := m.Config()
+	if f.seqLen < 2 || f.seqLen > cfg.MaxPositions {
+		return fmt.Errorf("%w: -seq-len %d: want 2..%d (the model's context)", train.ErrConfig, f.seqLen, cfg.MaxPositions)
+	}
+	if f.valFrac < 0 || f.valFrac >= 1 {
+		return fmt.Errorf("%w: -val-frac %v: want [0, 1)", train.ErrConfig, f.valFrac)
+	}
+	w, err := train.LoadWeights(f.dir)
+	if err != nil {
+		return err
+	}
+	seqs, err := loadData(ctx, m, f, stderr)
+	if err != nil {
+		return err
+	}
+	nVal := int(math.Round(f.valFrac * float64(len(seqs))))
+	if f.valFrac > 0 && nVal == 0 && len(seqs) > 1 {
+		nVal = 1
+	}
+	trainSeqs, val := seqs[nVal:], seqs[:nVal]
+	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
+		AdamW: train.AdamW{LR: f.lr, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
+		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
+	opts.MaxTime, opts.EMA = f.maxTime, f.ema
+	if f.watch != "" {
+		for _, p := range strings.Split(f.watch, ",") {
+			t, err := readTokens(p)
+			if err != nil {
+				return err
+			}
+			from := f.promptLen
+			if from <= 0 {
+				from = len(t) / 2
+			}
+			opts.Watch = append(opts.Watch, train.Text{Name: strings.TrimSuffix(filepath.Base(p), ".json"), Tokens: t, From: from})
+		}
+	}
+	if f.saveEvery > 0 {
+		opts.SaveEvery = f.saveEvery
+		opts.Save = func(st *train.State) error { return train.SaveState(f.out+".state", st) }
+	}
+	if f.resume != "" {
+		if opts.Resume, err = train.LoadState(f.resume, w); err != nil {
+			return err
+		}
+	}
+	opts.Progress = func(p train.Progress) {
+		line := fmt.Sprintf("step %d/%d loss %.4f lr %.2e |g| %.3f tok/s %.0f eta %s", p.Step, p.Steps, p.Loss, p.LR,
+			p.GradNorm, p.TokensPerSec, p.ETA.Round(time.Second))
+		if !math.IsNaN(p.Val) {
+			line += fmt.Sprintf(" val_nll %.4f best %.4f", p.Val, p.Best)
+			for i, x := range p.Watch {
+				line += fmt.Sprintf(" %s %.4f", opts.Watch[i].Name, x)
+			}
+		}
+		fmt.Fprintln(stderr, line)
+	}
+	fmt.Fprintf(stderr, "training %d sequences of %d tokens (%d held out), lazy %v sink %d window %d, loss %s, params %s\n",
+		len(trainSeqs), f.seqLen, len(val), mask.Lazy, mask.Sink, mask.Window, loss, params)
+	res, err := train.Run(ctx, w, m, trainSeqs, val, opts)
+	if err != nil {
+		return err
+	}
+	if err := train.SaveCheckpoint(f.out, f.dir, res.Weights, mask); err != nil {
+		return err
+	}
+	sum := map[string]any{"out": f.out, "steps": res.Steps, "best_step": res.BestStep, "val_nll_before": res.StartVal,
+		"val_nll_best": res.BestVal, "val_nll_full": res.FullVal, "seconds": res.Elapsed.Seconds()}
+	if math.IsNaN(res.FullVal) || math.IsNaN(res.StartVal) {
+		delete(sum, "val_nll_full")
+		delete(sum, "val_nll_before")
+	}
+	if f.asJSON {
+		return json.NewEncoder(stdout).Encode(sum)
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s: %d steps in %s, best step %d, held-out fixed NLL %.4f -> %.4f (full attention %.4f, %.0f%% of the gap recovered)\n",
+		f.out, res.Steps, res.Elapsed.Round(time.Second), res.BestStep, res.StartVal, res.BestVal, res.FullVal,
+		100*(res.StartVal-res.BestVal)/(res.StartVal-res.FullVal))
+	return err
+}
+
+func orNone(x float64) float64 {
+	if x <= 0 {
+		return -1
+	}
+	return x
+}
+
+func orNever(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// loadData returns the training sequences: -data packed, or sequences sampled from m.
+func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) ([]train.Sequence, error) {
+	if f.data != "" {
+		tok := m.Tokenizer()
+		if tok == nil {
+			return nil, fmt.Errorf("-data needs the checkpoint's tokenizer.json")
+		}
+		r, err := os.Open(f.data)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		recs, err := train.ParseJSONL(r, f.data)
+		if err != nil {
+			return nil, err
+		}
+		exs, err := train.Tokenize(recs, tok, f.data)
+		if err != nil {
+			return nil, err
+		}
+		return train.Pack(exs, f.seqLen, f.data)
+	}
+	bos := int32(1)
+	if b := m.Config().BOS; len(b) > 0 {
+		bos = b[0]
+	}
+	// The model's greedy continuation of BOS is its natural evaluation text: keep it out.
+	g, err := m.GenerateTokens(ctx, []int32{bos}, model.WithMaxTokens(f.seqLen-1), model.WithIgnoreEOS())
+	if err != nil {
+		return nil, err
+	}
+	texts := [][]int32{append([]int32{bos}, g.Tokens...)}
+	if f.exclude != "" {
+		for _, p := range strings.Split(f.exclude, ",") {
+			t, err := readTokens(p)
+			if err != nil {
+				return nil, err
+			}
+			texts = append(texts, t)
+		}
+	}
+	start := time.Now()
+	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
+		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Temperature: f.sampleTemp, Progress: func(done int) {
+			if done%64 == 0 || done == f.samples {
+				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
+			}
+		}})
+	return seqs, err
+}
+
+func readTokens(path string) ([]int32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var toks []int32
+	if err := json.Unmarshal(b, &toks); err != nil {
+		return nil, fmt.Errorf("%s: want a JSON array of token ids: %w", filepath.Base(path), err)
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("%s: no tokens", path)
+	}
+	return toks, nil
+}

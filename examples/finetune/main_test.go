@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lighttransfer/lighttransfer-go/model"
+)
+
+const (
+	stories = "../../testdata/stories260K"
+	greedy  = "../../testdata/train-stories260K/greedy256.json"
+)
+
+// TestEval reproduces the issue's starting point: fixed-mode NLL of greedy256 rows 128.. with
+// lazy layers [2 4], sink 4, window 16 is 0.6103, full attention 0.4239.
+func TestEval(t *testing.T) {
+	var out, errb bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-eval", greedy, "-model", stories, "-lazy", "2,4", "-sink", "4",
+		"-window", "16", "-prompt-len", "128", "-json"}, &out, &errb))
+	var r map[string]float64
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+	require.InDelta(t, 0.6103, r["fixed_nll"], 1e-4)
+	require.InDelta(t, 0.4239, r["full_nll"], 1e-4)
+}
+
+// TestSmoke trains a few steps on a handful of sampled sequences and checks the written
+// checkpoint opens in fixed mode and scores no worse than NaN; the progress lines name
+// step, loss, tokens/s and ETA.
+func TestSmoke(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "ft")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-model", stories, "-lazy", "2,4", "-sink", "4", "-window", "16", "-out", out,
+		"-samples", "5", "-seq-len", "48", "-batch", "2", "-steps", "3", "-warmup", "1", "-eval-every", "2",
+		"-save-every", "2", "-watch", greedy, "-prompt-len", "128", "-json"}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	require.Contains(t, stderr.String(), "step 3/3 loss ")
+	require.Contains(t, stderr.String(), " tok/s ")
+	require.Contains(t, stderr.String(), " eta ")
+	require.Contains(t, stderr.String(), " greedy256 ")
+	var sum map[string]any
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &sum), stdout.String())
+	require.EqualValues(t, 3, sum["steps"])
+	m, err := model.Load(context.Background(), out, model.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer m.Close()
+	require.Equal(t, []int{2, 4}, m.Config().LazyLayers)
+	require.Equal(t, 16, m.Config().StreamingWindow)
+	require.DirExists(t, out+".state")
+
+	// Resuming from the state continues to the new step count.
+	stdout.Reset()
+	stderr.Reset()
+	err = run(context.Background(), []string{"-model", stories, "-lazy", "2,4", "-sink", "4", "-window", "16", "-out", out,
+		"-samples", "5", "-seq-len", "48", "-batch", "2", "-steps", "4", "-warmup", "1", "-resume", out + ".state"}, &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	require.Contains(t, stderr.String(), "step 3/4 ")
+	require.NotContains(t, stderr.String(), "step 2/4 ")
+}
+
+// TestBadInput: each misuse is an error naming what is wrong, and no checkpoint is written.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	jsonl := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	base := []string{"-model", stories, "-sink", "4", "-window", "16", "-steps", "1", "-samples", "3", "-seq-len", "32", "-batch", "1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-lazy", "2,5"}, "lazy layer 5 out of range [0, 5)"},
+		{[]string{"-lazy", "2,2"}, "lazy layer 2 listed twice"},
+		{[]string{"-lazy", "2", "-window", "0"}, "window 0 must be > 0"},
+		{[]string{"-lazy", "2,x"}, `lazy layer "x" is not an integer`},
+		{[]string{"-lazy", "2", "-data", jsonl("empty.jsonl", "")}, "empty.jsonl: no records"},
+		{[]string{"-lazy", "2", "-data", jsonl("bad.jsonl", `{"text": "a b c"}`+"\n"+`{"text": `)}, "bad.jsonl:2: not a JSON object"},
+		{[]string{"-lazy", "2", "-data", jsonl("blank.jsonl", `{"text": "a b c"}`+"\n\n")}, "blank.jsonl:2: empty line"},
+		{[]string{"-lazy", "2", "-data", jsonl("long.jsonl", `{"text": "`+strings.Repeat("Once upon a time. ", 20)+`"}`)}, "long.jsonl:1: "},
+		{[]string{"-lazy", "2", "-seq-len", "600"}, "-seq-len 600: want 2..512"},
+		{[]string{"-lazy", "2", "-lr", "1e9", "-clip", "0", "-warmup", "0", "-loss", "ce", "-steps", "30"}, "non-finite loss at step "},
+		{[]string{"-lazy", "2", "-loss", "mse"}, `-loss "mse"`},
+	} {
+		out := filepath.Join(dir, "out")
+		args := append(append(append([]string{}, base...), tc.args...), "-out", out)
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		require.Error(t, err, "%v", tc.args)
+		require.ErrorContains(t, err, tc.want, "%v", tc.args)
+		require.NoDirExists(t, out, "%v", tc.args)
+	}
+}
