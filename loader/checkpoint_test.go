@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 	"io/fs"
 	"math"
 	"os"
@@ -169,7 +170,7 @@ func TestBF16Widening(t *testing.T) {
 func TestF16Conversion(t *testing.T) {
 	// Exhaustive: every half value against the defining formula in float64.
 	for h := 0; h < 1<<16; h++ {
-		got := f16ToF32(uint16(h))
+		got := f16.ToFloat32(uint16(h))
 		sign := 1.0
 		if h&0x8000 != 0 {
 			sign = -1

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 	"math"
 	"os"
 	"path/filepath"
@@ -161,7 +162,7 @@ func encode(x []float32, dt loader.DType) ([]byte, error) {
 	case loader.F16:
 		b := make([]byte, 2*len(x))
 		for i, v := range x {
-			binary.LittleEndian.PutUint16(b[2*i:], toF16(v))
+			binary.LittleEndian.PutUint16(b[2*i:], f16.FromFloat32(v))
 		}
 		return b, nil
 	}
@@ -176,39 +177,6 @@ func toBF16(x float32) uint16 {
 	}
 	u += 0x7fff + (u>>16)&1
 	return uint16(u >> 16)
-}
-
-// toF16 rounds x to the nearest IEEE half (ties to even; overflow to ±Inf).
-func toF16(x float32) uint16 {
-	u := math.Float32bits(x)
-	sign := uint16(u>>16) & 0x8000
-	exp := int(u>>23&0xff) - 127 + 15
-	man := u & 0x7fffff
-	switch {
-	case u&0x7fffffff > 0x7f800000:
-		return sign | 0x7e00
-	case exp >= 31:
-		return sign | 0x7c00
-	case exp <= 0:
-		if exp < -10 {
-			return sign
-		}
-		man |= 0x800000
-		shift := uint(14 - exp)
-		h := man >> shift
-		rem := man & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(exp)<<10 | man>>13
-	rem := man & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++
-	}
-	return sign | uint16(h)
 }
 
 // writeSafetensors writes named tensors to path in their dtypes (header keys sorted).

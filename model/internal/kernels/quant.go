@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 	"math"
 )
 
@@ -89,8 +90,8 @@ func (w *Quant) QuantizeRow(r int, src []float32, scheme Q4Scheme) {
 		} else {
 			d, m = nearestBlock4(&q, &blk)
 		}
-		w.D[i], w.M[r*w.MStride()+b] = F32ToF16(d), F32ToF16(m)
-		d, m = F16ToF32(w.D[i]), F16ToF32(w.M[r*w.MStride()+b])
+		w.D[i], w.M[r*w.MStride()+b] = f16.FromFloat32(d), f16.FromFloat32(m)
+		d, m = f16.ToFloat32(w.D[i]), f16.ToFloat32(w.M[r*w.MStride()+b])
 		// Requantize against the stored (rounded) scale and offset.
 		for j, x := range blk {
 			q[j] = level4(x, d, m)
@@ -108,8 +109,8 @@ func quantBlock8(q []byte, x *[QBlock]float32) uint16 {
 	for _, v := range x {
 		amax = max(amax, float32(math.Abs(float64(v))))
 	}
-	dh := F32ToF16(amax / 127)
-	d := F16ToF32(dh)
+	dh := f16.FromFloat32(amax / 127)
+	d := f16.ToFloat32(dh)
 	if d == 0 {
 		clear(q[:QBlock])
 		return dh
@@ -241,7 +242,7 @@ func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
 	for c := c0; c < c1; c += QBlock {
 		b := c / QBlock
 		i := r*nb + b
-		d := F16ToF32(w.D[i])
+		d := f16.ToFloat32(w.D[i])
 		n := min(QBlock, c1-c)
 		o := dst[c-c0 : c-c0+n]
 		if w.Bits == 8 {
@@ -251,7 +252,7 @@ func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
 			}
 			continue
 		}
-		m := F16ToF32(w.M[r*w.MStride()+b])
+		m := f16.ToFloat32(w.M[r*w.MStride()+b])
 		q := w.Q[i*QBlock/2 : (i+1)*QBlock/2]
 		for j := range o {
 			v := q[j&15]
@@ -332,7 +333,7 @@ func goMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
 				for j, v := range qb {
 					s += int32(int8(v)) * int32(xb[j])
 				}
-				acc += F16ToF32(w.D[r*nb+b]) * x.D[b] * float32(s)
+				acc += f16.ToFloat32(w.D[r*nb+b]) * x.D[b] * float32(s)
 			}
 		} else {
 			q := w.Q[r*nb*QBlock/2 : (r+1)*nb*QBlock/2]
@@ -343,67 +344,9 @@ func goMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
 				for j, v := range qb {
 					s += int32(v&15)*int32(xb[j]) + int32(v>>4)*int32(xb[j+16])
 				}
-				acc += F16ToF32(w.D[r*nb+b])*x.D[b]*float32(s) + F16ToF32(ms[b])*x.S[b]
+				acc += f16.ToFloat32(w.D[r*nb+b])*x.D[b]*float32(s) + f16.ToFloat32(ms[b])*x.S[b]
 			}
 		}
 		dst[r] = acc
 	}
-}
-
-// F32ToF16 rounds x to the nearest IEEE float16 (ties to even) and returns its bits;
-// magnitudes beyond the float16 range become ±Inf.
-func F32ToF16(x float32) uint16 {
-	b := math.Float32bits(x)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23&0xff) - 127 + 15
-	man := b & 0x7fffff
-	switch {
-	case b&0x7fffffff > 0x7f800000: // NaN
-		return sign | 0x7e00
-	case exp >= 31:
-		return sign | 0x7c00
-	case exp <= 0:
-		if exp < -10 {
-			return sign
-		}
-		man |= 0x800000
-		shift := uint32(14 - exp)
-		h := man >> shift
-		rem := man & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(exp)<<10 | man>>13
-	rem := man & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // may carry into the exponent, up to Inf: correct rounding
-	}
-	return sign | uint16(h)
-}
-
-// F16ToF32 widens IEEE float16 bits to float32 (exact).
-func F16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case exp == 0:
-		if man == 0 {
-			return math.Float32frombits(sign)
-		}
-		return math.Float32frombits(sign) + float32(man)*(1.0/(1<<24))*sgn(sign)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-}
-
-func sgn(sign uint32) float32 {
-	if sign != 0 {
-		return -1
-	}
-	return 1
 }

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -31,7 +32,7 @@ func naiveMatVecQ(w *Quant, x []float32) (out, mag []float64) {
 		for c := 0; c < nb*QBlock; c++ {
 			b, j := c/QBlock, c%QBlock
 			xd := float64(qx.Q[c]) * float64(qx.D[b])
-			d := float64(F16ToF32(w.D[r*nb+b]))
+			d := float64(f16.ToFloat32(w.D[r*nb+b]))
 			var wd, wm float64
 			if w.Bits == 8 {
 				wd = d * float64(int8(w.Q[(r*nb+b)*QBlock+j]))
@@ -41,7 +42,7 @@ func naiveMatVecQ(w *Quant, x []float32) (out, mag []float64) {
 				if j >= 16 {
 					v >>= 4
 				}
-				m := float64(F16ToF32(w.M[r*w.MStride()+b]))
+				m := float64(f16.ToFloat32(w.M[r*w.MStride()+b]))
 				wd = d*float64(v&15) + m
 				wm = math.Abs(d*float64(v&15)) + math.Abs(m)
 			}
@@ -57,26 +58,26 @@ func TestF16(t *testing.T) {
 		if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
 			continue // NaN
 		}
-		if got := F32ToF16(F16ToF32(uint16(h))); got != uint16(h) {
-			t.Fatalf("round trip of %#04x gives %#04x (%v)", h, got, F16ToF32(uint16(h)))
+		if got := f16.FromFloat32(f16.ToFloat32(uint16(h))); got != uint16(h) {
+			t.Fatalf("round trip of %#04x gives %#04x (%v)", h, got, f16.ToFloat32(uint16(h)))
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 100000; i++ {
 		x := float32(rng.NormFloat64() * math.Pow(2, float64(rng.IntN(40)-28)))
-		h := F32ToF16(x)
-		y := F16ToF32(h)
+		h := f16.FromFloat32(x)
+		y := f16.ToFloat32(h)
 		if math.IsInf(float64(y), 0) {
 			continue
 		}
 		// No neighbour of h is closer to x.
 		for _, n := range []uint16{h - 1, h + 1} {
-			if z := F16ToF32(n); n&0x7c00 != 0x7c00 && math.Abs(float64(z-x)) < math.Abs(float64(y-x)) {
-				t.Fatalf("F32ToF16(%v) = %v, but %v is closer", x, y, z)
+			if z := f16.ToFloat32(n); n&0x7c00 != 0x7c00 && math.Abs(float64(z-x)) < math.Abs(float64(y-x)) {
+				t.Fatalf("f16.FromFloat32(%v) = %v, but %v is closer", x, y, z)
 			}
 		}
 	}
-	if F16ToF32(F32ToF16(1e6)) != float32(math.Inf(1)) || F32ToF16(float32(math.NaN()))&0x7c00 != 0x7c00 {
+	if f16.ToFloat32(f16.FromFloat32(1e6)) != float32(math.Inf(1)) || f16.FromFloat32(float32(math.NaN()))&0x7c00 != 0x7c00 {
 		t.Fatal("overflow or NaN not kept")
 	}
 }
@@ -92,7 +93,7 @@ func TestQuantizeError(t *testing.T) {
 		nb := q.Blocks()
 		for i, v := range w {
 			r, c := i/cols, i%cols
-			d := F16ToF32(q.D[r*nb+c/QBlock])
+			d := f16.ToFloat32(q.D[r*nb+c/QBlock])
 			if e := math.Abs(float64(deq[i] - v)); e > 0.5*float64(d)*(1+1e-3)+1e-7 {
 				t.Fatalf("cols %d: q8 [%d] %v → %v, error %g > d/2 = %g", cols, i, v, deq[i], e, d/2)
 			}
@@ -308,7 +309,7 @@ func TestDequantRoutes(t *testing.T) {
 					b := (i/cols)*nb + (i%cols)/QBlock
 					tol := 0.0
 					if bits == 4 {
-						tol = 1e-7 * (15*math.Abs(float64(F16ToF32(q.D[b]))) + math.Abs(float64(F16ToF32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
+						tol = 1e-7 * (15*math.Abs(float64(f16.ToFloat32(q.D[b]))) + math.Abs(float64(f16.ToFloat32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
 					}
 					if math.Abs(float64(got[i]-want[i])) > tol {
 						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])
