@@ -122,10 +122,7 @@ func CheckTrain(ctx context.Context, dir, modelDir string, step TrainStep) ([]Re
 	if err != nil {
 		return nil, err
 	}
-	after, err := readTensors(filepath.Join(dir, TrainAfterFile), modelDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		after, err = afterFromDelta(dir, modelDir, ref.AdamW.LR)
-	}
+	after, err := ReadTrainAfter(dir, modelDir, ref.AdamW.LR)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +195,17 @@ func CheckTrain(ctx context.Context, dir, modelDir string, step TrainStep) ([]Re
 		adamR.Note = fmt.Sprintf("%d values with |g_ref| > %g", compared, TrainAdamMinGrad)
 	}
 	return []Result{lossR, gradR, adamR}, nil
+}
+
+// ReadTrainAfter returns the parameters after the reference step in dir, by tensor name:
+// dir/after_adamw.safetensors when it exists, else rebuilt from the compact
+// dir/after_adamw_delta.safetensors, lr and the starting weights in modelDir.
+func ReadTrainAfter(dir, modelDir string, lr float64) (map[string][]float32, error) {
+	after, err := readTensors(filepath.Join(dir, TrainAfterFile), modelDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return afterFromDelta(dir, modelDir, lr)
+	}
+	return after, err
 }
 
 // afterFromDelta rebuilds the parameters after the step from the compact delta file and the
