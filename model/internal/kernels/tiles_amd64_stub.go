@@ -100,18 +100,6 @@ func tileZ_4x3(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, 
 // tileZ_4x4 computes a 4-token × 4-row tile of dot products with AVX-512 (k a multiple of 16).
 func tileZ_4x4(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, k int, acc int)
 
-// tileBF16P_1x1 computes 1 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x1(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x2 computes 2 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x2(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x3 computes 3 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x3(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x4 computes 4 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
-
 // widenBF16 widens n bf16 values to float32 (n a multiple of 8).
 func widenBF16(dst *float32, src *uint16, n int)
 
