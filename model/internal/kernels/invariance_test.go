@@ -12,10 +12,11 @@ import (
 // anywhere among them), MatVec of the token alone and MatVecs give a token's row the bits of
 // MatVec on one thread, also when the weights start at another row (the row's place in a
 // 4-row tile moves) and with 1, 2 or 3 threads (the split of rows over workers moves). The
-// shapes have tail columns (not multiples of 8 or 16), several kc column blocks (2100) and
-// are large enough that the parallel paths run.
+// shapes have tail columns (not multiples of 8 or 16), several kc column blocks (2100; 1029
+// and 1030 end in a block of fewer than 8 columns), row counts around the 4- and 8-row tiles,
+// and are large enough that the parallel paths run.
 func TestRowInvariance(t *testing.T) {
-	shapes := [][2]int{{67, 1041}, {13, 2100}, {37, 33}, {5, 7}, {200, 2100}, {130, 896}}
+	shapes := [][2]int{{67, 1041}, {13, 2100}, {37, 33}, {5, 7}, {200, 2100}, {130, 896}, {29, 1029}, {16, 1030}}
 	const nmax = 13
 	pools := []*Pool{NewPool(1), NewPool(2), NewPool(3)}
 	defer func() {

@@ -66,13 +66,36 @@ func b2i(b bool) int {
 // over workers.
 
 // asmMatVecRows computes rows [r0, r1) of MatVec: the single-token case of asmMatMulRows,
-// walking each 4-row group through all its column blocks before the next group.
+// walking each group of rows through all its column blocks before the next group. With AVX2
+// the groups are of 8 rows (mvF32_1x8, the sums of tileF32_1xR), the last ones of up to 4.
 func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) {
 	if cols == 0 {
 		clear(dst[r0:r1])
 		return
 	}
-	for r := r0; r < r1; r += 4 {
+	r := r0
+	if !useAVX512 {
+		for ; r+mvRows <= r1; r += mvRows {
+			for kb := 0; kb < cols; kb += kc {
+				klen := min(kc, cols-kb)
+				k8 := klen &^ 7
+				wr := w[r*cols+kb : (r+mvRows-1)*cols+kb+klen]
+				xk := x[kb : kb+klen]
+				switch {
+				case k8 > 0:
+					mvF32_1x8(&dst[r], &xk[0], &wr[0], cols, k8, b2i(kb > 0))
+				case kb == 0:
+					clear(dst[r : r+mvRows])
+				default:
+					addZero(dst[r : r+mvRows])
+				}
+				for i := 0; k8 < klen && i < mvRows; i++ {
+					dst[r+i] = goDotAcc(dst[r+i], xk[k8:], wr[i*cols+k8:])
+				}
+			}
+		}
+	}
+	for ; r < r1; r += 4 {
 		R := min(4, r1-r)
 		for kb := 0; kb < cols; kb += kc {
 			klen := min(kc, cols-kb)
@@ -81,10 +104,20 @@ func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) {
 	}
 }
 
+// mvRows is the row count of the AVX2 matrix-vector tiles (mvF32_1x8, mvBF16_1x8).
+const mvRows = 8
+
+// addZero adds +0 to each value, as a tile does over no columns (it turns -0 into +0).
+func addZero(v []float32) {
+	for i := range v {
+		v[i] += 0
+	}
+}
+
 // asmMatVecBF16Rows computes rows [r0, r1) of MatVecBF16 with the bits of asmMatVecRows
-// on the widened weights: with AVX2 the tileBF16 kernels widen in registers; with AVX-512
-// each 4-row block is widened into scratch (4·kc values) for the AVX-512 float32 tiles,
-// as asmMatMulBF16Rows does.
+// on the widened weights: with AVX2 the mvBF16 and tileBF16 kernels widen in registers;
+// with AVX-512 each 4-row block is widened into scratch (4·kc values) for the AVX-512
+// float32 tiles, as asmMatMulBF16Rows does.
 func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int, scratch []float32) {
 	if cols == 0 {
 		clear(dst[r0:r1])
@@ -94,20 +127,31 @@ func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int,
 		asmMatMulBF16Rows(dst, x, w, 1, 0, cols, r0, r1, scratch)
 		return
 	}
-	for r := r0; r < r1; r += 4 {
+	for r := r0; r < r1; {
 		R := min(4, r1-r)
+		if r+mvRows <= r1 {
+			R = mvRows
+		}
 		for kb := 0; kb < cols; kb += kc {
 			klen := min(kc, cols-kb)
 			k8 := klen &^ 7
 			wr := w[r*cols+kb : (r+R-1)*cols+kb+klen]
 			xk := x[kb : kb+klen]
-			tilesBF16[R-1](&dst[r], 0, &xk[0], cols, &wr[0], cols, k8, b2i(kb > 0))
-			if k8 < klen {
-				for i := 0; i < R; i++ {
-					dst[r+i] = goDotBF16Acc(dst[r+i], xk[k8:], wr[i*cols+k8:])
-				}
+			switch {
+			case k8 == 0 && kb == 0:
+				clear(dst[r : r+R])
+			case k8 == 0:
+				addZero(dst[r : r+R])
+			case R == mvRows:
+				mvBF16_1x8(&dst[r], &xk[0], &wr[0], cols, k8, b2i(kb > 0))
+			default:
+				tilesBF16[R-1](&dst[r], 0, &xk[0], cols, &wr[0], cols, k8, b2i(kb > 0))
+			}
+			for i := 0; k8 < klen && i < R; i++ {
+				dst[r+i] = goDotBF16Acc(dst[r+i], xk[k8:], wr[i*cols+k8:])
 			}
 		}
+		r += R
 	}
 }
 

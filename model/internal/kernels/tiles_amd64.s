@@ -1376,6 +1376,484 @@ tileBF16_1x4_store0_3:
 	VZEROUPPER
 	RET
 
+// func mvF32_1x8(out *float32, x *float32, w *float32, ldw int, k int, acc int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·mvF32_1x8(SB), NOSPLIT, $0-48
+	MOVQ   x+8(FP), AX
+	MOVQ   ldw+24(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   w+16(FP), DX
+	LEAQ   (DX)(CX*1), BX
+	LEAQ   (BX)(CX*1), SI
+	LEAQ   (SI)(CX*1), DI
+	LEAQ   (DI)(CX*1), R8
+	LEAQ   (R8)(CX*1), R9
+	LEAQ   (R9)(CX*1), R10
+	LEAQ   (R10)(CX*1), R11
+	SHLQ   $0x03, CX
+	MOVQ   k+32(FP), R12
+	LEAQ   (AX)(R12*4), R13
+	ANDQ   $-32, R12
+	LEAQ   (AX)(R12*4), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+mvF32_1x8_loop32:
+	CMPQ        AX, R12
+	JGE         mvF32_1x8_loop8
+	PREFETCHT0  (DX)(CX*1)
+	PREFETCHT0  64(DX)(CX*1)
+	PREFETCHT0  (BX)(CX*1)
+	PREFETCHT0  64(BX)(CX*1)
+	PREFETCHT0  (SI)(CX*1)
+	PREFETCHT0  64(SI)(CX*1)
+	PREFETCHT0  (DI)(CX*1)
+	PREFETCHT0  64(DI)(CX*1)
+	PREFETCHT0  (R8)(CX*1)
+	PREFETCHT0  64(R8)(CX*1)
+	PREFETCHT0  (R9)(CX*1)
+	PREFETCHT0  64(R9)(CX*1)
+	PREFETCHT0  (R10)(CX*1)
+	PREFETCHT0  64(R10)(CX*1)
+	PREFETCHT0  (R11)(CX*1)
+	PREFETCHT0  64(R11)(CX*1)
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS (BX), Y8, Y1
+	VFMADD231PS (SI), Y8, Y2
+	VFMADD231PS (DI), Y8, Y3
+	VFMADD231PS (R8), Y8, Y4
+	VFMADD231PS (R9), Y8, Y5
+	VFMADD231PS (R10), Y8, Y6
+	VFMADD231PS (R11), Y8, Y7
+	VMOVUPS     32(AX), Y8
+	VFMADD231PS 32(DX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 32(SI), Y8, Y2
+	VFMADD231PS 32(DI), Y8, Y3
+	VFMADD231PS 32(R8), Y8, Y4
+	VFMADD231PS 32(R9), Y8, Y5
+	VFMADD231PS 32(R10), Y8, Y6
+	VFMADD231PS 32(R11), Y8, Y7
+	VMOVUPS     64(AX), Y8
+	VFMADD231PS 64(DX), Y8, Y0
+	VFMADD231PS 64(BX), Y8, Y1
+	VFMADD231PS 64(SI), Y8, Y2
+	VFMADD231PS 64(DI), Y8, Y3
+	VFMADD231PS 64(R8), Y8, Y4
+	VFMADD231PS 64(R9), Y8, Y5
+	VFMADD231PS 64(R10), Y8, Y6
+	VFMADD231PS 64(R11), Y8, Y7
+	VMOVUPS     96(AX), Y8
+	VFMADD231PS 96(DX), Y8, Y0
+	VFMADD231PS 96(BX), Y8, Y1
+	VFMADD231PS 96(SI), Y8, Y2
+	VFMADD231PS 96(DI), Y8, Y3
+	VFMADD231PS 96(R8), Y8, Y4
+	VFMADD231PS 96(R9), Y8, Y5
+	VFMADD231PS 96(R10), Y8, Y6
+	VFMADD231PS 96(R11), Y8, Y7
+	ADDQ        $+128, AX
+	ADDQ        $+128, DX
+	ADDQ        $+128, BX
+	ADDQ        $+128, SI
+	ADDQ        $+128, DI
+	ADDQ        $+128, R8
+	ADDQ        $+128, R9
+	ADDQ        $+128, R10
+	ADDQ        $+128, R11
+	JMP         mvF32_1x8_loop32
+
+mvF32_1x8_loop8:
+	CMPQ        AX, R13
+	JGE         mvF32_1x8_reduce
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS (BX), Y8, Y1
+	VFMADD231PS (SI), Y8, Y2
+	VFMADD231PS (DI), Y8, Y3
+	VFMADD231PS (R8), Y8, Y4
+	VFMADD231PS (R9), Y8, Y5
+	VFMADD231PS (R10), Y8, Y6
+	VFMADD231PS (R11), Y8, Y7
+	ADDQ        $+32, AX
+	ADDQ        $+32, DX
+	ADDQ        $+32, BX
+	ADDQ        $+32, SI
+	ADDQ        $+32, DI
+	ADDQ        $+32, R8
+	ADDQ        $+32, R9
+	ADDQ        $+32, R10
+	ADDQ        $+32, R11
+	JMP         mvF32_1x8_loop8
+
+mvF32_1x8_reduce:
+	MOVQ         out+0(FP), AX
+	MOVQ         acc+40(FP), CX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store0
+	VADDSS       (AX), X8, X8
+
+mvF32_1x8_store0:
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store1
+	VADDSS       4(AX), X0, X0
+
+mvF32_1x8_store1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store2
+	VADDSS       8(AX), X0, X0
+
+mvF32_1x8_store2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store3
+	VADDSS       12(AX), X0, X0
+
+mvF32_1x8_store3:
+	VMOVSS       X0, 12(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store4
+	VADDSS       16(AX), X0, X0
+
+mvF32_1x8_store4:
+	VMOVSS       X0, 16(AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store5
+	VADDSS       20(AX), X0, X0
+
+mvF32_1x8_store5:
+	VMOVSS       X0, 20(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store6
+	VADDSS       24(AX), X0, X0
+
+mvF32_1x8_store6:
+	VMOVSS       X0, 24(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store7
+	VADDSS       28(AX), X0, X0
+
+mvF32_1x8_store7:
+	VMOVSS X0, 28(AX)
+	VZEROUPPER
+	RET
+
+// func mvBF16_1x8(out *float32, x *float32, w *uint16, ldw int, k int, acc int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·mvBF16_1x8(SB), NOSPLIT, $0-48
+	MOVQ   x+8(FP), AX
+	MOVQ   ldw+24(FP), CX
+	SHLQ   $0x01, CX
+	MOVQ   w+16(FP), DX
+	LEAQ   (DX)(CX*1), BX
+	LEAQ   (BX)(CX*1), SI
+	LEAQ   (SI)(CX*1), DI
+	LEAQ   (DI)(CX*1), R8
+	LEAQ   (R8)(CX*1), R9
+	LEAQ   (R9)(CX*1), R10
+	LEAQ   (R10)(CX*1), R11
+	SHLQ   $0x03, CX
+	MOVQ   k+32(FP), R12
+	LEAQ   (AX)(R12*4), R13
+	ANDQ   $-32, R12
+	LEAQ   (AX)(R12*4), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+mvBF16_1x8_loop32:
+	CMPQ        AX, R12
+	JGE         mvBF16_1x8_loop8
+	PREFETCHT0  (DX)(CX*1)
+	PREFETCHT0  (BX)(CX*1)
+	PREFETCHT0  (SI)(CX*1)
+	PREFETCHT0  (DI)(CX*1)
+	PREFETCHT0  (R8)(CX*1)
+	PREFETCHT0  (R9)(CX*1)
+	PREFETCHT0  (R10)(CX*1)
+	PREFETCHT0  (R11)(CX*1)
+	VMOVUPS     (AX), Y8
+	VPMOVZXWD   (DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   (SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   (R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   (R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   (R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     32(AX), Y8
+	VPMOVZXWD   16(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   16(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   16(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   16(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   16(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   16(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   16(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   16(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     64(AX), Y8
+	VPMOVZXWD   32(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   32(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   32(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   32(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   32(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   32(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   32(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   32(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     96(AX), Y8
+	VPMOVZXWD   48(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   48(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   48(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   48(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   48(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   48(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   48(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   48(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	ADDQ        $+128, AX
+	ADDQ        $+64, DX
+	ADDQ        $+64, BX
+	ADDQ        $+64, SI
+	ADDQ        $+64, DI
+	ADDQ        $+64, R8
+	ADDQ        $+64, R9
+	ADDQ        $+64, R10
+	ADDQ        $+64, R11
+	JMP         mvBF16_1x8_loop32
+
+mvBF16_1x8_loop8:
+	CMPQ        AX, R13
+	JGE         mvBF16_1x8_reduce
+	VMOVUPS     (AX), Y8
+	VPMOVZXWD   (DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   (SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   (R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   (R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   (R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	ADDQ        $+32, AX
+	ADDQ        $+16, DX
+	ADDQ        $+16, BX
+	ADDQ        $+16, SI
+	ADDQ        $+16, DI
+	ADDQ        $+16, R8
+	ADDQ        $+16, R9
+	ADDQ        $+16, R10
+	ADDQ        $+16, R11
+	JMP         mvBF16_1x8_loop8
+
+mvBF16_1x8_reduce:
+	MOVQ         out+0(FP), AX
+	MOVQ         acc+40(FP), CX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store0
+	VADDSS       (AX), X8, X8
+
+mvBF16_1x8_store0:
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store1
+	VADDSS       4(AX), X0, X0
+
+mvBF16_1x8_store1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store2
+	VADDSS       8(AX), X0, X0
+
+mvBF16_1x8_store2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store3
+	VADDSS       12(AX), X0, X0
+
+mvBF16_1x8_store3:
+	VMOVSS       X0, 12(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store4
+	VADDSS       16(AX), X0, X0
+
+mvBF16_1x8_store4:
+	VMOVSS       X0, 16(AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store5
+	VADDSS       20(AX), X0, X0
+
+mvBF16_1x8_store5:
+	VMOVSS       X0, 20(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store6
+	VADDSS       24(AX), X0, X0
+
+mvBF16_1x8_store6:
+	VMOVSS       X0, 24(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store7
+	VADDSS       28(AX), X0, X0
+
+mvBF16_1x8_store7:
+	VMOVSS X0, 28(AX)
+	VZEROUPPER
+	RET
+
 // func tileZ_1x1(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, k int, acc int)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·tileZ_1x1(SB), NOSPLIT, $0-64

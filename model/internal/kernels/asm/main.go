@@ -26,6 +26,8 @@ func main() {
 	for r := 1; r <= 4; r++ {
 		tile(1, r, true)
 	}
+	tileMV(false)
+	tileMV(true)
 	for t := 1; t <= 4; t++ {
 		for r := 1; r <= 4; r++ {
 			tile512(t, r)
@@ -233,6 +235,114 @@ func tileBody(name string, T, R, U int, bf16 bool, lanes int) {
 			Label(store)
 			VMOVSS(hi, Mem{Base: out, Disp: 4 * r})
 		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// mvRows is the row count of the matrix-vector tiles mv{F32,BF16}_1x8.
+const mvRows = 8
+
+// tileMV emits mv{F32,BF16}_1x8, the decode (matrix-vector) tile: for r < 8
+//
+//	out[r] (+)= Σ_{c<k} x[c] · w[r*ldw+c]
+//
+// with exactly the sums of tile{F32,BF16}_1xR (one 8-lane accumulator per row, lane j
+// summing columns j, j+8, … in order, the same reduction), so a row gets the same bits from
+// either. Eight rows give eight independent FMA chains, enough to hide the FMA latency that
+// four chains expose, and each row prefetches the same columns of the row 8 below (the next
+// tile's), the short streams the hardware prefetcher picks up late. k must be a multiple of 8.
+func tileMV(bf16 bool) {
+	R := mvRows
+	kind, wtype, wsize := "F32", "*float32", 4
+	if bf16 {
+		kind, wtype, wsize = "BF16", "*uint16", 2
+	}
+	name := fmt.Sprintf("mv%s_1x%d", kind, R)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, x *float32, w %s, ldw int, k int, acc int)", wtype))
+	Doc(fmt.Sprintf("%s computes 8 rows · x with the sums of tile%s_1xR (k a multiple of 8; see tileMV in asm/main.go).", name, kind))
+	x := Load(Param("x"), GP64())
+	ldw := Load(Param("ldw"), GP64())
+	if wsize == 4 {
+		SHLQ(U8(2), ldw)
+	} else {
+		SHLQ(U8(1), ldw)
+	}
+	ps := make([]reg.GPVirtual, R)
+	ps[0] = Load(Param("w"), GP64()).(reg.GPVirtual)
+	for r := 1; r < R; r++ {
+		ps[r] = GP64()
+		LEAQ(Mem{Base: ps[r-1], Index: ldw, Scale: 1}, ps[r])
+	}
+	pf := GP64() // bytes from a row to the same column of the row R below
+	MOVQ(ldw, pf)
+	SHLQ(U8(3), pf)
+	k := Load(Param("k"), GP64())
+	xend, xend32 := GP64(), GP64()
+	LEAQ(Mem{Base: x, Index: k, Scale: 4}, xend)
+	ANDQ(I32(-32), k)
+	LEAQ(Mem{Base: x, Index: k, Scale: 4}, xend32)
+	accs := make([]reg.VecVirtual, R)
+	for r := range accs {
+		accs[r] = YMM()
+		VXORPS(accs[r], accs[r], accs[r])
+	}
+	// step emits the FMAs of 8 columns at element offset u·8 of the current pointers.
+	step := func(u int) {
+		xv := YMM()
+		VMOVUPS(Mem{Base: x, Disp: 32 * u}, xv)
+		for r := 0; r < R; r++ {
+			wm := Mem{Base: ps[r], Disp: wsize * 8 * u}
+			if bf16 {
+				wv := YMM()
+				VPMOVZXWD(wm, wv)
+				VPSLLD(U8(16), wv, wv)
+				VFMADD231PS(wv, xv, accs[r])
+			} else {
+				VFMADD231PS(wm, xv, accs[r])
+			}
+		}
+	}
+	advance := func(cols int) {
+		ADDQ(I32(4*cols), x)
+		for r := 0; r < R; r++ {
+			ADDQ(I32(wsize*cols), ps[r])
+		}
+	}
+	Label(name + "_loop32")
+	CMPQ(x, xend32)
+	JGE(LabelRef(name + "_loop8"))
+	for r := 0; r < R; r++ {
+		for off := 0; off < 32*wsize; off += 64 {
+			PREFETCHT0(Mem{Base: ps[r], Index: pf, Scale: 1, Disp: off})
+		}
+	}
+	for u := 0; u < 4; u++ {
+		step(u)
+	}
+	advance(32)
+	JMP(LabelRef(name + "_loop32"))
+	Label(name + "_loop8")
+	CMPQ(x, xend)
+	JGE(LabelRef(name + "_reduce"))
+	step(0)
+	advance(8)
+	JMP(LabelRef(name + "_loop8"))
+	Label(name + "_reduce")
+	out := Load(Param("out"), GP64())
+	accFlag := Load(Param("acc"), GP64())
+	for r := 0; r < R; r++ {
+		hi := XMM()
+		VEXTRACTF128(U8(1), accs[r], hi)
+		VADDPS(hi, accs[r].AsX(), hi)
+		VHADDPS(hi, hi, hi)
+		VHADDPS(hi, hi, hi)
+		store := fmt.Sprintf("%s_store%d", name, r)
+		TESTQ(accFlag, accFlag)
+		JZ(LabelRef(store))
+		VADDSS(Mem{Base: out, Disp: 4 * r}, hi, hi)
+		Label(store)
+		VMOVSS(hi, Mem{Base: out, Disp: 4 * r})
 	}
 	VZEROUPPER()
 	RET()
