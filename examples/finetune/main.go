@@ -58,6 +58,7 @@ type flags struct {
 	maxTime                                                   time.Duration
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
+	scoreFrom                                                 int
 	threads                                                   int
 	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
 	seed                                                      uint64
@@ -78,6 +79,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.samples, "samples", 384, "sequences to sample when there is no -data")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
 	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
+	fs.IntVar(&f.scoreFrom, "score-from", 0, "train and validate only on the rows predicting tokens N.. of each sequence (0: all rows)")
 	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
 	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
@@ -200,6 +202,11 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	seqs, err := loadData(ctx, m, f, stderr)
 	if err != nil {
 		return err
+	}
+	for _, s := range seqs { // -score-from: rows predicting tokens before it are not scored
+		for j := 0; j+1 < f.scoreFrom && j < len(s.Targets); j++ {
+			s.Targets[j] = -1
+		}
 	}
 	nVal := int(math.Round(f.valFrac * float64(len(seqs))))
 	if f.valFrac > 0 && nVal == 0 && len(seqs) > 1 {

@@ -40,7 +40,7 @@ func TestSmoke(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"-model", stories, "-lazy", "2,4", "-sink", "4", "-window", "16", "-out", out,
 		"-samples", "5", "-seq-len", "48", "-batch", "2", "-steps", "3", "-warmup", "1", "-eval-every", "2",
-		"-save-every", "2", "-watch", greedy, "-prompt-len", "128", "-json"}, &stdout, &stderr)
+		"-save-every", "2", "-watch", greedy, "-prompt-len", "128", "-score-from", "20", "-json"}, &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
 	require.Contains(t, stderr.String(), "step 3/3 loss ")
 	require.Contains(t, stderr.String(), " tok/s ")
