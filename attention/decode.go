@@ -99,10 +99,9 @@ func (j *job) decodeUnit(u int) {
 		j.segment(si, &s)
 		for k0 := 0; k0 < s.n; k0 += keyTile {
 			kn := min(keyTile, s.n-k0)
-			kmin, kmax := s.at(k0), s.at(k0)
-			for i := 1; i < kn; i++ {
-				p := s.at(k0 + i)
-				kmin, kmax = min(kmin, p), max(kmax, p)
+			kmin, kmax := s.base+int32(k0), s.base+int32(k0+kn-1)
+			if s.pos != nil {
+				kmin, kmax = posRange(s.pos[k0 : k0+kn])
 			}
 			cls := classify(j.mask, qp, qp, kmin, kmax)
 			if cls == visNone {
@@ -201,6 +200,15 @@ func (j *job) decodeUnit(u int) {
 		}
 	}
 	decPool.Put(sc)
+}
+
+// posRange returns the smallest and the largest of pos (not empty).
+func posRange(pos []int32) (lo, hi int32) {
+	lo, hi = pos[0], pos[0]
+	for _, p := range pos[1:] {
+		lo, hi = min(lo, p), max(hi, p)
+	}
+	return lo, hi
 }
 
 // packQueries sets qc[c][h][i] = q[h·d + 8c + i] for h < g, 0 for g <= h < lanes: the
