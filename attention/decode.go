@@ -88,7 +88,7 @@ func (j *job) decodeUnit(u int) {
 	gs, gph := q8Groups(D)
 	for gi := range j.gper {
 		hq := (g0 + gi) * G // first query head of the KV head
-		packQueries(sc.qc[gi*lanes*D:][:lanes*D], j.q[hq*D:][:G*D], G, D)
+		packQueries(sc.qc[gi*lanes*D:][:lanes*D], j.q[hq*D:][:G*D], G, D, j.scale)
 		for h := range lanes {
 			sc.m[gi][h], sc.l[gi][h] = negInf, 0
 		}
@@ -121,17 +121,17 @@ func (j *job) decodeUnit(u int) {
 				vstride := kd
 				switch {
 				case s.elem == ElemF32:
-					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, j.scale, &sc.mx)
+					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, &sc.mx)
 					vf = s.v[off:]
 				case s.elem == ElemQ8 && j.fusedQ8():
-					qkHeadsQ8(st, qc, s.kb[off:], s.vb[off:], s.ks[so:], D, gs, kd, j.kvh*gph, kn, G, j.scale, &sc.mx)
+					qkHeadsQ8(st, qc, s.kb[off:], s.vb[off:], s.ks[so:], D, gs, kd, j.kvh*gph, kn, G, &sc.mx)
 					if q8ValuesToL1 {
 						deqQ8(sc.vt, s.vb[off:], s.vs[so:], D, gs, kd, j.kvh*gph, kn)
 						vf, vstride = sc.vt, D
 					}
 				default:
 					j.dequantTile(sc.kt, sc.vt, &s, k0, kn, g)
-					qkHeads(st, qc, sc.kt, sc.vt, D, D, kn, G, j.scale, &sc.mx)
+					qkHeads(st, qc, sc.kt, sc.vt, D, D, kn, G, &sc.mx)
 					vf, vstride = sc.vt, D
 				}
 				if cls == visPartial {
@@ -211,15 +211,18 @@ func posRange(pos []int32) (lo, hi int32) {
 	return lo, hi
 }
 
-// packQueries sets qc[c][h][i] = q[h·d + 8c + i] for h < g, 0 for g <= h < lanes: the
-// queries of one KV head (g of d floats, d a multiple of 8) in the decode kernels' layout.
-func packQueries(qc, q []float32, g, d int) {
+// packQueries sets qc[c][h][i] = scale·q[h·d + 8c + i] for h < g, 0 for g <= h < lanes:
+// the queries of one KV head (g of d floats, d a multiple of 8) in the decode kernels' layout,
+// the softmax scale applied once.
+func packQueries(qc, q []float32, g, d int, scale float32) {
 	for c := 0; c < d/8; c++ {
 		blk := qc[c*lanes*8:][:lanes*8]
 		for h := range lanes {
 			dst := blk[h*8:][:8]
 			if h < g {
-				copy(dst, q[h*d+c*8:][:8])
+				for i, x := range q[h*d+c*8:][:8] {
+					dst[i] = scale * x
+				}
 			} else {
 				clear(dst)
 			}
@@ -227,17 +230,17 @@ func packQueries(qc, q []float32, g, d int) {
 	}
 }
 
-// qkHeads sets s[i][h] = scale·q_h·k_i for i < n, h < lanes (0 for h >= g), key i at
+// qkHeads sets s[i][h] = q_h·k_i for i < n, h < lanes (0 for h >= g), key i at
 // k[i·stride:][:d], queries qc as packQueries lays them out, and raises mx[h] to the
 // largest s[i][h]. The values v (laid out as k) are prefetched for pvHeads.
-func qkHeads(s, qc, k, v []float32, d, stride, n, g int, scale float32, mx *[lanes]float32) {
+func qkHeads(s, qc, k, v []float32, d, stride, n, g int, mx *[lanes]float32) {
 	if n == 0 {
 		return
 	}
 	_, _ = k[(n-1)*stride+d-1], v[(n-1)*stride+d-1]
 	_, _ = s[n*lanes-1], qc[lanes*d-1]
 	if useAVX2 {
-		qkHeadsAVX(&s[0], &qc[0], &k[0], &v[0], d, stride, n, b2i(g == lanes), scale, &mx[0])
+		qkHeadsAVX(&s[0], &qc[0], &k[0], &v[0], d, stride, n, b2i(g == lanes), &mx[0])
 		return
 	}
 	for i := range n {
@@ -258,7 +261,7 @@ func qkHeads(s, qc, k, v []float32, d, stride, n, g int, scale float32, mx *[lan
 				a2 += q[2]*x[2] + q[6]*x[6]
 				a3 += q[3]*x[3] + q[7]*x[7]
 			}
-			row[h] = ((a0 + a1) + (a2 + a3)) * scale
+			row[h] = (a0 + a1) + (a2 + a3)
 			mx[h] = max(mx[h], row[h])
 		}
 	}
@@ -267,7 +270,7 @@ func qkHeads(s, qc, k, v []float32, d, stride, n, g int, scale float32, mx *[lan
 // qkHeadsQ8 is qkHeads over Q8 keys: element e of key i is int8(k[i·stride+e]) times
 // ks[i·scStride + e/gs], values v laid out as k. The AVX2 kernel takes gs = 32 and d a
 // multiple of 32 only.
-func qkHeadsQ8(s, qc []float32, k, v []byte, ks []float32, d, gs, stride, scStride, n, g int, scale float32, mx *[lanes]float32) {
+func qkHeadsQ8(s, qc []float32, k, v []byte, ks []float32, d, gs, stride, scStride, n, g int, mx *[lanes]float32) {
 	if n == 0 {
 		return
 	}
@@ -278,7 +281,7 @@ func qkHeadsQ8(s, qc []float32, k, v []byte, ks []float32, d, gs, stride, scStri
 		if gs != 32 || d%32 != 0 {
 			panic("attention: qkHeadsQ8 AVX2 kernel needs groups of 32")
 		}
-		qkHeadsQ8AVX(&s[0], &qc[0], &k[0], &v[0], &ks[0], d, stride, scStride, n, b2i(g == lanes), scale, &mx[0])
+		qkHeadsQ8AVX(&s[0], &qc[0], &k[0], &v[0], &ks[0], d, stride, scStride, n, b2i(g == lanes), &mx[0])
 		return
 	}
 	var kr [8]float32
@@ -300,7 +303,7 @@ func qkHeadsQ8(s, qc []float32, k, v []byte, ks []float32, d, gs, stride, scStri
 		}
 		for h := range lanes {
 			a := acc[h]
-			row[h] = ((a[0] + a[1]) + (a[2] + a[3])) * scale
+			row[h] = (a[0] + a[1]) + (a[2] + a[3])
 			mx[h] = max(mx[h], row[h])
 		}
 	}

@@ -2,11 +2,11 @@
 
 package attention
 
-func qkHeadsAVX(s, qc, k, v *float32, d, stride, n, h8 int, scale float32, mx *float32) {
+func qkHeadsAVX(s, qc, k, v *float32, d, stride, n, h8 int, mx *float32) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 
-func qkHeadsQ8AVX(s, qc *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, scale float32, mx *float32) {
+func qkHeadsQ8AVX(s, qc *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 

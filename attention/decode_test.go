@@ -85,7 +85,7 @@ func makeDecKernelData(r *rand.Rand, g, d, stride, n int) decKernelData {
 	var x decKernelData
 	q := randSlice(r, g*d, 1)
 	x.qc = make([]float32, lanes*d)
-	packQueries(x.qc, q, g, d)
+	packQueries(x.qc, q, g, d, 0.125)
 	x.k = randSlice(r, n*stride, 1)
 	x.v = randSlice(r, n*stride, 1)
 	x.p = make([]float32, n*lanes)
@@ -105,7 +105,6 @@ func checkDecKernels(t *testing.T, r *rand.Rand, g, d, stride, n int) {
 	t.Helper()
 	x := makeDecKernelData(r, g, d, stride, n)
 	const tol = 2e-6
-	scale := float32(0.125)
 	type result struct {
 		s, sq, e  []float32
 		mx, mxq   [lanes]float32
@@ -118,10 +117,10 @@ func checkDecKernels(t *testing.T, r *rand.Rand, g, d, stride, n int) {
 		for h := range lanes {
 			res.mx[h], res.mxq[h] = -1, -1
 		}
-		qkHeads(res.s, x.qc, x.k, x.v, d, stride, n, g, scale, &res.mx)
+		qkHeads(res.s, x.qc, x.k, x.v, d, stride, n, g, &res.mx)
 		gs, gpr := q8Groups(stride)
 		if !useAVX2 || d%32 == 0 {
-			qkHeadsQ8(res.sq, x.qc, x.kb, x.vb, x.ks, d, gs, stride, gpr, n, g, scale, &res.mxq)
+			qkHeadsQ8(res.sq, x.qc, x.kb, x.vb, x.ks, d, gs, stride, gpr, n, g, &res.mxq)
 		}
 		res.e = append([]float32(nil), res.s...)
 		expHeads(res.e, n, &res.mx, &res.sum)
@@ -177,8 +176,8 @@ func checkDecKernels(t *testing.T, r *rand.Rand, g, d, stride, n int) {
 				s += q * float64(x.k[i*stride+e])
 				sq += q * float64(float32(int8(x.kb[i*stride+e]))*x.ks[i*gpr+e/gs])
 			}
-			require.InDelta(t, float64(scale)*s, slow.s[i*lanes+h], tol, "portable score")
-			require.InDelta(t, float64(scale)*sq, slow.sq[i*lanes+h], tol, "portable q8 score")
+			require.InDelta(t, s, float64(slow.s[i*lanes+h]), tol, "portable score")
+			require.InDelta(t, sq, float64(slow.sq[i*lanes+h]), tol, "portable q8 score")
 		}
 	}
 }
