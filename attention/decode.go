@@ -17,8 +17,6 @@ import (
 // lanes is the number of query heads a decode row holds (one AVX2 register).
 const lanes = 8
 
-const q8ValuesToL1 = false
-
 // decScratch is one decode work unit's working memory: per KV head of the unit (up to
 // kvh), its packed queries, unnormalized outputs and running softmax state.
 type decScratch struct {
@@ -125,10 +123,6 @@ func (j *job) decodeUnit(u int) {
 					vf = s.v[off:]
 				case s.elem == ElemQ8 && j.fusedQ8():
 					qkHeadsQ8(st, qc, s.kb[off:], s.vb[off:], s.ks[so:], D, gs, kd, j.kvh*gph, kn, G, &sc.mx)
-					if q8ValuesToL1 {
-						deqQ8(sc.vt, s.vb[off:], s.vs[so:], D, gs, kd, j.kvh*gph, kn)
-						vf, vstride = sc.vt, D
-					}
 				default:
 					j.dequantTile(sc.kt, sc.vt, &s, k0, kn, g)
 					qkHeads(st, qc, sc.kt, sc.vt, D, D, kn, G, &sc.mx)
