@@ -350,7 +350,7 @@ func (j *job) run() {
 	if t <= 1 {
 		sc := getScratch(j)
 		for u := 0; u < j.units; u++ {
-			j.unit(u, sc)
+			j.work(u, sc)
 		}
 		scratchPool.Put(sc)
 		return
@@ -366,7 +366,7 @@ func (j *job) run() {
 func (j *job) Chunk(_, lo, hi int) {
 	sc := getScratch(j)
 	for u := lo; u < hi; u++ {
-		j.unit(u, sc)
+		j.work(u, sc)
 	}
 	scratchPool.Put(sc)
 }

@@ -12,6 +12,9 @@
 // decode steps. With -kv-budget it fills the budget with as many copies as fit and times
 // decode steps over all of them together (Batch.Step), reporting the aggregate tok/s.
 // Results are medians over -reps; byte counts come from the library's own accounting.
+// -fill synthetic builds the depth with Session.FillSynthetic instead of a prefill: the same
+// cache in size, layout and types (decode speed does not depend on what it holds) without the
+// quadratic cost of filling 16K tokens; prefill rows at depth are then over random keys too.
 package main
 
 import (
@@ -52,6 +55,7 @@ type Measurement struct {
 	KVType     string  `json:"kv_type"` // the -kv value: f32, bf16, q8
 	Mode       string  `json:"mode"`
 	Depth      int     `json:"depth"`
+	Fill       string  `json:"fill"` // the -fill value: real or synthetic
 	Batch      int     `json:"batch"`
 	PrefillTPS float64 `json:"prefill_tps"`
 	DecodeTPS  float64 `json:"decode_tps"`
@@ -85,6 +89,7 @@ type config struct {
 	asJSON         bool
 	seed           uint64
 	kvs            []kvcache.Type
+	fill           string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -101,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	budget := fs.String("kv-budget", "", "KV memory budget (bytes or KiB/MiB/GiB): decode as many sequences as fit, together")
 	modes := fs.String("modes", "full,hybrid", "modes to measure: full, hybrid")
 	kvNames := fs.String("kv", "f32", "comma-separated KV cache element `types`: f32, bf16, q8, q4")
+	fs.StringVar(&c.fill, "fill", "real", "how the depth is built: real (a prefill) or synthetic (random keys and values, same cache)")
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")
@@ -128,6 +134,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if c.budget, err = parseBytes(*budget); err != nil {
 			return fmt.Errorf("-kv-budget: %w", err)
 		}
+	}
+	if c.fill != "real" && c.fill != "synthetic" {
+		return fmt.Errorf("-fill %q: want real or synthetic", c.fill)
 	}
 	c.modes = strings.Split(*modes, ",")
 	for _, m := range c.modes {
@@ -194,10 +203,15 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		}
 		if depth > 0 {
 			t := time.Now()
-			if _, err := fill.Next(ctx, tokens(depth)); err != nil {
+			if c.fill == "synthetic" {
+				err = fill.FillSynthetic(depth, c.seed)
+			} else {
+				_, err = fill.Next(ctx, tokens(depth))
+			}
+			if err != nil {
 				return fmt.Errorf("filling depth %d: %w", depth, err)
 			}
-			fmt.Fprintf(stderr, "bench: depth %d filled in %v\n", depth, time.Since(t).Round(time.Millisecond))
+			fmt.Fprintf(stderr, "bench: depth %d filled in %v (%s)\n", depth, time.Since(t).Round(time.Millisecond), c.fill)
 		}
 		for _, mode := range c.modes {
 			for _, kv := range c.kvs {
@@ -208,7 +222,7 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 				if err != nil {
 					return err
 				}
-				meas := Measurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Depth: depth, Batch: 1, Weight: m.WeightBytes()}
+				meas := Measurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Depth: depth, Fill: c.fill, Batch: 1, Weight: m.WeightBytes()}
 				var pre, dec []float64
 				for r := 0; r < c.reps; r++ {
 					p, err := base.Clone()

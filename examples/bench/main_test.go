@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -107,4 +108,31 @@ func TestBenchQuantized(t *testing.T) {
 	require.Less(t, weight["q4"], weight["q8"])
 	var errb bytes.Buffer
 	require.Error(t, run(context.Background(), []string{"-dtype", "q3"}, &bytes.Buffer{}, &errb))
+}
+
+// TestBenchSyntheticFill: -fill synthetic builds the same caches as a real fill (bytes, batch
+// sizes under the budget) and marks its rows; an unknown -fill value is an error.
+func TestBenchSyntheticFill(t *testing.T) {
+	rows := map[string]map[string]Measurement{}
+	for _, fill := range []string{"real", "synthetic"} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"-shape", "tiny", "-depth", "600", "-reps", "1", "-prefill", "16",
+			"-decode", "4", "-kv-budget", "4MiB", "-kv", "f32,q8", "-fill", fill, "-json"}, &out, &errb)
+		require.NoError(t, err, errb.String())
+		rows[fill] = map[string]Measurement{}
+		sc := bufio.NewScanner(&out)
+		for sc.Scan() {
+			var m Measurement
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+			require.Equal(t, fill, m.Fill)
+			rows[fill][fmt.Sprintf("%s/%s/%d", m.Mode, m.KVType, m.Batch)] = m
+		}
+	}
+	require.Len(t, rows["synthetic"], len(rows["real"]))
+	for k, r := range rows["real"] {
+		s, ok := rows["synthetic"][k]
+		require.True(t, ok, k)
+		require.Equal(t, r.KVBytes, s.KVBytes, k)
+	}
+	require.ErrorContains(t, run(context.Background(), []string{"-fill", "fast"}, &bytes.Buffer{}, &bytes.Buffer{}), `-fill "fast"`)
 }
