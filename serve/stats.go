@@ -13,6 +13,8 @@ type Stats struct {
 	KVBytes    int64 // KV cache bytes the running sequences held after the last step
 	KVReserved int64 // bytes charged against the budget: each running sequence's worst case
 	KVPeak     int64 // the most KVBytes seen after any step
+	// KVPeakReserved is the most KVReserved seen: never above a non-zero KVBudget.
+	KVPeakReserved int64
 	KVBudget   int64 // the budget (0: unlimited)
 
 	// DecodeTokensPerSecond is the tokens generated per second of stepping over the last
@@ -84,7 +86,7 @@ func (e *Engine) Stats() Stats {
 	defer e.mu.Unlock()
 	s := &e.st
 	out := Stats{Running: len(e.running), Waiting: len(e.waiting), KVBytes: s.held, KVReserved: e.reserved,
-		KVPeak: s.peakHeld, KVBudget: e.o.budget, Completed: s.completed, Canceled: s.canceled,
+		KVPeak: s.peakHeld, KVPeakReserved: s.peakReserved, KVBudget: e.o.budget, Completed: s.completed, Canceled: s.canceled,
 		Failed: s.failed, Rejected: s.rejected, Steps: s.steps, GeneratedTokens: s.generated}
 	var d time.Duration
 	var n int
