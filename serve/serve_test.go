@@ -227,7 +227,7 @@ func TestCancel(t *testing.T) {
 	var errB, errC error
 	var wg sync.WaitGroup
 	var reservedAlone int64
-	chargeA, err := m.EstimateKV(len(a.Tokens)+a.MaxTokens)
+	chargeA, err := m.EstimateKV(len(a.Tokens) + a.MaxTokens)
 	require.NoError(t, err)
 	a.Stream = func(tok model.Token) error {
 		switch tok.Index {
