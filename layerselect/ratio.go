@@ -55,6 +55,39 @@ func LazyRatio(q, k, lse []float32, n int, w Window, h Heads) float64 {
 		panic(fmt.Sprintf("layerselect: LazyRatio: n %d: q %d (want %d), k %d (want %d), lse %d (want %d) floats",
 			n, len(q), n*qw, len(k), n*kw, len(lse), n*h.Heads))
 	}
+	return LazyRatioOf(&rows{q: q, k: k, lse: lse, qw: qw, kw: kw, heads: h.Heads}, n, w, h)
+}
+
+// Prompt supplies the rows of an n-token prompt that a lazy ratio reads, wherever they are
+// stored (a prefill run in several steps keeps them in its KV cache and in copies of its last
+// queries): Query(t) returns query t's post-RoPE q ([Heads·HeadDim]) and its lse ([Heads]),
+// asked only for the last w.Last queries; Key(t) returns key t's post-RoPE k
+// ([KVHeads·HeadDim]), asked only for keys below w.Sink or within the last w.Recent.
+type Prompt interface {
+	Query(t int) (q, lse []float32)
+	Key(t int) []float32
+}
+
+// rows is a Prompt over contiguous q, k and lse.
+type rows struct {
+	q, k, lse     []float32
+	qw, kw, heads int
+}
+
+func (r *rows) Query(t int) (q, lse []float32) {
+	return r.q[t*r.qw : (t+1)*r.qw], r.lse[t*r.heads : (t+1)*r.heads]
+}
+
+func (r *rows) Key(t int) []float32 { return r.k[t*r.kw : (t+1)*r.kw] }
+
+// LazyRatioOf is LazyRatio over a Prompt: the same sums in the same order, so the same
+// bits as LazyRatio on the same rows. It panics as LazyRatio does (sizes aside) and on rows
+// shorter than the heads need.
+func LazyRatioOf(p Prompt, n int, w Window, h Heads) float64 {
+	h.check()
+	if n < 1 || w.Last < 1 || w.Sink < 0 || w.Recent < 0 {
+		panic(fmt.Sprintf("layerselect: LazyRatio: n %d, window %+v: need n >= 1, Last >= 1, Sink and Recent >= 0", n, w))
+	}
 	if n <= w.Sink+w.Recent {
 		return 1
 	}
@@ -69,8 +102,9 @@ func LazyRatio(q, k, lse []float32, n int, w Window, h Heads) float64 {
 
 	var total float64
 	for t := first; t < n; t++ {
+		qt, lt := p.Query(t)
 		for hd := range h.Heads {
-			qv := q[t*qw+hd*h.HeadDim : t*qw+(hd+1)*h.HeadDim]
+			qv := qt[hd*h.HeadDim : (hd+1)*h.HeadDim]
 			ko := (hd / group) * h.HeadDim
 			// Online log-sum-exp over the sink keys then the recent keys (both
 			// causally cut at t): running max m, sum s of exp(x-m).
@@ -78,7 +112,7 @@ func LazyRatio(q, k, lse []float32, n int, w Window, h Heads) float64 {
 			lo, hi := 0, min(sinkEnd-1, t)
 			for pass := 0; pass < 2; pass++ {
 				for key := lo; key <= hi; key++ {
-					x := dot64(qv, k[key*kw+ko:key*kw+ko+h.HeadDim]) * scale
+					x := dot64(qv, p.Key(key)[ko:ko+h.HeadDim]) * scale
 					if x > m {
 						s = s*math.Exp(m-x) + 1
 						m = x
@@ -89,7 +123,7 @@ func LazyRatio(q, k, lse []float32, n int, w Window, h Heads) float64 {
 				lo, hi = recentStart, t
 			}
 			if s > 0 {
-				total += math.Exp(m + math.Log(s) - float64(lse[t*h.Heads+hd]))
+				total += math.Exp(m + math.Log(s) - float64(lt[hd]))
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package layerselect_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -142,6 +143,11 @@ func TestLazyRatioAgainstNaive(t *testing.T) {
 			want := naiveRatio(p, tc.w, true)
 			require.InDelta(t, want, got, ratioTol)
 			require.True(t, got >= 0 && got <= 1+ratioTol, "ratio %v", got)
+			// LazyRatioOf over rows held apart gives the same bits and asks only for the
+			// documented rows.
+			rp := &rowPrompt{p: p, w: tc.w}
+			require.Equal(t, got, layerselect.LazyRatioOf(rp, p.n, tc.w, tc.h))
+			require.Empty(t, rp.bad)
 		})
 	}
 }
@@ -236,4 +242,29 @@ func BenchmarkLazyRatio(b *testing.B) {
 	for b.Loop() {
 		_ = layerselect.LazyRatio(q, k, lse, n, layerselect.Window{Sink: 4, Recent: 1020, Last: 32}, h)
 	}
+}
+
+// rowPrompt is a layerselect.Prompt over a problem's rows, each handed out as a copy; bad
+// records requests for rows LazyRatioOf says it does not read.
+type rowPrompt struct {
+	p   problem
+	w   layerselect.Window
+	bad []string
+}
+
+func (r *rowPrompt) Query(t int) (q, lse []float32) {
+	h := r.p.h
+	if t < r.p.n-r.w.Last || t >= r.p.n {
+		r.bad = append(r.bad, fmt.Sprintf("query %d", t))
+	}
+	qw := h.Heads * h.HeadDim
+	return append([]float32(nil), r.p.q[t*qw:(t+1)*qw]...), append([]float32(nil), r.p.lse[t*h.Heads:(t+1)*h.Heads]...)
+}
+
+func (r *rowPrompt) Key(t int) []float32 {
+	kw := r.p.h.KVHeads * r.p.h.HeadDim
+	if t >= r.w.Sink && t < r.p.n-r.w.Recent || t >= r.p.n {
+		r.bad = append(r.bad, fmt.Sprintf("key %d", t))
+	}
+	return append([]float32(nil), r.p.k[t*kw:(t+1)*kw]...)
 }

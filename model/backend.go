@@ -35,6 +35,9 @@ type backend interface {
 	// lazyRatio is a layer's lazy ratio from its prefill's post-RoPE q, k and the lse attend
 	// returned. See layerselect.LazyRatio.
 	lazyRatio(q, k, lse []float32, n int, w layerselect.Window) float64
+	// lazyRatioOf is lazyRatio over rows held elsewhere (a prefill split over several steps):
+	// the same bits for the same rows. See layerselect.LazyRatioOf.
+	lazyRatioOf(p layerselect.Prompt, n int, w layerselect.Window) float64
 	// newCache returns an empty KV cache with one layer per policy, full layers of element type
 	// full and streaming ones of type streaming.
 	newCache(policies []kvcache.Policy, full, streaming kvcache.Type) (*kvcache.Cache, error)

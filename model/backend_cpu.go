@@ -114,6 +114,10 @@ func (b *cpuBackend) lazyRatio(q, k, lse []float32, n int, w layerselect.Window)
 	return layerselect.LazyRatio(q, k, lse, n, w, b.heads)
 }
 
+func (b *cpuBackend) lazyRatioOf(p layerselect.Prompt, n int, w layerselect.Window) float64 {
+	return layerselect.LazyRatioOf(p, n, w, b.heads)
+}
+
 func (b *cpuBackend) newCache(policies []kvcache.Policy, full, streaming kvcache.Type) (*kvcache.Cache, error) {
 	return kvcache.New(b.shape, policies, kvcache.WithType(full, streaming))
 }

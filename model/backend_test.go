@@ -39,6 +39,11 @@ func (c *countingBackend) lazyRatio(q, k, lse []float32, n int, w layerselect.Wi
 	return c.backend.lazyRatio(q, k, lse, n, w)
 }
 
+func (c *countingBackend) lazyRatioOf(p layerselect.Prompt, n int, w layerselect.Window) float64 {
+	c.ratios++
+	return c.backend.lazyRatioOf(p, n, w)
+}
+
 func (c *countingBackend) newCache(policies []kvcache.Policy, full, streaming kvcache.Type) (*kvcache.Cache, error) {
 	c.caches++
 	return c.backend.newCache(policies, full, streaming)

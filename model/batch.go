@@ -56,7 +56,9 @@ func (b *Batch) Step(ctx context.Context, sessions []*Session, tokens []int32) (
 // Next(prompt) (and so Generate) gives the prompt in pieces of ChunkSize tokens, the last one
 // shorter, then one token per step. The exception is Test mode's selecting prefill (the
 // session's first forward), which Next runs as one span over the whole prompt: tokens[i] is
-// then the whole prompt, of any length up to the context.
+// then the whole prompt, of any length up to the context, unless SplitPrefill announced
+// it: then it comes in pieces over several steps (each but the last ending at a multiple of
+// SplitBoundary) with the same results as the one span, for float32 KV.
 //
 // A session may appear once per call; all must belong to the Batch's Model; every tokens[i]
 // must be non-empty. An error names the session's index (and wraps ErrOption, ErrToken,
@@ -97,7 +99,15 @@ func (b *Batch) add(ctx context.Context, i int, s *Session, tokens []int32) erro
 	if err := s.check(ctx, tokens); err != nil {
 		return wrapf(err, "batch session %d", i)
 	}
-	if n := s.spanLimit(); len(tokens) > n {
+	if s.split > 0 && !s.selected {
+		end := s.pos + len(tokens)
+		if end > s.split {
+			return fmt.Errorf("%w: session %d: %d tokens at position %d run past its split prefill of %d", ErrOption, i, len(tokens), s.pos, s.split)
+		}
+		if end < s.split && end%SplitBoundary != 0 {
+			return fmt.Errorf("%w: session %d: a piece of a split prefill ends at %d, not a multiple of %d", ErrOption, i, end, SplitBoundary)
+		}
+	} else if n := s.spanLimit(); len(tokens) > n {
 		return fmt.Errorf("%w: session %d: %d tokens exceed one span of %d (its chunk size; give them in several steps)", ErrOption, i, len(tokens), n)
 	}
 	b.parts = append(b.parts, part{s: s, tokens: tokens})

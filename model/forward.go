@@ -86,8 +86,9 @@ type part struct {
 	tokens []int32
 	all    []float32
 	row    int  // first row of the part within the step
-	first  bool // the session's Test-mode first forward
+	first  bool // the session's Test-mode first forward (one span, which restart undoes)
 	sel    bool // the session measures lazy ratios in this step (a long enough first forward)
+	split  bool // a piece of a split selecting prefill (SplitPrefill)
 }
 
 // forward runs one step: the tokens of every part through every layer, layer by layer, with
@@ -115,6 +116,7 @@ func (m *Model) forward(ctx context.Context, parts []part, b *buffers, chunk int
 		pt := &parts[i]
 		pt.row = n
 		n += len(pt.tokens)
+		pt.split = pt.s.split > 0 && !pt.s.selected
 		pt.first, pt.sel = pt.s.beginStep(len(pt.tokens))
 	}
 	interruptible := len(parts) == 1 && parts[0].first
@@ -223,7 +225,7 @@ func (m *Model) attend(li int, pt *part, b *buffers) error {
 	layer := s.layer(li)
 	b.ckv = chunkKV{layer: layer, k: k, v: v, pos: pos}
 	var lse []float32
-	if pt.sel {
+	if pt.sel || pt.split {
 		lse = b.lse[lo*d.heads : hi*d.heads]
 	}
 	m.be.attend(att, q, pos, &b.ckv, layer.Policy(), lse)
@@ -231,8 +233,18 @@ func (m *Model) attend(li int, pt *part, b *buffers) error {
 	if err := s.appendKV(li, k, v, pos); err != nil {
 		return err
 	}
+	if pt.split {
+		s.tail.keep(li, d, q, lse, pos)
+	}
 	if !pt.sel {
 		return nil
+	}
+	if pt.split {
+		// The last piece: the ratio over the whole prompt, its keys now all in the cache.
+		s.pr.bind(&s.tail, d, li, s.layer(li))
+		r := m.be.lazyRatioOf(&s.pr, s.split, s.ratioWindow())
+		s.pr = prompt{}
+		return s.observe(li, r)
 	}
 	return s.observe(li, m.be.lazyRatio(q, k, lse, len(pt.tokens), s.ratioWindow()))
 }

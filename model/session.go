@@ -36,8 +36,11 @@ type Session struct {
 	selected bool // Test mode: the selecting prefill has run
 	online   *layerselect.Online
 	ratios   []float64
-	peakKV   int64 // most KV bytes held at any point
-	err      error // set by Close or a failed cache operation; the session is then unusable
+	peakKV   int64     // most KV bytes held at any point
+	split    int       // Test mode: length of a selecting prefill given in pieces (SplitPrefill), 0 if none
+	tail     splitTail // its last queries
+	pr       prompt    // the lazy ratio's view of its rows (split.go)
+	err      error     // set by Close or a failed cache operation; the session is then unusable
 
 	buf   buffers
 	parts [1]part // the single part of this session's own steps
@@ -228,6 +231,9 @@ func (s *Session) Next(ctx context.Context, tokens []int32) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("%w: no tokens", ErrOption)
 	}
+	if s.split > 0 && !s.selected {
+		return nil, fmt.Errorf("%w: the session's selecting prefill is split (SplitPrefill); give its pieces through Batch.Run", ErrOption)
+	}
 	if err := s.run(ctx, tokens, nil); err != nil {
 		return nil, err
 	}
@@ -288,6 +294,7 @@ func (s *Session) restart() {
 		return
 	}
 	s.cache, s.online, s.ratios, s.selected, s.pos, s.peakKV = c, on, nil, false, 0, 0
+	s.split, s.tail = 0, splitTail{}
 }
 
 // ChunkSize returns the most tokens one span of the session's forward holds (WithChunkSize,
@@ -299,6 +306,9 @@ func (s *Session) ChunkSize() int { return s.chunk }
 // Test mode before the selecting prefill the context (that prefill is one span).
 func (s *Session) spanLimit() int {
 	if s.mode == ModeTest && !s.selected {
+		if s.split > 0 {
+			return s.split - s.pos
+		}
 		return s.maxCtx
 	}
 	return s.chunk
@@ -406,6 +416,9 @@ func (s *Session) CloneKV(full, streaming kvcache.Type) (*Session, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
+	if s.split > 0 && !s.selected && full != kvcache.F32 {
+		return nil, fmt.Errorf("%w: a split selecting prefill in progress needs float32 KV, not %v", ErrOption, full)
+	}
 	if err := s.m.errIfClosed(); err != nil {
 		return nil, err
 	}
@@ -428,6 +441,7 @@ func (s *Session) clone(cache *kvcache.Cache, full, streaming kvcache.Type) (*Se
 		kvFull: full, kvStr: streaming}
 	c.cache = cache
 	c.ratios = slices.Clone(s.ratios)
+	c.split, c.tail = s.split, s.tail.clone()
 	if s.mode == ModeTest && !s.selected {
 		on, err := layerselect.NewOnline(s.m.cfg.NumLayers, s.keep)
 		if err != nil {
@@ -453,6 +467,21 @@ func (s *Session) ratioWindow() layerselect.Window {
 func (s *Session) beginStep(n int) (first, selecting bool) {
 	if s.mode != ModeTest || s.selected {
 		return false, false
+	}
+	if s.split > 0 {
+		// A piece of a split selecting prefill: only the last one selects, on the whole
+		// prompt's rows, and none is undone by restart.
+		if s.pos+n < s.split {
+			return false, false
+		}
+		s.selected = true
+		if s.tail.q == nil {
+			return false, false
+		}
+		if s.ratios == nil {
+			s.ratios = make([]float64, s.m.cfg.NumLayers)
+		}
+		return false, true
 	}
 	s.selected = true
 	if n <= s.sink+s.window || n < s.last {
@@ -491,5 +520,11 @@ func (s *Session) observe(li int, ratio float64) error {
 	return nil
 }
 
-// endStep ends a forward step of n tokens: the position moves past them.
-func (s *Session) endStep(n int) { s.pos += n }
+// endStep ends a forward step of n tokens: the position moves past them; a split selecting
+// prefill that ended drops its copies of the last queries.
+func (s *Session) endStep(n int) {
+	s.pos += n
+	if s.split > 0 && s.selected {
+		s.split, s.tail = 0, splitTail{}
+	}
+}

@@ -8,25 +8,23 @@ import (
 // bf16 widens a bf16 bit pattern to float32 (exact).
 func bf16(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }
 
-// goDot returns Σ x[c]·w[c] over len(x) with four partial sums.
-func goDot(x, w []float32) float32 {
+// The portable products sum each output in one float32 chain, column after column, so an
+// output's bits depend on its row and token only: goDot4Acc's four rows and goDotAcc's one
+// add in the same order, and a product split into column blocks continues the chain of the
+// earlier blocks (goMatMulTile with acc). The asm route's tails use goDotAcc too.
+
+// goDotAcc returns s + Σ x[c]·w[c] over len(x), summed in order.
+func goDotAcc(s float32, x, w []float32) float32 {
 	w = w[:len(x)]
-	var s0, s1, s2, s3 float32
-	c := 0
-	for ; c+4 <= len(x); c += 4 {
-		s0 += x[c] * w[c]
-		s1 += x[c+1] * w[c+1]
-		s2 += x[c+2] * w[c+2]
-		s3 += x[c+3] * w[c+3]
+	for c, xv := range x {
+		s += xv * w[c]
 	}
-	for ; c < len(x); c++ {
-		s0 += x[c] * w[c]
-	}
-	return (s0 + s1) + (s2 + s3)
+	return s
 }
 
-// goDot4 returns the dot products of x with four weight rows, sharing the loads of x.
-func goDot4(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
+// goDot4Acc is goDotAcc of x with four weight rows (sharing the loads of x), continuing
+// the sums s0..s3.
+func goDot4Acc(s0, s1, s2, s3 float32, x, w0, w1, w2, w3 []float32) (float32, float32, float32, float32) {
 	w0, w1, w2, w3 = w0[:len(x)], w1[:len(x)], w2[:len(x)], w3[:len(x)]
 	for c, xv := range x {
 		s0 += xv * w0[c]
@@ -34,10 +32,11 @@ func goDot4(x, w0, w1, w2, w3 []float32) (s0, s1, s2, s3 float32) {
 		s2 += xv * w2[c]
 		s3 += xv * w3[c]
 	}
-	return
+	return s0, s1, s2, s3
 }
 
-// goDot4BF16 is goDot4 with bf16 weight rows.
+// goDot4BF16 is goDot4Acc from zero with bf16 weight rows (the bits of goDot4Acc on the
+// widened rows: widening is exact).
 func goDot4BF16(x []float32, w0, w1, w2, w3 []uint16) (s0, s1, s2, s3 float32) {
 	w0, w1, w2, w3 = w0[:len(x)], w1[:len(x)], w2[:len(x)], w3[:len(x)]
 	for c, xv := range x {
@@ -49,18 +48,13 @@ func goDot4BF16(x []float32, w0, w1, w2, w3 []uint16) (s0, s1, s2, s3 float32) {
 	return
 }
 
-func goDotBF16(x []float32, w []uint16) float32 {
+// goDotBF16Acc is goDotAcc with bf16 weights.
+func goDotBF16Acc(s float32, x []float32, w []uint16) float32 {
 	w = w[:len(x)]
-	var s0, s1 float32
-	c := 0
-	for ; c+2 <= len(x); c += 2 {
-		s0 += x[c] * bf16(w[c])
-		s1 += x[c+1] * bf16(w[c+1])
+	for c, xv := range x {
+		s += xv * bf16(w[c])
 	}
-	for ; c < len(x); c++ {
-		s0 += x[c] * bf16(w[c])
-	}
-	return s0 + s1
+	return s
 }
 
 func goMatVecRows(dst, w, x []float32, r0, r1, cols int) {
@@ -68,10 +62,10 @@ func goMatVecRows(dst, w, x []float32, r0, r1, cols int) {
 	r := r0
 	for ; r+4 <= r1; r += 4 {
 		o := r * cols
-		dst[r], dst[r+1], dst[r+2], dst[r+3] = goDot4(x, w[o:], w[o+cols:], w[o+2*cols:], w[o+3*cols:])
+		dst[r], dst[r+1], dst[r+2], dst[r+3] = goDot4Acc(0, 0, 0, 0, x, w[o:], w[o+cols:], w[o+2*cols:], w[o+3*cols:])
 	}
 	for ; r < r1; r++ {
-		dst[r] = goDot(x, w[r*cols:])
+		dst[r] = goDotAcc(0, x, w[r*cols:])
 	}
 }
 
@@ -83,32 +77,29 @@ func goMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int) 
 		dst[r], dst[r+1], dst[r+2], dst[r+3] = goDot4BF16(x, w[o:], w[o+cols:], w[o+2*cols:], w[o+3*cols:])
 	}
 	for ; r < r1; r++ {
-		dst[r] = goDotBF16(x, w[r*cols:])
+		dst[r] = goDotBF16Acc(0, x, w[r*cols:])
 	}
 }
 
 // goMatMulTile adds (or, when !acc, stores) the products of tokens [t0, t1) with R
 // (1..4) weight rows given as slices of klen values starting at column kb, into
-// dst columns r.. r+R-1.
+// dst columns r.. r+R-1, continuing each output's chain of sums.
 func goMatMulTile(dst, x []float32, wr *[4][]float32, R, t0, t1, rows, cols, r, kb, klen int, acc bool) {
 	for t := t0; t < t1; t++ {
 		xt := x[t*cols+kb : t*cols+kb+klen]
 		o := dst[t*rows+r : t*rows+r+R]
 		var s [4]float32
+		if acc {
+			copy(s[:], o)
+		}
 		if R == 4 {
-			s[0], s[1], s[2], s[3] = goDot4(xt, wr[0], wr[1], wr[2], wr[3])
+			s[0], s[1], s[2], s[3] = goDot4Acc(s[0], s[1], s[2], s[3], xt, wr[0], wr[1], wr[2], wr[3])
 		} else {
 			for i := 0; i < R; i++ {
-				s[i] = goDot(xt, wr[i])
+				s[i] = goDotAcc(s[i], xt, wr[i])
 			}
 		}
-		for i := range o {
-			if acc {
-				o[i] += s[i]
-			} else {
-				o[i] = s[i]
-			}
-		}
+		copy(o, s[:R])
 	}
 }
 

@@ -58,14 +58,13 @@ func (p *Pool) MatVecBF16(dst []float32, w []uint16, x []float32, rows, cols int
 	}
 	if rows*cols < minParallelMatVec || p.threads == 1 {
 		p.lockOpen()
-		matVecBF16Rows(dst, w, x, p.permuted(x, cols), 0, rows, cols)
+		matVecBF16Rows(dst, w, x, 0, rows, cols, p.scratch[0])
 		p.mu.Unlock()
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.set(job{op: opMatVecBF16, dst: dst, wb: w, x: x, rows: rows, cols: cols})
-	p.j.xp = p.permuted(x, cols)
 	p.dispatch(rows, 16, 4)
 }
 
@@ -110,53 +109,23 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 	if total == 0 {
 		return
 	}
-	var xp []float32
 	if total*cols < minParallelMatVec || p.threads == 1 {
 		p.lockOpen()
-		if anyBF16(&ps) {
-			xp = p.permuted(x, cols)
-		}
 		qx := p.quantized(&ps, x, cols)
-		matVecsRows(&ps, x, xp, qx, cols, 0, total)
+		matVecsRows(&ps, x, qx, cols, 0, total, p.scratch[0])
 		p.mu.Unlock()
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if anyBF16(&ps) {
-		xp = p.permuted(x, cols)
-	}
 	qx := p.quantized(&ps, x, cols)
-	p.set(job{op: opMatVecs, x: x, xp: xp, qx: qx, cols: cols, prods: ps})
+	p.set(job{op: opMatVecs, x: x, qx: qx, cols: cols, prods: ps})
 	p.dispatch(total, 16, 4)
 }
 
-func anyBF16(ps *[MaxProducts]Product) bool {
-	for i := range ps {
-		if ps[i].Rows > 0 && ps[i].WB != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// permuted returns x (cols values) in the order the bf16 matrix-vector tiles read
-// it, in the pool's buffer (grown once to the widest x seen), or nil on the pure-Go
-// route. The caller holds p.mu.
-func (p *Pool) permuted(x []float32, cols int) []float32 {
-	if !useAsm || cols < 16 {
-		return nil
-	}
-	if len(p.xp) < cols {
-		p.xp = make([]float32, cols)
-	}
-	permuteX(p.xp[:cols], x[:cols])
-	return p.xp[:cols]
-}
-
-// matVecsRows computes rows [r0, r1) of the products laid end to end; xp is x
-// permuted for the bf16 tiles (nil: none needed or pure Go).
-func matVecsRows(ps *[MaxProducts]Product, x, xp []float32, qx *QX, cols, r0, r1 int) {
+// matVecsRows computes rows [r0, r1) of the products laid end to end; scratch is the
+// worker's 4·kc tile buffer.
+func matVecsRows(ps *[MaxProducts]Product, x []float32, qx *QX, cols, r0, r1 int, scratch []float32) {
 	base := 0
 	for i := range ps {
 		pr := &ps[i]
@@ -165,7 +134,7 @@ func matVecsRows(ps *[MaxProducts]Product, x, xp []float32, qx *QX, cols, r0, r1
 			if pr.WQ != nil {
 				matVecQRows(pr.Dst, pr.WQ, qx, lo, hi)
 			} else if pr.WB != nil {
-				matVecBF16Rows(pr.Dst, pr.WB, x, xp, lo, hi, cols)
+				matVecBF16Rows(pr.Dst, pr.WB, x, lo, hi, cols, scratch)
 			} else {
 				matVecRows(pr.Dst, pr.W, x, lo, hi, cols)
 			}
@@ -252,15 +221,11 @@ func matVecRows(dst, w, x []float32, r0, r1, cols int) {
 	goMatVecRows(dst, w, x, r0, r1, cols)
 }
 
-// matVecBF16Rows computes rows [r0, r1) of MatVecBF16; xp is x permuted by
-// permuteX, or nil to use the unpermuted tiles.
-func matVecBF16Rows(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
-	if useAsm && xp != nil {
-		asmMatVecBF16RowsP(dst, w, x, xp, r0, r1, cols)
-		return
-	}
+// matVecBF16Rows computes rows [r0, r1) of MatVecBF16; scratch is the worker's 4·kc
+// tile buffer.
+func matVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int, scratch []float32) {
 	if useAsm {
-		asmMatVecBF16Rows(dst, w, x, r0, r1, cols)
+		asmMatVecBF16Rows(dst, w, x, r0, r1, cols, scratch)
 		return
 	}
 	goMatVecBF16Rows(dst, w, x, r0, r1, cols)

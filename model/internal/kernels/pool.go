@@ -36,7 +36,6 @@ const (
 type job struct {
 	op            opKind
 	dst, x, w     []float32
-	xp            []float32 // x permuted for the bf16 matrix-vector tiles, or nil
 	wb            []uint16
 	n, rows, cols int
 	fn            func(lo, hi int)
@@ -57,8 +56,7 @@ type Pool struct {
 	mu      sync.Mutex
 	closed  bool
 	j       job
-	scratch [][]float32 // per worker: a 4-row × kc float32 tile for bf16 MatMul
-	xp      []float32   // permuted x of bf16 matrix-vector calls (grown on demand)
+	scratch [][]float32 // per worker: a 4-row × kc float32 tile for bf16 and quantized products
 	qx      QX          // x quantized for the quantized matrix-vector calls (grown on demand)
 }
 
@@ -139,13 +137,13 @@ func (j *job) Chunk(id, lo, hi int) {
 	case opMatVec:
 		matVecRows(j.dst, j.w, j.x, lo, hi, j.cols)
 	case opMatVecBF16:
-		matVecBF16Rows(j.dst, j.wb, j.x, j.xp, lo, hi, j.cols)
+		matVecBF16Rows(j.dst, j.wb, j.x, lo, hi, j.cols, j.scratch[id])
 	case opMatMul:
 		matMulRows(j.dst, j.x, j.w, j.n, j.rows, j.cols, lo, hi)
 	case opMatMulBF16:
 		matMulBF16Rows(j.dst, j.x, j.wb, j.n, j.rows, j.cols, lo, hi, j.scratch[id])
 	case opMatVecs:
-		matVecsRows(&j.prods, j.x, j.xp, j.qx, j.cols, lo, hi)
+		matVecsRows(&j.prods, j.x, j.qx, j.cols, lo, hi, j.scratch[id])
 	case opMatVecQ:
 		matVecQRows(j.dst, j.wq, j.qx, lo, hi)
 	case opMatMulQ:

@@ -57,85 +57,107 @@ func b2i(b bool) int {
 // The asm kernels take raw pointers; the callers below have checked every index
 // they touch (the exported methods validated the slice lengths), and a pointer one
 // past a row is never formed because k8 <= klen.
+//
+// Every product, matrix-vector or matrix-matrix, computes each output the same way on a
+// route: columns in blocks of kc, each block's vector part by one accumulator per output
+// (tile in asm/main.go) added to the earlier blocks' sum, then the block's tail columns
+// added one by one in Go (goDotAcc). So an output's bits depend on its row and token only,
+// never on the tile, the number of tokens, the row's place in a tile or the split of rows
+// over workers.
 
+// asmMatVecRows computes rows [r0, r1) of MatVec: the single-token case of asmMatMulRows,
+// walking each group of rows through all its column blocks before the next group. With AVX2
+// the groups are of 8 rows (mvF32_1x8, the sums of tileF32_1xR), the last ones of up to 4.
 func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) {
 	if cols == 0 {
 		clear(dst[r0:r1])
 		return
 	}
-	k8 := cols &^ 7
-	x = x[:cols]
-	for r := r0; r < r1; r += 4 {
-		R := min(4, r1-r)
-		wr := w[r*cols : (r+R)*cols]
-		tiles[0][R-1](&dst[r], 0, &x[0], cols, &wr[0], cols, k8, 0)
-		if k8 < cols {
-			for i := 0; i < R; i++ {
-				dst[r+i] += goDot(x[k8:], wr[i*cols+k8:])
+	r := r0
+	if !useAVX512 {
+		for ; r+mvRows <= r1; r += mvRows {
+			for kb := 0; kb < cols; kb += kc {
+				klen := min(kc, cols-kb)
+				k8 := klen &^ 7
+				wr := w[r*cols+kb : (r+mvRows-1)*cols+kb+klen]
+				xk := x[kb : kb+klen]
+				switch {
+				case k8 > 0:
+					mvF32_1x8(&dst[r], &xk[0], &wr[0], cols, k8, b2i(kb > 0))
+				case kb == 0:
+					clear(dst[r : r+mvRows])
+				default:
+					addZero(dst[r : r+mvRows])
+				}
+				for i := 0; k8 < klen && i < mvRows; i++ {
+					dst[r+i] = goDotAcc(dst[r+i], xk[k8:], wr[i*cols+k8:])
+				}
 			}
+		}
+	}
+	for ; r < r1; r += 4 {
+		R := min(4, r1-r)
+		for kb := 0; kb < cols; kb += kc {
+			klen := min(kc, cols-kb)
+			asmTile(dst, x, w[r*cols+kb:(r+R-1)*cols+kb+klen], cols, 1, R, 0, 0, cols, r, kb, klen, kb > 0)
 		}
 	}
 }
 
-var tilesBF16P = [4]func(out *float32, xp *float32, w *uint16, ldw int, k int){
-	tileBF16P_1x1, tileBF16P_1x2, tileBF16P_1x3, tileBF16P_1x4,
-}
+// mvRows is the row count of the AVX2 matrix-vector tiles (mvF32_1x8, mvBF16_1x8).
+const mvRows = 8
 
-// permuteX stores x's blocks of 16 values in the order tileBF16P reads them:
-// x[0:4], x[8:12], x[4:8], x[12:16]. Values past the last full block are not
-// copied (the tiles leave them to Go).
-func permuteX(xp, x []float32) {
-	for b := 0; b+16 <= len(x); b += 16 {
-		s, d := x[b:b+16], xp[b:b+16]
-		copy(d[0:4], s[0:4])
-		copy(d[4:8], s[8:12])
-		copy(d[8:12], s[4:8])
-		copy(d[12:16], s[12:16])
+// addZero adds +0 to each value, as a tile does over no columns (it turns -0 into +0).
+func addZero(v []float32) {
+	for i := range v {
+		v[i] += 0
 	}
 }
 
-// asmMatVecBF16RowsP is asmMatVecBF16Rows reading a permuteX'd copy xp of x.
-func asmMatVecBF16RowsP(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
-	k16 := cols &^ 15
-	if k16 == 0 {
-		asmMatVecBF16Rows(dst, w, x, r0, r1, cols)
-		return
-	}
-	x, xp = x[:cols], xp[:k16]
-	for r := r0; r < r1; r += 4 {
-		R := min(4, r1-r)
-		wr := w[r*cols : (r+R)*cols]
-		tilesBF16P[R-1](&dst[r], &xp[0], &wr[0], cols, k16)
-		if k16 < cols {
-			for i := 0; i < R; i++ {
-				dst[r+i] += goDotBF16(x[k16:], wr[i*cols+k16:])
-			}
-		}
-	}
-}
-
-func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int) {
+// asmMatVecBF16Rows computes rows [r0, r1) of MatVecBF16 with the bits of asmMatVecRows
+// on the widened weights: with AVX2 the mvBF16 and tileBF16 kernels widen in registers;
+// with AVX-512 each 4-row block is widened into scratch (4·kc values) for the AVX-512
+// float32 tiles, as asmMatMulBF16Rows does.
+func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int, scratch []float32) {
 	if cols == 0 {
 		clear(dst[r0:r1])
 		return
 	}
-	k8 := cols &^ 7
-	x = x[:cols]
-	for r := r0; r < r1; r += 4 {
+	if useAVX512 {
+		asmMatMulBF16Rows(dst, x, w, 1, 0, cols, r0, r1, scratch)
+		return
+	}
+	for r := r0; r < r1; {
 		R := min(4, r1-r)
-		wr := w[r*cols : (r+R)*cols]
-		tilesBF16[R-1](&dst[r], 0, &x[0], cols, &wr[0], cols, k8, 0)
-		if k8 < cols {
-			for i := 0; i < R; i++ {
-				dst[r+i] += goDotBF16(x[k8:], wr[i*cols+k8:])
+		if r+mvRows <= r1 {
+			R = mvRows
+		}
+		for kb := 0; kb < cols; kb += kc {
+			klen := min(kc, cols-kb)
+			k8 := klen &^ 7
+			wr := w[r*cols+kb : (r+R-1)*cols+kb+klen]
+			xk := x[kb : kb+klen]
+			switch {
+			case k8 == 0 && kb == 0:
+				clear(dst[r : r+R])
+			case k8 == 0:
+				addZero(dst[r : r+R])
+			case R == mvRows:
+				mvBF16_1x8(&dst[r], &xk[0], &wr[0], cols, k8, b2i(kb > 0))
+			default:
+				tilesBF16[R-1](&dst[r], 0, &xk[0], cols, &wr[0], cols, k8, b2i(kb > 0))
+			}
+			for i := 0; k8 < klen && i < R; i++ {
+				dst[r+i] = goDotBF16Acc(dst[r+i], xk[k8:], wr[i*cols+k8:])
 			}
 		}
+		r += R
 	}
 }
 
 // asmTile runs the T×R tile at tokens t.., rows r.. over columns [kb, kb+klen) of x
 // (row stride cols) and of the weight rows wr (row stride ldw, starting at column kb
-// of their first row), adding the columns past the last multiple of 8 in Go.
+// of their first row), adding the columns past the last multiple of 8 (16 with AVX-512) in Go.
 func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, klen int, acc bool) {
 	tbl, k8 := &tiles, klen&^7
 	if useAVX512 {
@@ -150,7 +172,7 @@ func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, kl
 		for ti := 0; ti < T; ti++ {
 			xt := x[xo+ti*cols+k8 : xo+ti*cols+klen]
 			for i := 0; i < R; i++ {
-				out[ti*rows+i] += goDot(xt, wr[i*ldw+k8:])
+				out[ti*rows+i] = goDotAcc(out[ti*rows+i], xt, wr[i*ldw+k8:])
 			}
 		}
 	}

@@ -21,19 +21,13 @@ var vnniAvailable = false
 
 func asmMatVecRows(dst, w, x []float32, r0, r1, cols int) { panic("kernels: no asm route") }
 
-func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int) {
+func asmMatVecBF16Rows(dst []float32, w []uint16, x []float32, r0, r1, cols int, scratch []float32) {
 	panic("kernels: no asm route")
 }
 
 func asmMatMulRows(dst, x, w []float32, n, rows, cols, r0, r1 int) { panic("kernels: no asm route") }
 
 func asmMatMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, scratch []float32) {
-	panic("kernels: no asm route")
-}
-
-func permuteX(xp, x []float32) { panic("kernels: no asm route") }
-
-func asmMatVecBF16RowsP(dst []float32, w []uint16, x, xp []float32, r0, r1, cols int) {
 	panic("kernels: no asm route")
 }
 

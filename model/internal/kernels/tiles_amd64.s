@@ -16,28 +16,16 @@ TEXT ·tileF32_1x1(SB), NOSPLIT, $0-64
 	MOVQ   k+48(FP), DX
 	XORQ   BX, BX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	MOVQ   DX, SI
-	ANDQ   $-16, SI
 
-tileF32_1x1_loop2:
-	CMPQ        BX, SI
-	JGE         tileF32_1x1_tail
-	VMOVUPS     (AX)(BX*4), Y2
-	VFMADD231PS (CX)(BX*4), Y2, Y0
-	VMOVUPS     32(AX)(BX*4), Y2
-	VFMADD231PS 32(CX)(BX*4), Y2, Y1
-	ADDQ        $0x10, BX
-	JMP         tileF32_1x1_loop2
-
-tileF32_1x1_tail:
+tileF32_1x1_loop1:
 	CMPQ        BX, DX
 	JGE         tileF32_1x1_reduce
-	VMOVUPS     (AX)(BX*4), Y2
-	VFMADD231PS (CX)(BX*4), Y2, Y0
+	VMOVUPS     (AX)(BX*4), Y1
+	VFMADD231PS (CX)(BX*4), Y1, Y0
+	ADDQ        $0x08, BX
+	JMP         tileF32_1x1_loop1
 
 tileF32_1x1_reduce:
-	VADDPS       Y1, Y0, Y0
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -69,33 +57,17 @@ TEXT ·tileF32_1x2(SB), NOSPLIT, $0-64
 	XORQ   SI, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	MOVQ   BX, DI
-	ANDQ   $-16, DI
 
-tileF32_1x2_loop2:
-	CMPQ        SI, DI
-	JGE         tileF32_1x2_tail
-	VMOVUPS     (AX)(SI*4), Y4
-	VFMADD231PS (CX)(SI*4), Y4, Y0
-	VFMADD231PS (DX)(SI*4), Y4, Y1
-	VMOVUPS     32(AX)(SI*4), Y4
-	VFMADD231PS 32(CX)(SI*4), Y4, Y2
-	VFMADD231PS 32(DX)(SI*4), Y4, Y3
-	ADDQ        $0x10, SI
-	JMP         tileF32_1x2_loop2
-
-tileF32_1x2_tail:
+tileF32_1x2_loop1:
 	CMPQ        SI, BX
 	JGE         tileF32_1x2_reduce
-	VMOVUPS     (AX)(SI*4), Y4
-	VFMADD231PS (CX)(SI*4), Y4, Y0
-	VFMADD231PS (DX)(SI*4), Y4, Y1
+	VMOVUPS     (AX)(SI*4), Y2
+	VFMADD231PS (CX)(SI*4), Y2, Y0
+	VFMADD231PS (DX)(SI*4), Y2, Y1
+	ADDQ        $0x08, SI
+	JMP         tileF32_1x2_loop1
 
 tileF32_1x2_reduce:
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -139,38 +111,18 @@ TEXT ·tileF32_1x3(SB), NOSPLIT, $0-64
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	MOVQ   SI, R8
-	ANDQ   $-16, R8
 
-tileF32_1x3_loop2:
-	CMPQ        DI, R8
-	JGE         tileF32_1x3_tail
-	VMOVUPS     (AX)(DI*4), Y6
-	VFMADD231PS (CX)(DI*4), Y6, Y0
-	VFMADD231PS (BX)(DI*4), Y6, Y1
-	VFMADD231PS (DX)(DI*4), Y6, Y2
-	VMOVUPS     32(AX)(DI*4), Y6
-	VFMADD231PS 32(CX)(DI*4), Y6, Y3
-	VFMADD231PS 32(BX)(DI*4), Y6, Y4
-	VFMADD231PS 32(DX)(DI*4), Y6, Y5
-	ADDQ        $0x10, DI
-	JMP         tileF32_1x3_loop2
-
-tileF32_1x3_tail:
+tileF32_1x3_loop1:
 	CMPQ        DI, SI
 	JGE         tileF32_1x3_reduce
-	VMOVUPS     (AX)(DI*4), Y6
-	VFMADD231PS (CX)(DI*4), Y6, Y0
-	VFMADD231PS (BX)(DI*4), Y6, Y1
-	VFMADD231PS (DX)(DI*4), Y6, Y2
+	VMOVUPS     (AX)(DI*4), Y3
+	VFMADD231PS (CX)(DI*4), Y3, Y0
+	VFMADD231PS (BX)(DI*4), Y3, Y1
+	VFMADD231PS (DX)(DI*4), Y3, Y2
+	ADDQ        $0x08, DI
+	JMP         tileF32_1x3_loop1
 
 tileF32_1x3_reduce:
-	VADDPS       Y3, Y0, Y0
-	VADDPS       Y4, Y1, Y1
-	VADDPS       Y5, Y2, Y2
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -226,58 +178,63 @@ TEXT ·tileF32_1x4(SB), NOSPLIT, $0-64
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ   DI, R9
-	ANDQ   $-16, R9
 
-tileF32_1x4_loop2:
-	CMPQ        R8, R9
-	JGE         tileF32_1x4_tail
-	VMOVUPS     (AX)(R8*4), Y8
-	VFMADD231PS (CX)(R8*4), Y8, Y0
-	VFMADD231PS (BX)(R8*4), Y8, Y1
-	VFMADD231PS (SI)(R8*4), Y8, Y2
-	VFMADD231PS (DX)(R8*4), Y8, Y3
-	VMOVUPS     32(AX)(R8*4), Y8
-	VFMADD231PS 32(CX)(R8*4), Y8, Y4
-	VFMADD231PS 32(BX)(R8*4), Y8, Y5
-	VFMADD231PS 32(SI)(R8*4), Y8, Y6
-	VFMADD231PS 32(DX)(R8*4), Y8, Y7
-	ADDQ        $0x10, R8
-	JMP         tileF32_1x4_loop2
-
-tileF32_1x4_tail:
+tileF32_1x4_loop1:
 	CMPQ        R8, DI
 	JGE         tileF32_1x4_reduce
-	VMOVUPS     (AX)(R8*4), Y8
-	VFMADD231PS (CX)(R8*4), Y8, Y0
-	VFMADD231PS (BX)(R8*4), Y8, Y1
-	VFMADD231PS (SI)(R8*4), Y8, Y2
-	VFMADD231PS (DX)(R8*4), Y8, Y3
+	VMOVUPS     (AX)(R8*4), Y4
+	VFMADD231PS (CX)(R8*4), Y4, Y0
+	VFMADD231PS (BX)(R8*4), Y4, Y1
+	VFMADD231PS (SI)(R8*4), Y4, Y2
+	VFMADD231PS (DX)(R8*4), Y4, Y3
+	ADDQ        $0x08, R8
+	JMP         tileF32_1x4_loop1
 
 tileF32_1x4_reduce:
-	VADDPS       Y4, Y0, Y0
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
 	MOVQ         acc+56(FP), CX
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
 	TESTQ        CX, CX
-	JZ           tileF32_1x4_store0
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_1x4_store0_0
+	VADDSS       (AX), X4, X4
 
-tileF32_1x4_store0:
-	VMOVUPS X1, (AX)
+tileF32_1x4_store0_0:
+	VMOVSS       X4, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileF32_1x4_store0_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_1x4_store0_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileF32_1x4_store0_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_1x4_store0_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileF32_1x4_store0_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_1x4_store0_3:
+	VMOVSS X0, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -295,39 +252,19 @@ TEXT ·tileF32_2x1(SB), NOSPLIT, $0-64
 	XORQ   SI, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	MOVQ   BX, DI
-	ANDQ   $-16, DI
 
-tileF32_2x1_loop2:
-	CMPQ        SI, DI
-	JGE         tileF32_2x1_tail
-	VMOVUPS     (AX)(SI*4), Y4
-	VMOVUPS     (CX)(SI*4), Y5
-	VMOVUPS     (DX)(SI*4), Y6
-	VFMADD231PS Y6, Y4, Y0
-	VFMADD231PS Y6, Y5, Y1
-	VMOVUPS     32(AX)(SI*4), Y4
-	VMOVUPS     32(CX)(SI*4), Y5
-	VMOVUPS     32(DX)(SI*4), Y6
-	VFMADD231PS Y6, Y4, Y2
-	VFMADD231PS Y6, Y5, Y3
-	ADDQ        $0x10, SI
-	JMP         tileF32_2x1_loop2
-
-tileF32_2x1_tail:
+tileF32_2x1_loop1:
 	CMPQ        SI, BX
 	JGE         tileF32_2x1_reduce
-	VMOVUPS     (AX)(SI*4), Y4
-	VMOVUPS     (CX)(SI*4), Y5
-	VMOVUPS     (DX)(SI*4), Y6
-	VFMADD231PS Y6, Y4, Y0
-	VFMADD231PS Y6, Y5, Y1
+	VMOVUPS     (AX)(SI*4), Y2
+	VMOVUPS     (CX)(SI*4), Y3
+	VMOVUPS     (DX)(SI*4), Y4
+	VFMADD231PS Y4, Y2, Y0
+	VFMADD231PS Y4, Y3, Y1
+	ADDQ        $0x08, SI
+	JMP         tileF32_2x1_loop1
 
 tileF32_2x1_reduce:
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -373,52 +310,22 @@ TEXT ·tileF32_2x2(SB), NOSPLIT, $0-64
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ   SI, R8
-	ANDQ   $-16, R8
 
-tileF32_2x2_loop2:
-	CMPQ        DI, R8
-	JGE         tileF32_2x2_tail
-	VMOVUPS     (AX)(DI*4), Y8
-	VMOVUPS     (CX)(DI*4), Y9
-	VMOVUPS     (DX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y0
-	VFMADD231PS Y10, Y9, Y2
-	VMOVUPS     (BX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y1
-	VFMADD231PS Y10, Y9, Y3
-	VMOVUPS     32(AX)(DI*4), Y8
-	VMOVUPS     32(CX)(DI*4), Y9
-	VMOVUPS     32(DX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y4
-	VFMADD231PS Y10, Y9, Y6
-	VMOVUPS     32(BX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y5
-	VFMADD231PS Y10, Y9, Y7
-	ADDQ        $0x10, DI
-	JMP         tileF32_2x2_loop2
-
-tileF32_2x2_tail:
+tileF32_2x2_loop1:
 	CMPQ        DI, SI
 	JGE         tileF32_2x2_reduce
-	VMOVUPS     (AX)(DI*4), Y8
-	VMOVUPS     (CX)(DI*4), Y9
-	VMOVUPS     (DX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y0
-	VFMADD231PS Y10, Y9, Y2
-	VMOVUPS     (BX)(DI*4), Y10
-	VFMADD231PS Y10, Y8, Y1
-	VFMADD231PS Y10, Y9, Y3
+	VMOVUPS     (AX)(DI*4), Y4
+	VMOVUPS     (CX)(DI*4), Y5
+	VMOVUPS     (DX)(DI*4), Y6
+	VFMADD231PS Y6, Y4, Y0
+	VFMADD231PS Y6, Y5, Y2
+	VMOVUPS     (BX)(DI*4), Y6
+	VFMADD231PS Y6, Y4, Y1
+	VFMADD231PS Y6, Y5, Y3
+	ADDQ        $0x08, DI
+	JMP         tileF32_2x2_loop1
 
 tileF32_2x2_reduce:
-	VADDPS       Y4, Y0, Y0
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -487,65 +394,25 @@ TEXT ·tileF32_2x3(SB), NOSPLIT, $0-64
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	MOVQ   DI, R9
-	ANDQ   $-16, R9
 
-tileF32_2x3_loop2:
-	CMPQ        R8, R9
-	JGE         tileF32_2x3_tail
-	VMOVUPS     (AX)(R8*4), Y12
-	VMOVUPS     (CX)(R8*4), Y13
-	VMOVUPS     (DX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y0
-	VFMADD231PS Y14, Y13, Y3
-	VMOVUPS     (SI)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y1
-	VFMADD231PS Y14, Y13, Y4
-	VMOVUPS     (BX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y2
-	VFMADD231PS Y14, Y13, Y5
-	VMOVUPS     32(AX)(R8*4), Y12
-	VMOVUPS     32(CX)(R8*4), Y13
-	VMOVUPS     32(DX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y6
-	VFMADD231PS Y14, Y13, Y9
-	VMOVUPS     32(SI)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y7
-	VFMADD231PS Y14, Y13, Y10
-	VMOVUPS     32(BX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y8
-	VFMADD231PS Y14, Y13, Y11
-	ADDQ        $0x10, R8
-	JMP         tileF32_2x3_loop2
-
-tileF32_2x3_tail:
+tileF32_2x3_loop1:
 	CMPQ        R8, DI
 	JGE         tileF32_2x3_reduce
-	VMOVUPS     (AX)(R8*4), Y12
-	VMOVUPS     (CX)(R8*4), Y13
-	VMOVUPS     (DX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y0
-	VFMADD231PS Y14, Y13, Y3
-	VMOVUPS     (SI)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y1
-	VFMADD231PS Y14, Y13, Y4
-	VMOVUPS     (BX)(R8*4), Y14
-	VFMADD231PS Y14, Y12, Y2
-	VFMADD231PS Y14, Y13, Y5
+	VMOVUPS     (AX)(R8*4), Y6
+	VMOVUPS     (CX)(R8*4), Y7
+	VMOVUPS     (DX)(R8*4), Y8
+	VFMADD231PS Y8, Y6, Y0
+	VFMADD231PS Y8, Y7, Y3
+	VMOVUPS     (SI)(R8*4), Y8
+	VFMADD231PS Y8, Y6, Y1
+	VFMADD231PS Y8, Y7, Y4
+	VMOVUPS     (BX)(R8*4), Y8
+	VFMADD231PS Y8, Y6, Y2
+	VFMADD231PS Y8, Y7, Y5
+	ADDQ        $0x08, R8
+	JMP         tileF32_2x3_loop1
 
 tileF32_2x3_reduce:
-	VADDPS       Y6, Y0, Y0
-	VADDPS       Y7, Y1, Y1
-	VADDPS       Y8, Y2, Y2
-	VADDPS       Y9, Y3, Y3
-	VADDPS       Y10, Y4, Y4
-	VADDPS       Y11, Y5, Y5
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -663,29 +530,87 @@ tileF32_2x4_reduce:
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
 	MOVQ         acc+56(FP), DX
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
 	TESTQ        DX, DX
-	JZ           tileF32_2x4_store0
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_2x4_store0_0
+	VADDSS       (AX), X8, X8
 
-tileF32_2x4_store0:
-	VMOVUPS      X1, (AX)
+tileF32_2x4_store0_0:
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store0_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_2x4_store0_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store0_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_2x4_store0_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store0_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_2x4_store0_3:
+	VMOVSS       X0, 12(AX)
 	ADDQ         CX, AX
-	VHADDPS      Y5, Y4, Y0
-	VHADDPS      Y7, Y6, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
 	TESTQ        DX, DX
-	JZ           tileF32_2x4_store1
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_2x4_store1_0
+	VADDSS       (AX), X0, X0
 
-tileF32_2x4_store1:
-	VMOVUPS X1, (AX)
+tileF32_2x4_store1_0:
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store1_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_2x4_store1_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store1_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_2x4_store1_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_2x4_store1_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_2x4_store1_3:
+	VMOVSS X0, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -705,47 +630,21 @@ TEXT ·tileF32_3x1(SB), NOSPLIT, $0-64
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	MOVQ   SI, R8
-	ANDQ   $-16, R8
 
-tileF32_3x1_loop2:
-	CMPQ        DI, R8
-	JGE         tileF32_3x1_tail
-	VMOVUPS     (AX)(DI*4), Y6
-	VMOVUPS     (DX)(DI*4), Y7
-	VMOVUPS     (CX)(DI*4), Y8
-	VMOVUPS     (BX)(DI*4), Y9
-	VFMADD231PS Y9, Y6, Y0
-	VFMADD231PS Y9, Y7, Y1
-	VFMADD231PS Y9, Y8, Y2
-	VMOVUPS     32(AX)(DI*4), Y6
-	VMOVUPS     32(DX)(DI*4), Y7
-	VMOVUPS     32(CX)(DI*4), Y8
-	VMOVUPS     32(BX)(DI*4), Y9
-	VFMADD231PS Y9, Y6, Y3
-	VFMADD231PS Y9, Y7, Y4
-	VFMADD231PS Y9, Y8, Y5
-	ADDQ        $0x10, DI
-	JMP         tileF32_3x1_loop2
-
-tileF32_3x1_tail:
+tileF32_3x1_loop1:
 	CMPQ        DI, SI
 	JGE         tileF32_3x1_reduce
-	VMOVUPS     (AX)(DI*4), Y6
-	VMOVUPS     (DX)(DI*4), Y7
-	VMOVUPS     (CX)(DI*4), Y8
-	VMOVUPS     (BX)(DI*4), Y9
-	VFMADD231PS Y9, Y6, Y0
-	VFMADD231PS Y9, Y7, Y1
-	VFMADD231PS Y9, Y8, Y2
+	VMOVUPS     (AX)(DI*4), Y3
+	VMOVUPS     (DX)(DI*4), Y4
+	VMOVUPS     (CX)(DI*4), Y5
+	VMOVUPS     (BX)(DI*4), Y6
+	VFMADD231PS Y6, Y3, Y0
+	VFMADD231PS Y6, Y4, Y1
+	VFMADD231PS Y6, Y5, Y2
+	ADDQ        $0x08, DI
+	JMP         tileF32_3x1_loop1
 
 tileF32_3x1_reduce:
-	VADDPS       Y3, Y0, Y0
-	VADDPS       Y4, Y1, Y1
-	VADDPS       Y5, Y2, Y2
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1098,41 +997,128 @@ tileF32_3x4_reduce:
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
 	MOVQ         acc+56(FP), DX
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X12
+	VHADDPS      X12, X12, X12
+	VHADDPS      X12, X12, X12
 	TESTQ        DX, DX
-	JZ           tileF32_3x4_store0
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_3x4_store0_0
+	VADDSS       (AX), X12, X12
 
-tileF32_3x4_store0:
-	VMOVUPS      X1, (AX)
+tileF32_3x4_store0_0:
+	VMOVSS       X12, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store0_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_3x4_store0_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store0_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_3x4_store0_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store0_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_3x4_store0_3:
+	VMOVSS       X0, 12(AX)
 	ADDQ         CX, AX
-	VHADDPS      Y5, Y4, Y0
-	VHADDPS      Y7, Y6, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
 	TESTQ        DX, DX
-	JZ           tileF32_3x4_store1
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_3x4_store1_0
+	VADDSS       (AX), X0, X0
 
-tileF32_3x4_store1:
-	VMOVUPS      X1, (AX)
+tileF32_3x4_store1_0:
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store1_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_3x4_store1_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store1_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_3x4_store1_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store1_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_3x4_store1_3:
+	VMOVSS       X0, 12(AX)
 	ADDQ         CX, AX
-	VHADDPS      Y9, Y8, Y0
-	VHADDPS      Y11, Y10, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y8, X0
+	VADDPS       X0, X8, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
 	TESTQ        DX, DX
-	JZ           tileF32_3x4_store2
-	VADDPS       (AX), X1, X1
+	JZ           tileF32_3x4_store2_0
+	VADDSS       (AX), X0, X0
 
-tileF32_3x4_store2:
-	VMOVUPS X1, (AX)
+tileF32_3x4_store2_0:
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y9, X0
+	VADDPS       X0, X9, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store2_1
+	VADDSS       4(AX), X0, X0
+
+tileF32_3x4_store2_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y10, X0
+	VADDPS       X0, X10, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store2_2
+	VADDSS       8(AX), X0, X0
+
+tileF32_3x4_store2_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y11, X0
+	VADDPS       X0, X11, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        DX, DX
+	JZ           tileF32_3x4_store2_3
+	VADDSS       12(AX), X0, X0
+
+tileF32_3x4_store2_3:
+	VMOVSS X0, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -1148,34 +1134,18 @@ TEXT ·tileBF16_1x1(SB), NOSPLIT, $0-64
 	MOVQ   k+48(FP), DX
 	XORQ   BX, BX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	MOVQ   DX, SI
-	ANDQ   $-16, SI
 
-tileBF16_1x1_loop2:
-	CMPQ        BX, SI
-	JGE         tileBF16_1x1_tail
-	VMOVUPS     (AX)(BX*4), Y2
-	VPMOVZXWD   (CX)(BX*2), Y3
-	VPSLLD      $0x10, Y3, Y3
-	VFMADD231PS Y3, Y2, Y0
-	VMOVUPS     32(AX)(BX*4), Y2
-	VPMOVZXWD   16(CX)(BX*2), Y3
-	VPSLLD      $0x10, Y3, Y3
-	VFMADD231PS Y3, Y2, Y1
-	ADDQ        $0x10, BX
-	JMP         tileBF16_1x1_loop2
-
-tileBF16_1x1_tail:
+tileBF16_1x1_loop1:
 	CMPQ        BX, DX
 	JGE         tileBF16_1x1_reduce
-	VMOVUPS     (AX)(BX*4), Y2
-	VPMOVZXWD   (CX)(BX*2), Y3
-	VPSLLD      $0x10, Y3, Y3
-	VFMADD231PS Y3, Y2, Y0
+	VMOVUPS     (AX)(BX*4), Y1
+	VPMOVZXWD   (CX)(BX*2), Y2
+	VPSLLD      $0x10, Y2, Y2
+	VFMADD231PS Y2, Y1, Y0
+	ADDQ        $0x08, BX
+	JMP         tileBF16_1x1_loop1
 
 tileBF16_1x1_reduce:
-	VADDPS       Y1, Y0, Y0
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1207,45 +1177,21 @@ TEXT ·tileBF16_1x2(SB), NOSPLIT, $0-64
 	XORQ   SI, SI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	MOVQ   BX, DI
-	ANDQ   $-16, DI
 
-tileBF16_1x2_loop2:
-	CMPQ        SI, DI
-	JGE         tileBF16_1x2_tail
-	VMOVUPS     (AX)(SI*4), Y4
-	VPMOVZXWD   (CX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y0
-	VPMOVZXWD   (DX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y1
-	VMOVUPS     32(AX)(SI*4), Y4
-	VPMOVZXWD   16(CX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y2
-	VPMOVZXWD   16(DX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y3
-	ADDQ        $0x10, SI
-	JMP         tileBF16_1x2_loop2
-
-tileBF16_1x2_tail:
+tileBF16_1x2_loop1:
 	CMPQ        SI, BX
 	JGE         tileBF16_1x2_reduce
-	VMOVUPS     (AX)(SI*4), Y4
-	VPMOVZXWD   (CX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y0
-	VPMOVZXWD   (DX)(SI*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y1
+	VMOVUPS     (AX)(SI*4), Y2
+	VPMOVZXWD   (CX)(SI*2), Y3
+	VPSLLD      $0x10, Y3, Y3
+	VFMADD231PS Y3, Y2, Y0
+	VPMOVZXWD   (DX)(SI*2), Y3
+	VPSLLD      $0x10, Y3, Y3
+	VFMADD231PS Y3, Y2, Y1
+	ADDQ        $0x08, SI
+	JMP         tileBF16_1x2_loop1
 
 tileBF16_1x2_reduce:
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1289,56 +1235,24 @@ TEXT ·tileBF16_1x3(SB), NOSPLIT, $0-64
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	MOVQ   SI, R8
-	ANDQ   $-16, R8
 
-tileBF16_1x3_loop2:
-	CMPQ        DI, R8
-	JGE         tileBF16_1x3_tail
-	VMOVUPS     (AX)(DI*4), Y6
-	VPMOVZXWD   (CX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y0
-	VPMOVZXWD   (BX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y1
-	VPMOVZXWD   (DX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y2
-	VMOVUPS     32(AX)(DI*4), Y6
-	VPMOVZXWD   16(CX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y3
-	VPMOVZXWD   16(BX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y4
-	VPMOVZXWD   16(DX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y5
-	ADDQ        $0x10, DI
-	JMP         tileBF16_1x3_loop2
-
-tileBF16_1x3_tail:
+tileBF16_1x3_loop1:
 	CMPQ        DI, SI
 	JGE         tileBF16_1x3_reduce
-	VMOVUPS     (AX)(DI*4), Y6
-	VPMOVZXWD   (CX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y0
-	VPMOVZXWD   (BX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y1
-	VPMOVZXWD   (DX)(DI*2), Y7
-	VPSLLD      $0x10, Y7, Y7
-	VFMADD231PS Y7, Y6, Y2
+	VMOVUPS     (AX)(DI*4), Y3
+	VPMOVZXWD   (CX)(DI*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS Y4, Y3, Y0
+	VPMOVZXWD   (BX)(DI*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS Y4, Y3, Y1
+	VPMOVZXWD   (DX)(DI*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS Y4, Y3, Y2
+	ADDQ        $0x08, DI
+	JMP         tileBF16_1x3_loop1
 
 tileBF16_1x3_reduce:
-	VADDPS       Y3, Y0, Y0
-	VADDPS       Y4, Y1, Y1
-	VADDPS       Y5, Y2, Y2
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
@@ -1394,82 +1308,549 @@ TEXT ·tileBF16_1x4(SB), NOSPLIT, $0-64
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ   DI, R9
-	ANDQ   $-16, R9
 
-tileBF16_1x4_loop2:
-	CMPQ        R8, R9
-	JGE         tileBF16_1x4_tail
-	VMOVUPS     (AX)(R8*4), Y8
-	VPMOVZXWD   (CX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y0
-	VPMOVZXWD   (BX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y1
-	VPMOVZXWD   (SI)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y2
-	VPMOVZXWD   (DX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y3
-	VMOVUPS     32(AX)(R8*4), Y8
-	VPMOVZXWD   16(CX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y4
-	VPMOVZXWD   16(BX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y5
-	VPMOVZXWD   16(SI)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y6
-	VPMOVZXWD   16(DX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y7
-	ADDQ        $0x10, R8
-	JMP         tileBF16_1x4_loop2
-
-tileBF16_1x4_tail:
+tileBF16_1x4_loop1:
 	CMPQ        R8, DI
 	JGE         tileBF16_1x4_reduce
-	VMOVUPS     (AX)(R8*4), Y8
-	VPMOVZXWD   (CX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y0
-	VPMOVZXWD   (BX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y1
-	VPMOVZXWD   (SI)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y2
-	VPMOVZXWD   (DX)(R8*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y3
+	VMOVUPS     (AX)(R8*4), Y4
+	VPMOVZXWD   (CX)(R8*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y0
+	VPMOVZXWD   (BX)(R8*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y1
+	VPMOVZXWD   (SI)(R8*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y2
+	VPMOVZXWD   (DX)(R8*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y3
+	ADDQ        $0x08, R8
+	JMP         tileBF16_1x4_loop1
 
 tileBF16_1x4_reduce:
-	VADDPS       Y4, Y0, Y0
-	VADDPS       Y5, Y1, Y1
-	VADDPS       Y6, Y2, Y2
-	VADDPS       Y7, Y3, Y3
 	MOVQ         out+0(FP), AX
 	MOVQ         ldo+8(FP), CX
 	SHLQ         $0x02, CX
 	MOVQ         acc+56(FP), CX
-	VHADDPS      Y1, Y0, Y0
-	VHADDPS      Y3, Y2, Y1
-	VHADDPS      Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X1
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
 	TESTQ        CX, CX
-	JZ           tileBF16_1x4_store0
-	VADDPS       (AX), X1, X1
+	JZ           tileBF16_1x4_store0_0
+	VADDSS       (AX), X4, X4
 
-tileBF16_1x4_store0:
-	VMOVUPS X1, (AX)
+tileBF16_1x4_store0_0:
+	VMOVSS       X4, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileBF16_1x4_store0_1
+	VADDSS       4(AX), X0, X0
+
+tileBF16_1x4_store0_1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileBF16_1x4_store0_2
+	VADDSS       8(AX), X0, X0
+
+tileBF16_1x4_store0_2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           tileBF16_1x4_store0_3
+	VADDSS       12(AX), X0, X0
+
+tileBF16_1x4_store0_3:
+	VMOVSS X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func mvF32_1x8(out *float32, x *float32, w *float32, ldw int, k int, acc int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·mvF32_1x8(SB), NOSPLIT, $0-48
+	MOVQ   x+8(FP), AX
+	MOVQ   ldw+24(FP), CX
+	SHLQ   $0x02, CX
+	MOVQ   w+16(FP), DX
+	LEAQ   (DX)(CX*1), BX
+	LEAQ   (BX)(CX*1), SI
+	LEAQ   (SI)(CX*1), DI
+	LEAQ   (DI)(CX*1), R8
+	LEAQ   (R8)(CX*1), R9
+	LEAQ   (R9)(CX*1), R10
+	LEAQ   (R10)(CX*1), R11
+	SHLQ   $0x03, CX
+	MOVQ   k+32(FP), R12
+	LEAQ   (AX)(R12*4), R13
+	ANDQ   $-32, R12
+	LEAQ   (AX)(R12*4), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+mvF32_1x8_loop32:
+	CMPQ        AX, R12
+	JGE         mvF32_1x8_loop8
+	PREFETCHT0  (DX)(CX*1)
+	PREFETCHT0  64(DX)(CX*1)
+	PREFETCHT0  (BX)(CX*1)
+	PREFETCHT0  64(BX)(CX*1)
+	PREFETCHT0  (SI)(CX*1)
+	PREFETCHT0  64(SI)(CX*1)
+	PREFETCHT0  (DI)(CX*1)
+	PREFETCHT0  64(DI)(CX*1)
+	PREFETCHT0  (R8)(CX*1)
+	PREFETCHT0  64(R8)(CX*1)
+	PREFETCHT0  (R9)(CX*1)
+	PREFETCHT0  64(R9)(CX*1)
+	PREFETCHT0  (R10)(CX*1)
+	PREFETCHT0  64(R10)(CX*1)
+	PREFETCHT0  (R11)(CX*1)
+	PREFETCHT0  64(R11)(CX*1)
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS (BX), Y8, Y1
+	VFMADD231PS (SI), Y8, Y2
+	VFMADD231PS (DI), Y8, Y3
+	VFMADD231PS (R8), Y8, Y4
+	VFMADD231PS (R9), Y8, Y5
+	VFMADD231PS (R10), Y8, Y6
+	VFMADD231PS (R11), Y8, Y7
+	VMOVUPS     32(AX), Y8
+	VFMADD231PS 32(DX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 32(SI), Y8, Y2
+	VFMADD231PS 32(DI), Y8, Y3
+	VFMADD231PS 32(R8), Y8, Y4
+	VFMADD231PS 32(R9), Y8, Y5
+	VFMADD231PS 32(R10), Y8, Y6
+	VFMADD231PS 32(R11), Y8, Y7
+	VMOVUPS     64(AX), Y8
+	VFMADD231PS 64(DX), Y8, Y0
+	VFMADD231PS 64(BX), Y8, Y1
+	VFMADD231PS 64(SI), Y8, Y2
+	VFMADD231PS 64(DI), Y8, Y3
+	VFMADD231PS 64(R8), Y8, Y4
+	VFMADD231PS 64(R9), Y8, Y5
+	VFMADD231PS 64(R10), Y8, Y6
+	VFMADD231PS 64(R11), Y8, Y7
+	VMOVUPS     96(AX), Y8
+	VFMADD231PS 96(DX), Y8, Y0
+	VFMADD231PS 96(BX), Y8, Y1
+	VFMADD231PS 96(SI), Y8, Y2
+	VFMADD231PS 96(DI), Y8, Y3
+	VFMADD231PS 96(R8), Y8, Y4
+	VFMADD231PS 96(R9), Y8, Y5
+	VFMADD231PS 96(R10), Y8, Y6
+	VFMADD231PS 96(R11), Y8, Y7
+	ADDQ        $+128, AX
+	ADDQ        $+128, DX
+	ADDQ        $+128, BX
+	ADDQ        $+128, SI
+	ADDQ        $+128, DI
+	ADDQ        $+128, R8
+	ADDQ        $+128, R9
+	ADDQ        $+128, R10
+	ADDQ        $+128, R11
+	JMP         mvF32_1x8_loop32
+
+mvF32_1x8_loop8:
+	CMPQ        AX, R13
+	JGE         mvF32_1x8_reduce
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS (BX), Y8, Y1
+	VFMADD231PS (SI), Y8, Y2
+	VFMADD231PS (DI), Y8, Y3
+	VFMADD231PS (R8), Y8, Y4
+	VFMADD231PS (R9), Y8, Y5
+	VFMADD231PS (R10), Y8, Y6
+	VFMADD231PS (R11), Y8, Y7
+	ADDQ        $+32, AX
+	ADDQ        $+32, DX
+	ADDQ        $+32, BX
+	ADDQ        $+32, SI
+	ADDQ        $+32, DI
+	ADDQ        $+32, R8
+	ADDQ        $+32, R9
+	ADDQ        $+32, R10
+	ADDQ        $+32, R11
+	JMP         mvF32_1x8_loop8
+
+mvF32_1x8_reduce:
+	MOVQ         out+0(FP), AX
+	MOVQ         acc+40(FP), CX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store0
+	VADDSS       (AX), X8, X8
+
+mvF32_1x8_store0:
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store1
+	VADDSS       4(AX), X0, X0
+
+mvF32_1x8_store1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store2
+	VADDSS       8(AX), X0, X0
+
+mvF32_1x8_store2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store3
+	VADDSS       12(AX), X0, X0
+
+mvF32_1x8_store3:
+	VMOVSS       X0, 12(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store4
+	VADDSS       16(AX), X0, X0
+
+mvF32_1x8_store4:
+	VMOVSS       X0, 16(AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store5
+	VADDSS       20(AX), X0, X0
+
+mvF32_1x8_store5:
+	VMOVSS       X0, 20(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store6
+	VADDSS       24(AX), X0, X0
+
+mvF32_1x8_store6:
+	VMOVSS       X0, 24(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvF32_1x8_store7
+	VADDSS       28(AX), X0, X0
+
+mvF32_1x8_store7:
+	VMOVSS X0, 28(AX)
+	VZEROUPPER
+	RET
+
+// func mvBF16_1x8(out *float32, x *float32, w *uint16, ldw int, k int, acc int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·mvBF16_1x8(SB), NOSPLIT, $0-48
+	MOVQ   x+8(FP), AX
+	MOVQ   ldw+24(FP), CX
+	SHLQ   $0x01, CX
+	MOVQ   w+16(FP), DX
+	LEAQ   (DX)(CX*1), BX
+	LEAQ   (BX)(CX*1), SI
+	LEAQ   (SI)(CX*1), DI
+	LEAQ   (DI)(CX*1), R8
+	LEAQ   (R8)(CX*1), R9
+	LEAQ   (R9)(CX*1), R10
+	LEAQ   (R10)(CX*1), R11
+	SHLQ   $0x03, CX
+	MOVQ   k+32(FP), R12
+	LEAQ   (AX)(R12*4), R13
+	ANDQ   $-32, R12
+	LEAQ   (AX)(R12*4), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+mvBF16_1x8_loop32:
+	CMPQ        AX, R12
+	JGE         mvBF16_1x8_loop8
+	PREFETCHT0  (DX)(CX*1)
+	PREFETCHT0  (BX)(CX*1)
+	PREFETCHT0  (SI)(CX*1)
+	PREFETCHT0  (DI)(CX*1)
+	PREFETCHT0  (R8)(CX*1)
+	PREFETCHT0  (R9)(CX*1)
+	PREFETCHT0  (R10)(CX*1)
+	PREFETCHT0  (R11)(CX*1)
+	VMOVUPS     (AX), Y8
+	VPMOVZXWD   (DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   (SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   (R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   (R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   (R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     32(AX), Y8
+	VPMOVZXWD   16(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   16(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   16(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   16(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   16(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   16(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   16(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   16(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     64(AX), Y8
+	VPMOVZXWD   32(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   32(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   32(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   32(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   32(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   32(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   32(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   32(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	VMOVUPS     96(AX), Y8
+	VPMOVZXWD   48(DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   48(BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   48(SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   48(DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   48(R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   48(R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   48(R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   48(R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	ADDQ        $+128, AX
+	ADDQ        $+64, DX
+	ADDQ        $+64, BX
+	ADDQ        $+64, SI
+	ADDQ        $+64, DI
+	ADDQ        $+64, R8
+	ADDQ        $+64, R9
+	ADDQ        $+64, R10
+	ADDQ        $+64, R11
+	JMP         mvBF16_1x8_loop32
+
+mvBF16_1x8_loop8:
+	CMPQ        AX, R13
+	JGE         mvBF16_1x8_reduce
+	VMOVUPS     (AX), Y8
+	VPMOVZXWD   (DX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VPMOVZXWD   (BX), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VPMOVZXWD   (SI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VPMOVZXWD   (DI), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VPMOVZXWD   (R8), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VPMOVZXWD   (R9), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VPMOVZXWD   (R10), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VPMOVZXWD   (R11), Y9
+	VPSLLD      $0x10, Y9, Y9
+	VFMADD231PS Y9, Y8, Y7
+	ADDQ        $+32, AX
+	ADDQ        $+16, DX
+	ADDQ        $+16, BX
+	ADDQ        $+16, SI
+	ADDQ        $+16, DI
+	ADDQ        $+16, R8
+	ADDQ        $+16, R9
+	ADDQ        $+16, R10
+	ADDQ        $+16, R11
+	JMP         mvBF16_1x8_loop8
+
+mvBF16_1x8_reduce:
+	MOVQ         out+0(FP), AX
+	MOVQ         acc+40(FP), CX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store0
+	VADDSS       (AX), X8, X8
+
+mvBF16_1x8_store0:
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store1
+	VADDSS       4(AX), X0, X0
+
+mvBF16_1x8_store1:
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store2
+	VADDSS       8(AX), X0, X0
+
+mvBF16_1x8_store2:
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store3
+	VADDSS       12(AX), X0, X0
+
+mvBF16_1x8_store3:
+	VMOVSS       X0, 12(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store4
+	VADDSS       16(AX), X0, X0
+
+mvBF16_1x8_store4:
+	VMOVSS       X0, 16(AX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store5
+	VADDSS       20(AX), X0, X0
+
+mvBF16_1x8_store5:
+	VMOVSS       X0, 20(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store6
+	VADDSS       24(AX), X0, X0
+
+mvBF16_1x8_store6:
+	VMOVSS       X0, 24(AX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           mvBF16_1x8_store7
+	VADDSS       28(AX), X0, X0
+
+mvBF16_1x8_store7:
+	VMOVSS X0, 28(AX)
 	VZEROUPPER
 	RET
 
@@ -1485,28 +1866,16 @@ TEXT ·tileZ_1x1(SB), NOSPLIT, $0-64
 	MOVQ   k+48(FP), DX
 	XORQ   BX, BX
 	VXORPS Z0, Z0, Z0
-	VXORPS Z1, Z1, Z1
-	MOVQ   DX, SI
-	ANDQ   $-32, SI
 
-tileZ_1x1_loop2:
-	CMPQ        BX, SI
-	JGE         tileZ_1x1_tail
-	VMOVUPS     (AX)(BX*4), Z2
-	VFMADD231PS (CX)(BX*4), Z2, Z0
-	VMOVUPS     64(AX)(BX*4), Z2
-	VFMADD231PS 64(CX)(BX*4), Z2, Z1
-	ADDQ        $0x20, BX
-	JMP         tileZ_1x1_loop2
-
-tileZ_1x1_tail:
+tileZ_1x1_loop1:
 	CMPQ        BX, DX
 	JGE         tileZ_1x1_reduce
-	VMOVUPS     (AX)(BX*4), Z2
-	VFMADD231PS (CX)(BX*4), Z2, Z0
+	VMOVUPS     (AX)(BX*4), Z1
+	VFMADD231PS (CX)(BX*4), Z1, Z0
+	ADDQ        $0x10, BX
+	JMP         tileZ_1x1_loop1
 
 tileZ_1x1_reduce:
-	VADDPS        Z1, Z0, Z0
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -1542,33 +1911,17 @@ TEXT ·tileZ_1x2(SB), NOSPLIT, $0-64
 	XORQ   SI, SI
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	MOVQ   BX, DI
-	ANDQ   $-32, DI
 
-tileZ_1x2_loop2:
-	CMPQ        SI, DI
-	JGE         tileZ_1x2_tail
-	VMOVUPS     (AX)(SI*4), Z4
-	VFMADD231PS (CX)(SI*4), Z4, Z0
-	VFMADD231PS (DX)(SI*4), Z4, Z1
-	VMOVUPS     64(AX)(SI*4), Z4
-	VFMADD231PS 64(CX)(SI*4), Z4, Z2
-	VFMADD231PS 64(DX)(SI*4), Z4, Z3
-	ADDQ        $0x20, SI
-	JMP         tileZ_1x2_loop2
-
-tileZ_1x2_tail:
+tileZ_1x2_loop1:
 	CMPQ        SI, BX
 	JGE         tileZ_1x2_reduce
-	VMOVUPS     (AX)(SI*4), Z4
-	VFMADD231PS (CX)(SI*4), Z4, Z0
-	VFMADD231PS (DX)(SI*4), Z4, Z1
+	VMOVUPS     (AX)(SI*4), Z2
+	VFMADD231PS (CX)(SI*4), Z2, Z0
+	VFMADD231PS (DX)(SI*4), Z2, Z1
+	ADDQ        $0x10, SI
+	JMP         tileZ_1x2_loop1
 
 tileZ_1x2_reduce:
-	VADDPS        Z2, Z0, Z0
-	VADDPS        Z3, Z1, Z1
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -1620,38 +1973,18 @@ TEXT ·tileZ_1x3(SB), NOSPLIT, $0-64
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	MOVQ   SI, R8
-	ANDQ   $-32, R8
 
-tileZ_1x3_loop2:
-	CMPQ        DI, R8
-	JGE         tileZ_1x3_tail
-	VMOVUPS     (AX)(DI*4), Z6
-	VFMADD231PS (CX)(DI*4), Z6, Z0
-	VFMADD231PS (BX)(DI*4), Z6, Z1
-	VFMADD231PS (DX)(DI*4), Z6, Z2
-	VMOVUPS     64(AX)(DI*4), Z6
-	VFMADD231PS 64(CX)(DI*4), Z6, Z3
-	VFMADD231PS 64(BX)(DI*4), Z6, Z4
-	VFMADD231PS 64(DX)(DI*4), Z6, Z5
-	ADDQ        $0x20, DI
-	JMP         tileZ_1x3_loop2
-
-tileZ_1x3_tail:
+tileZ_1x3_loop1:
 	CMPQ        DI, SI
 	JGE         tileZ_1x3_reduce
-	VMOVUPS     (AX)(DI*4), Z6
-	VFMADD231PS (CX)(DI*4), Z6, Z0
-	VFMADD231PS (BX)(DI*4), Z6, Z1
-	VFMADD231PS (DX)(DI*4), Z6, Z2
+	VMOVUPS     (AX)(DI*4), Z3
+	VFMADD231PS (CX)(DI*4), Z3, Z0
+	VFMADD231PS (BX)(DI*4), Z3, Z1
+	VFMADD231PS (DX)(DI*4), Z3, Z2
+	ADDQ        $0x10, DI
+	JMP         tileZ_1x3_loop1
 
 tileZ_1x3_reduce:
-	VADDPS        Z3, Z0, Z0
-	VADDPS        Z4, Z1, Z1
-	VADDPS        Z5, Z2, Z2
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -1719,43 +2052,19 @@ TEXT ·tileZ_1x4(SB), NOSPLIT, $0-64
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
 	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
-	MOVQ   DI, R9
-	ANDQ   $-32, R9
 
-tileZ_1x4_loop2:
-	CMPQ        R8, R9
-	JGE         tileZ_1x4_tail
-	VMOVUPS     (AX)(R8*4), Z8
-	VFMADD231PS (CX)(R8*4), Z8, Z0
-	VFMADD231PS (BX)(R8*4), Z8, Z1
-	VFMADD231PS (SI)(R8*4), Z8, Z2
-	VFMADD231PS (DX)(R8*4), Z8, Z3
-	VMOVUPS     64(AX)(R8*4), Z8
-	VFMADD231PS 64(CX)(R8*4), Z8, Z4
-	VFMADD231PS 64(BX)(R8*4), Z8, Z5
-	VFMADD231PS 64(SI)(R8*4), Z8, Z6
-	VFMADD231PS 64(DX)(R8*4), Z8, Z7
-	ADDQ        $0x20, R8
-	JMP         tileZ_1x4_loop2
-
-tileZ_1x4_tail:
+tileZ_1x4_loop1:
 	CMPQ        R8, DI
 	JGE         tileZ_1x4_reduce
-	VMOVUPS     (AX)(R8*4), Z8
-	VFMADD231PS (CX)(R8*4), Z8, Z0
-	VFMADD231PS (BX)(R8*4), Z8, Z1
-	VFMADD231PS (SI)(R8*4), Z8, Z2
-	VFMADD231PS (DX)(R8*4), Z8, Z3
+	VMOVUPS     (AX)(R8*4), Z4
+	VFMADD231PS (CX)(R8*4), Z4, Z0
+	VFMADD231PS (BX)(R8*4), Z4, Z1
+	VFMADD231PS (SI)(R8*4), Z4, Z2
+	VFMADD231PS (DX)(R8*4), Z4, Z3
+	ADDQ        $0x10, R8
+	JMP         tileZ_1x4_loop1
 
 tileZ_1x4_reduce:
-	VADDPS        Z4, Z0, Z0
-	VADDPS        Z5, Z1, Z1
-	VADDPS        Z6, Z2, Z2
-	VADDPS        Z7, Z3, Z3
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -1833,39 +2142,19 @@ TEXT ·tileZ_2x1(SB), NOSPLIT, $0-64
 	XORQ   SI, SI
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
-	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	MOVQ   BX, DI
-	ANDQ   $-32, DI
 
-tileZ_2x1_loop2:
-	CMPQ        SI, DI
-	JGE         tileZ_2x1_tail
-	VMOVUPS     (AX)(SI*4), Z4
-	VMOVUPS     (CX)(SI*4), Z5
-	VMOVUPS     (DX)(SI*4), Z6
-	VFMADD231PS Z6, Z4, Z0
-	VFMADD231PS Z6, Z5, Z1
-	VMOVUPS     64(AX)(SI*4), Z4
-	VMOVUPS     64(CX)(SI*4), Z5
-	VMOVUPS     64(DX)(SI*4), Z6
-	VFMADD231PS Z6, Z4, Z2
-	VFMADD231PS Z6, Z5, Z3
-	ADDQ        $0x20, SI
-	JMP         tileZ_2x1_loop2
-
-tileZ_2x1_tail:
+tileZ_2x1_loop1:
 	CMPQ        SI, BX
 	JGE         tileZ_2x1_reduce
-	VMOVUPS     (AX)(SI*4), Z4
-	VMOVUPS     (CX)(SI*4), Z5
-	VMOVUPS     (DX)(SI*4), Z6
-	VFMADD231PS Z6, Z4, Z0
-	VFMADD231PS Z6, Z5, Z1
+	VMOVUPS     (AX)(SI*4), Z2
+	VMOVUPS     (CX)(SI*4), Z3
+	VMOVUPS     (DX)(SI*4), Z4
+	VFMADD231PS Z4, Z2, Z0
+	VFMADD231PS Z4, Z3, Z1
+	ADDQ        $0x10, SI
+	JMP         tileZ_2x1_loop1
 
 tileZ_2x1_reduce:
-	VADDPS        Z2, Z0, Z0
-	VADDPS        Z3, Z1, Z1
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -1919,52 +2208,22 @@ TEXT ·tileZ_2x2(SB), NOSPLIT, $0-64
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
 	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
-	MOVQ   SI, R8
-	ANDQ   $-32, R8
 
-tileZ_2x2_loop2:
-	CMPQ        DI, R8
-	JGE         tileZ_2x2_tail
-	VMOVUPS     (AX)(DI*4), Z8
-	VMOVUPS     (CX)(DI*4), Z9
-	VMOVUPS     (DX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z0
-	VFMADD231PS Z10, Z9, Z2
-	VMOVUPS     (BX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z1
-	VFMADD231PS Z10, Z9, Z3
-	VMOVUPS     64(AX)(DI*4), Z8
-	VMOVUPS     64(CX)(DI*4), Z9
-	VMOVUPS     64(DX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z4
-	VFMADD231PS Z10, Z9, Z6
-	VMOVUPS     64(BX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z5
-	VFMADD231PS Z10, Z9, Z7
-	ADDQ        $0x20, DI
-	JMP         tileZ_2x2_loop2
-
-tileZ_2x2_tail:
+tileZ_2x2_loop1:
 	CMPQ        DI, SI
 	JGE         tileZ_2x2_reduce
-	VMOVUPS     (AX)(DI*4), Z8
-	VMOVUPS     (CX)(DI*4), Z9
-	VMOVUPS     (DX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z0
-	VFMADD231PS Z10, Z9, Z2
-	VMOVUPS     (BX)(DI*4), Z10
-	VFMADD231PS Z10, Z8, Z1
-	VFMADD231PS Z10, Z9, Z3
+	VMOVUPS     (AX)(DI*4), Z4
+	VMOVUPS     (CX)(DI*4), Z5
+	VMOVUPS     (DX)(DI*4), Z6
+	VFMADD231PS Z6, Z4, Z0
+	VFMADD231PS Z6, Z5, Z2
+	VMOVUPS     (BX)(DI*4), Z6
+	VFMADD231PS Z6, Z4, Z1
+	VFMADD231PS Z6, Z5, Z3
+	ADDQ        $0x10, DI
+	JMP         tileZ_2x2_loop1
 
 tileZ_2x2_reduce:
-	VADDPS        Z4, Z0, Z0
-	VADDPS        Z5, Z1, Z1
-	VADDPS        Z6, Z2, Z2
-	VADDPS        Z7, Z3, Z3
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2049,65 +2308,25 @@ TEXT ·tileZ_2x3(SB), NOSPLIT, $0-64
 	VXORPS Z3, Z3, Z3
 	VXORPS Z4, Z4, Z4
 	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	MOVQ   DI, R9
-	ANDQ   $-32, R9
 
-tileZ_2x3_loop2:
-	CMPQ        R8, R9
-	JGE         tileZ_2x3_tail
-	VMOVUPS     (AX)(R8*4), Z12
-	VMOVUPS     (CX)(R8*4), Z13
-	VMOVUPS     (DX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z0
-	VFMADD231PS Z14, Z13, Z3
-	VMOVUPS     (SI)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z1
-	VFMADD231PS Z14, Z13, Z4
-	VMOVUPS     (BX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z2
-	VFMADD231PS Z14, Z13, Z5
-	VMOVUPS     64(AX)(R8*4), Z12
-	VMOVUPS     64(CX)(R8*4), Z13
-	VMOVUPS     64(DX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z6
-	VFMADD231PS Z14, Z13, Z9
-	VMOVUPS     64(SI)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z7
-	VFMADD231PS Z14, Z13, Z10
-	VMOVUPS     64(BX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z8
-	VFMADD231PS Z14, Z13, Z11
-	ADDQ        $0x20, R8
-	JMP         tileZ_2x3_loop2
-
-tileZ_2x3_tail:
+tileZ_2x3_loop1:
 	CMPQ        R8, DI
 	JGE         tileZ_2x3_reduce
-	VMOVUPS     (AX)(R8*4), Z12
-	VMOVUPS     (CX)(R8*4), Z13
-	VMOVUPS     (DX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z0
-	VFMADD231PS Z14, Z13, Z3
-	VMOVUPS     (SI)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z1
-	VFMADD231PS Z14, Z13, Z4
-	VMOVUPS     (BX)(R8*4), Z14
-	VFMADD231PS Z14, Z12, Z2
-	VFMADD231PS Z14, Z13, Z5
+	VMOVUPS     (AX)(R8*4), Z6
+	VMOVUPS     (CX)(R8*4), Z7
+	VMOVUPS     (DX)(R8*4), Z8
+	VFMADD231PS Z8, Z6, Z0
+	VFMADD231PS Z8, Z7, Z3
+	VMOVUPS     (SI)(R8*4), Z8
+	VFMADD231PS Z8, Z6, Z1
+	VFMADD231PS Z8, Z7, Z4
+	VMOVUPS     (BX)(R8*4), Z8
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z5
+	ADDQ        $0x10, R8
+	JMP         tileZ_2x3_loop1
 
 tileZ_2x3_reduce:
-	VADDPS        Z6, Z0, Z0
-	VADDPS        Z7, Z1, Z1
-	VADDPS        Z8, Z2, Z2
-	VADDPS        Z9, Z3, Z3
-	VADDPS        Z10, Z4, Z4
-	VADDPS        Z11, Z5, Z5
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2223,78 +2442,28 @@ TEXT ·tileZ_2x4(SB), NOSPLIT, $0-64
 	VXORPS Z5, Z5, Z5
 	VXORPS Z6, Z6, Z6
 	VXORPS Z7, Z7, Z7
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
-	MOVQ   R8, R10
-	ANDQ   $-32, R10
 
-tileZ_2x4_loop2:
-	CMPQ        R9, R10
-	JGE         tileZ_2x4_tail
-	VMOVUPS     (AX)(R9*4), Z16
-	VMOVUPS     (CX)(R9*4), Z17
-	VMOVUPS     (DX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z0
-	VFMADD231PS Z18, Z17, Z4
-	VMOVUPS     (SI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z1
-	VFMADD231PS Z18, Z17, Z5
-	VMOVUPS     (DI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z2
-	VFMADD231PS Z18, Z17, Z6
-	VMOVUPS     (BX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z3
-	VFMADD231PS Z18, Z17, Z7
-	VMOVUPS     64(AX)(R9*4), Z16
-	VMOVUPS     64(CX)(R9*4), Z17
-	VMOVUPS     64(DX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z8
-	VFMADD231PS Z18, Z17, Z12
-	VMOVUPS     64(SI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z9
-	VFMADD231PS Z18, Z17, Z13
-	VMOVUPS     64(DI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z10
-	VFMADD231PS Z18, Z17, Z14
-	VMOVUPS     64(BX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z11
-	VFMADD231PS Z18, Z17, Z15
-	ADDQ        $0x20, R9
-	JMP         tileZ_2x4_loop2
-
-tileZ_2x4_tail:
+tileZ_2x4_loop1:
 	CMPQ        R9, R8
 	JGE         tileZ_2x4_reduce
-	VMOVUPS     (AX)(R9*4), Z16
-	VMOVUPS     (CX)(R9*4), Z17
-	VMOVUPS     (DX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z0
-	VFMADD231PS Z18, Z17, Z4
-	VMOVUPS     (SI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z1
-	VFMADD231PS Z18, Z17, Z5
-	VMOVUPS     (DI)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z2
-	VFMADD231PS Z18, Z17, Z6
-	VMOVUPS     (BX)(R9*4), Z18
-	VFMADD231PS Z18, Z16, Z3
-	VFMADD231PS Z18, Z17, Z7
+	VMOVUPS     (AX)(R9*4), Z8
+	VMOVUPS     (CX)(R9*4), Z9
+	VMOVUPS     (DX)(R9*4), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	VMOVUPS     (SI)(R9*4), Z10
+	VFMADD231PS Z10, Z8, Z1
+	VFMADD231PS Z10, Z9, Z5
+	VMOVUPS     (DI)(R9*4), Z10
+	VFMADD231PS Z10, Z8, Z2
+	VFMADD231PS Z10, Z9, Z6
+	VMOVUPS     (BX)(R9*4), Z10
+	VFMADD231PS Z10, Z8, Z3
+	VFMADD231PS Z10, Z9, Z7
+	ADDQ        $0x10, R9
+	JMP         tileZ_2x4_loop1
 
 tileZ_2x4_reduce:
-	VADDPS        Z8, Z0, Z0
-	VADDPS        Z9, Z1, Z1
-	VADDPS        Z10, Z2, Z2
-	VADDPS        Z11, Z3, Z3
-	VADDPS        Z12, Z4, Z4
-	VADDPS        Z13, Z5, Z5
-	VADDPS        Z14, Z6, Z6
-	VADDPS        Z15, Z7, Z7
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2431,47 +2600,21 @@ TEXT ·tileZ_3x1(SB), NOSPLIT, $0-64
 	VXORPS Z0, Z0, Z0
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
-	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	MOVQ   SI, R8
-	ANDQ   $-32, R8
 
-tileZ_3x1_loop2:
-	CMPQ        DI, R8
-	JGE         tileZ_3x1_tail
-	VMOVUPS     (AX)(DI*4), Z6
-	VMOVUPS     (DX)(DI*4), Z7
-	VMOVUPS     (CX)(DI*4), Z8
-	VMOVUPS     (BX)(DI*4), Z9
-	VFMADD231PS Z9, Z6, Z0
-	VFMADD231PS Z9, Z7, Z1
-	VFMADD231PS Z9, Z8, Z2
-	VMOVUPS     64(AX)(DI*4), Z6
-	VMOVUPS     64(DX)(DI*4), Z7
-	VMOVUPS     64(CX)(DI*4), Z8
-	VMOVUPS     64(BX)(DI*4), Z9
-	VFMADD231PS Z9, Z6, Z3
-	VFMADD231PS Z9, Z7, Z4
-	VFMADD231PS Z9, Z8, Z5
-	ADDQ        $0x20, DI
-	JMP         tileZ_3x1_loop2
-
-tileZ_3x1_tail:
+tileZ_3x1_loop1:
 	CMPQ        DI, SI
 	JGE         tileZ_3x1_reduce
-	VMOVUPS     (AX)(DI*4), Z6
-	VMOVUPS     (DX)(DI*4), Z7
-	VMOVUPS     (CX)(DI*4), Z8
-	VMOVUPS     (BX)(DI*4), Z9
-	VFMADD231PS Z9, Z6, Z0
-	VFMADD231PS Z9, Z7, Z1
-	VFMADD231PS Z9, Z8, Z2
+	VMOVUPS     (AX)(DI*4), Z3
+	VMOVUPS     (DX)(DI*4), Z4
+	VMOVUPS     (CX)(DI*4), Z5
+	VMOVUPS     (BX)(DI*4), Z6
+	VFMADD231PS Z6, Z3, Z0
+	VFMADD231PS Z6, Z4, Z1
+	VFMADD231PS Z6, Z5, Z2
+	ADDQ        $0x10, DI
+	JMP         tileZ_3x1_loop1
 
 tileZ_3x1_reduce:
-	VADDPS        Z3, Z0, Z0
-	VADDPS        Z4, Z1, Z1
-	VADDPS        Z5, Z2, Z2
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2543,65 +2686,25 @@ TEXT ·tileZ_3x2(SB), NOSPLIT, $0-64
 	VXORPS Z3, Z3, Z3
 	VXORPS Z4, Z4, Z4
 	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	MOVQ   DI, R9
-	ANDQ   $-32, R9
 
-tileZ_3x2_loop2:
-	CMPQ        R8, R9
-	JGE         tileZ_3x2_tail
-	VMOVUPS     (AX)(R8*4), Z12
-	VMOVUPS     (DX)(R8*4), Z13
-	VMOVUPS     (CX)(R8*4), Z14
-	VMOVUPS     (BX)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z0
-	VFMADD231PS Z15, Z13, Z2
-	VFMADD231PS Z15, Z14, Z4
-	VMOVUPS     (SI)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z1
-	VFMADD231PS Z15, Z13, Z3
-	VFMADD231PS Z15, Z14, Z5
-	VMOVUPS     64(AX)(R8*4), Z12
-	VMOVUPS     64(DX)(R8*4), Z13
-	VMOVUPS     64(CX)(R8*4), Z14
-	VMOVUPS     64(BX)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z6
-	VFMADD231PS Z15, Z13, Z8
-	VFMADD231PS Z15, Z14, Z10
-	VMOVUPS     64(SI)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z7
-	VFMADD231PS Z15, Z13, Z9
-	VFMADD231PS Z15, Z14, Z11
-	ADDQ        $0x20, R8
-	JMP         tileZ_3x2_loop2
-
-tileZ_3x2_tail:
+tileZ_3x2_loop1:
 	CMPQ        R8, DI
 	JGE         tileZ_3x2_reduce
-	VMOVUPS     (AX)(R8*4), Z12
-	VMOVUPS     (DX)(R8*4), Z13
-	VMOVUPS     (CX)(R8*4), Z14
-	VMOVUPS     (BX)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z0
-	VFMADD231PS Z15, Z13, Z2
-	VFMADD231PS Z15, Z14, Z4
-	VMOVUPS     (SI)(R8*4), Z15
-	VFMADD231PS Z15, Z12, Z1
-	VFMADD231PS Z15, Z13, Z3
-	VFMADD231PS Z15, Z14, Z5
+	VMOVUPS     (AX)(R8*4), Z6
+	VMOVUPS     (DX)(R8*4), Z7
+	VMOVUPS     (CX)(R8*4), Z8
+	VMOVUPS     (BX)(R8*4), Z9
+	VFMADD231PS Z9, Z6, Z0
+	VFMADD231PS Z9, Z7, Z2
+	VFMADD231PS Z9, Z8, Z4
+	VMOVUPS     (SI)(R8*4), Z9
+	VFMADD231PS Z9, Z6, Z1
+	VFMADD231PS Z9, Z7, Z3
+	VFMADD231PS Z9, Z8, Z5
+	ADDQ        $0x10, R8
+	JMP         tileZ_3x2_loop1
 
 tileZ_3x2_reduce:
-	VADDPS        Z6, Z0, Z0
-	VADDPS        Z7, Z1, Z1
-	VADDPS        Z8, Z2, Z2
-	VADDPS        Z9, Z3, Z3
-	VADDPS        Z10, Z4, Z4
-	VADDPS        Z11, Z5, Z5
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2719,83 +2822,29 @@ TEXT ·tileZ_3x3(SB), NOSPLIT, $0-64
 	VXORPS Z6, Z6, Z6
 	VXORPS Z7, Z7, Z7
 	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
-	VXORPS Z16, Z16, Z16
-	VXORPS Z17, Z17, Z17
-	MOVQ   R8, R10
-	ANDQ   $-32, R10
 
-tileZ_3x3_loop2:
-	CMPQ        R9, R10
-	JGE         tileZ_3x3_tail
-	VMOVUPS     (AX)(R9*4), Z18
-	VMOVUPS     (DX)(R9*4), Z19
-	VMOVUPS     (CX)(R9*4), Z20
-	VMOVUPS     (BX)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z0
-	VFMADD231PS Z21, Z19, Z3
-	VFMADD231PS Z21, Z20, Z6
-	VMOVUPS     (DI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z1
-	VFMADD231PS Z21, Z19, Z4
-	VFMADD231PS Z21, Z20, Z7
-	VMOVUPS     (SI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z2
-	VFMADD231PS Z21, Z19, Z5
-	VFMADD231PS Z21, Z20, Z8
-	VMOVUPS     64(AX)(R9*4), Z18
-	VMOVUPS     64(DX)(R9*4), Z19
-	VMOVUPS     64(CX)(R9*4), Z20
-	VMOVUPS     64(BX)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z9
-	VFMADD231PS Z21, Z19, Z12
-	VFMADD231PS Z21, Z20, Z15
-	VMOVUPS     64(DI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z10
-	VFMADD231PS Z21, Z19, Z13
-	VFMADD231PS Z21, Z20, Z16
-	VMOVUPS     64(SI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z11
-	VFMADD231PS Z21, Z19, Z14
-	VFMADD231PS Z21, Z20, Z17
-	ADDQ        $0x20, R9
-	JMP         tileZ_3x3_loop2
-
-tileZ_3x3_tail:
+tileZ_3x3_loop1:
 	CMPQ        R9, R8
 	JGE         tileZ_3x3_reduce
-	VMOVUPS     (AX)(R9*4), Z18
-	VMOVUPS     (DX)(R9*4), Z19
-	VMOVUPS     (CX)(R9*4), Z20
-	VMOVUPS     (BX)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z0
-	VFMADD231PS Z21, Z19, Z3
-	VFMADD231PS Z21, Z20, Z6
-	VMOVUPS     (DI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z1
-	VFMADD231PS Z21, Z19, Z4
-	VFMADD231PS Z21, Z20, Z7
-	VMOVUPS     (SI)(R9*4), Z21
-	VFMADD231PS Z21, Z18, Z2
-	VFMADD231PS Z21, Z19, Z5
-	VFMADD231PS Z21, Z20, Z8
+	VMOVUPS     (AX)(R9*4), Z9
+	VMOVUPS     (DX)(R9*4), Z10
+	VMOVUPS     (CX)(R9*4), Z11
+	VMOVUPS     (BX)(R9*4), Z12
+	VFMADD231PS Z12, Z9, Z0
+	VFMADD231PS Z12, Z10, Z3
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (DI)(R9*4), Z12
+	VFMADD231PS Z12, Z9, Z1
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z7
+	VMOVUPS     (SI)(R9*4), Z12
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z8
+	ADDQ        $0x10, R9
+	JMP         tileZ_3x3_loop1
 
 tileZ_3x3_reduce:
-	VADDPS        Z9, Z0, Z0
-	VADDPS        Z10, Z1, Z1
-	VADDPS        Z11, Z2, Z2
-	VADDPS        Z12, Z3, Z3
-	VADDPS        Z13, Z4, Z4
-	VADDPS        Z14, Z5, Z5
-	VADDPS        Z15, Z6, Z6
-	VADDPS        Z16, Z7, Z7
-	VADDPS        Z17, Z8, Z8
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -2959,101 +3008,33 @@ TEXT ·tileZ_3x4(SB), NOSPLIT, $0-64
 	VXORPS Z9, Z9, Z9
 	VXORPS Z10, Z10, Z10
 	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
-	VXORPS Z16, Z16, Z16
-	VXORPS Z17, Z17, Z17
-	VXORPS Z18, Z18, Z18
-	VXORPS Z19, Z19, Z19
-	VXORPS Z20, Z20, Z20
-	VXORPS Z21, Z21, Z21
-	VXORPS Z22, Z22, Z22
-	VXORPS Z23, Z23, Z23
-	MOVQ   R9, R11
-	ANDQ   $-32, R11
 
-tileZ_3x4_loop2:
-	CMPQ        R10, R11
-	JGE         tileZ_3x4_tail
-	VMOVUPS     (AX)(R10*4), Z24
-	VMOVUPS     (DX)(R10*4), Z25
-	VMOVUPS     (CX)(R10*4), Z26
-	VMOVUPS     (BX)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z0
-	VFMADD231PS Z27, Z25, Z4
-	VFMADD231PS Z27, Z26, Z8
-	VMOVUPS     (DI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z1
-	VFMADD231PS Z27, Z25, Z5
-	VFMADD231PS Z27, Z26, Z9
-	VMOVUPS     (R8)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z2
-	VFMADD231PS Z27, Z25, Z6
-	VFMADD231PS Z27, Z26, Z10
-	VMOVUPS     (SI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z3
-	VFMADD231PS Z27, Z25, Z7
-	VFMADD231PS Z27, Z26, Z11
-	VMOVUPS     64(AX)(R10*4), Z24
-	VMOVUPS     64(DX)(R10*4), Z25
-	VMOVUPS     64(CX)(R10*4), Z26
-	VMOVUPS     64(BX)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z12
-	VFMADD231PS Z27, Z25, Z16
-	VFMADD231PS Z27, Z26, Z20
-	VMOVUPS     64(DI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z13
-	VFMADD231PS Z27, Z25, Z17
-	VFMADD231PS Z27, Z26, Z21
-	VMOVUPS     64(R8)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z14
-	VFMADD231PS Z27, Z25, Z18
-	VFMADD231PS Z27, Z26, Z22
-	VMOVUPS     64(SI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z15
-	VFMADD231PS Z27, Z25, Z19
-	VFMADD231PS Z27, Z26, Z23
-	ADDQ        $0x20, R10
-	JMP         tileZ_3x4_loop2
-
-tileZ_3x4_tail:
+tileZ_3x4_loop1:
 	CMPQ        R10, R9
 	JGE         tileZ_3x4_reduce
-	VMOVUPS     (AX)(R10*4), Z24
-	VMOVUPS     (DX)(R10*4), Z25
-	VMOVUPS     (CX)(R10*4), Z26
-	VMOVUPS     (BX)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z0
-	VFMADD231PS Z27, Z25, Z4
-	VFMADD231PS Z27, Z26, Z8
-	VMOVUPS     (DI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z1
-	VFMADD231PS Z27, Z25, Z5
-	VFMADD231PS Z27, Z26, Z9
-	VMOVUPS     (R8)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z2
-	VFMADD231PS Z27, Z25, Z6
-	VFMADD231PS Z27, Z26, Z10
-	VMOVUPS     (SI)(R10*4), Z27
-	VFMADD231PS Z27, Z24, Z3
-	VFMADD231PS Z27, Z25, Z7
-	VFMADD231PS Z27, Z26, Z11
+	VMOVUPS     (AX)(R10*4), Z12
+	VMOVUPS     (DX)(R10*4), Z13
+	VMOVUPS     (CX)(R10*4), Z14
+	VMOVUPS     (BX)(R10*4), Z15
+	VFMADD231PS Z15, Z12, Z0
+	VFMADD231PS Z15, Z13, Z4
+	VFMADD231PS Z15, Z14, Z8
+	VMOVUPS     (DI)(R10*4), Z15
+	VFMADD231PS Z15, Z12, Z1
+	VFMADD231PS Z15, Z13, Z5
+	VFMADD231PS Z15, Z14, Z9
+	VMOVUPS     (R8)(R10*4), Z15
+	VFMADD231PS Z15, Z12, Z2
+	VFMADD231PS Z15, Z13, Z6
+	VFMADD231PS Z15, Z14, Z10
+	VMOVUPS     (SI)(R10*4), Z15
+	VFMADD231PS Z15, Z12, Z3
+	VFMADD231PS Z15, Z13, Z7
+	VFMADD231PS Z15, Z14, Z11
+	ADDQ        $0x10, R10
+	JMP         tileZ_3x4_loop1
 
 tileZ_3x4_reduce:
-	VADDPS        Z12, Z0, Z0
-	VADDPS        Z13, Z1, Z1
-	VADDPS        Z14, Z2, Z2
-	VADDPS        Z15, Z3, Z3
-	VADDPS        Z16, Z4, Z4
-	VADDPS        Z17, Z5, Z5
-	VADDPS        Z18, Z6, Z6
-	VADDPS        Z19, Z7, Z7
-	VADDPS        Z20, Z8, Z8
-	VADDPS        Z21, Z9, Z9
-	VADDPS        Z22, Z10, Z10
-	VADDPS        Z23, Z11, Z11
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -3249,55 +3230,23 @@ TEXT ·tileZ_4x1(SB), NOSPLIT, $0-64
 	VXORPS Z1, Z1, Z1
 	VXORPS Z2, Z2, Z2
 	VXORPS Z3, Z3, Z3
-	VXORPS Z4, Z4, Z4
-	VXORPS Z5, Z5, Z5
-	VXORPS Z6, Z6, Z6
-	VXORPS Z7, Z7, Z7
-	MOVQ   DI, R9
-	ANDQ   $-32, R9
 
-tileZ_4x1_loop2:
-	CMPQ        R8, R9
-	JGE         tileZ_4x1_tail
-	VMOVUPS     (AX)(R8*4), Z8
-	VMOVUPS     (DX)(R8*4), Z9
-	VMOVUPS     (BX)(R8*4), Z10
-	VMOVUPS     (CX)(R8*4), Z11
-	VMOVUPS     (SI)(R8*4), Z12
-	VFMADD231PS Z12, Z8, Z0
-	VFMADD231PS Z12, Z9, Z1
-	VFMADD231PS Z12, Z10, Z2
-	VFMADD231PS Z12, Z11, Z3
-	VMOVUPS     64(AX)(R8*4), Z8
-	VMOVUPS     64(DX)(R8*4), Z9
-	VMOVUPS     64(BX)(R8*4), Z10
-	VMOVUPS     64(CX)(R8*4), Z11
-	VMOVUPS     64(SI)(R8*4), Z12
-	VFMADD231PS Z12, Z8, Z4
-	VFMADD231PS Z12, Z9, Z5
-	VFMADD231PS Z12, Z10, Z6
-	VFMADD231PS Z12, Z11, Z7
-	ADDQ        $0x20, R8
-	JMP         tileZ_4x1_loop2
-
-tileZ_4x1_tail:
+tileZ_4x1_loop1:
 	CMPQ        R8, DI
 	JGE         tileZ_4x1_reduce
-	VMOVUPS     (AX)(R8*4), Z8
-	VMOVUPS     (DX)(R8*4), Z9
-	VMOVUPS     (BX)(R8*4), Z10
-	VMOVUPS     (CX)(R8*4), Z11
-	VMOVUPS     (SI)(R8*4), Z12
-	VFMADD231PS Z12, Z8, Z0
-	VFMADD231PS Z12, Z9, Z1
-	VFMADD231PS Z12, Z10, Z2
-	VFMADD231PS Z12, Z11, Z3
+	VMOVUPS     (AX)(R8*4), Z4
+	VMOVUPS     (DX)(R8*4), Z5
+	VMOVUPS     (BX)(R8*4), Z6
+	VMOVUPS     (CX)(R8*4), Z7
+	VMOVUPS     (SI)(R8*4), Z8
+	VFMADD231PS Z8, Z4, Z0
+	VFMADD231PS Z8, Z5, Z1
+	VFMADD231PS Z8, Z6, Z2
+	VFMADD231PS Z8, Z7, Z3
+	ADDQ        $0x10, R8
+	JMP         tileZ_4x1_loop1
 
 tileZ_4x1_reduce:
-	VADDPS        Z4, Z0, Z0
-	VADDPS        Z5, Z1, Z1
-	VADDPS        Z6, Z2, Z2
-	VADDPS        Z7, Z3, Z3
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -3387,78 +3336,28 @@ TEXT ·tileZ_4x2(SB), NOSPLIT, $0-64
 	VXORPS Z5, Z5, Z5
 	VXORPS Z6, Z6, Z6
 	VXORPS Z7, Z7, Z7
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
-	MOVQ   R8, R10
-	ANDQ   $-32, R10
 
-tileZ_4x2_loop2:
-	CMPQ        R9, R10
-	JGE         tileZ_4x2_tail
-	VMOVUPS     (AX)(R9*4), Z16
-	VMOVUPS     (DX)(R9*4), Z17
-	VMOVUPS     (BX)(R9*4), Z18
-	VMOVUPS     (CX)(R9*4), Z19
-	VMOVUPS     (SI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z0
-	VFMADD231PS Z20, Z17, Z2
-	VFMADD231PS Z20, Z18, Z4
-	VFMADD231PS Z20, Z19, Z6
-	VMOVUPS     (DI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z1
-	VFMADD231PS Z20, Z17, Z3
-	VFMADD231PS Z20, Z18, Z5
-	VFMADD231PS Z20, Z19, Z7
-	VMOVUPS     64(AX)(R9*4), Z16
-	VMOVUPS     64(DX)(R9*4), Z17
-	VMOVUPS     64(BX)(R9*4), Z18
-	VMOVUPS     64(CX)(R9*4), Z19
-	VMOVUPS     64(SI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z8
-	VFMADD231PS Z20, Z17, Z10
-	VFMADD231PS Z20, Z18, Z12
-	VFMADD231PS Z20, Z19, Z14
-	VMOVUPS     64(DI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z9
-	VFMADD231PS Z20, Z17, Z11
-	VFMADD231PS Z20, Z18, Z13
-	VFMADD231PS Z20, Z19, Z15
-	ADDQ        $0x20, R9
-	JMP         tileZ_4x2_loop2
-
-tileZ_4x2_tail:
+tileZ_4x2_loop1:
 	CMPQ        R9, R8
 	JGE         tileZ_4x2_reduce
-	VMOVUPS     (AX)(R9*4), Z16
-	VMOVUPS     (DX)(R9*4), Z17
-	VMOVUPS     (BX)(R9*4), Z18
-	VMOVUPS     (CX)(R9*4), Z19
-	VMOVUPS     (SI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z0
-	VFMADD231PS Z20, Z17, Z2
-	VFMADD231PS Z20, Z18, Z4
-	VFMADD231PS Z20, Z19, Z6
-	VMOVUPS     (DI)(R9*4), Z20
-	VFMADD231PS Z20, Z16, Z1
-	VFMADD231PS Z20, Z17, Z3
-	VFMADD231PS Z20, Z18, Z5
-	VFMADD231PS Z20, Z19, Z7
+	VMOVUPS     (AX)(R9*4), Z8
+	VMOVUPS     (DX)(R9*4), Z9
+	VMOVUPS     (BX)(R9*4), Z10
+	VMOVUPS     (CX)(R9*4), Z11
+	VMOVUPS     (SI)(R9*4), Z12
+	VFMADD231PS Z12, Z8, Z0
+	VFMADD231PS Z12, Z9, Z2
+	VFMADD231PS Z12, Z10, Z4
+	VFMADD231PS Z12, Z11, Z6
+	VMOVUPS     (DI)(R9*4), Z12
+	VFMADD231PS Z12, Z8, Z1
+	VFMADD231PS Z12, Z9, Z3
+	VFMADD231PS Z12, Z10, Z5
+	VFMADD231PS Z12, Z11, Z7
+	ADDQ        $0x10, R9
+	JMP         tileZ_4x2_loop1
 
 tileZ_4x2_reduce:
-	VADDPS        Z8, Z0, Z0
-	VADDPS        Z9, Z1, Z1
-	VADDPS        Z10, Z2, Z2
-	VADDPS        Z11, Z3, Z3
-	VADDPS        Z12, Z4, Z4
-	VADDPS        Z13, Z5, Z5
-	VADDPS        Z14, Z6, Z6
-	VADDPS        Z15, Z7, Z7
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -3609,101 +3508,33 @@ TEXT ·tileZ_4x3(SB), NOSPLIT, $0-64
 	VXORPS Z9, Z9, Z9
 	VXORPS Z10, Z10, Z10
 	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
-	VXORPS Z16, Z16, Z16
-	VXORPS Z17, Z17, Z17
-	VXORPS Z18, Z18, Z18
-	VXORPS Z19, Z19, Z19
-	VXORPS Z20, Z20, Z20
-	VXORPS Z21, Z21, Z21
-	VXORPS Z22, Z22, Z22
-	VXORPS Z23, Z23, Z23
-	MOVQ   R9, R11
-	ANDQ   $-32, R11
 
-tileZ_4x3_loop2:
-	CMPQ        R10, R11
-	JGE         tileZ_4x3_tail
-	VMOVUPS     (AX)(R10*4), Z24
-	VMOVUPS     (DX)(R10*4), Z25
-	VMOVUPS     (BX)(R10*4), Z26
-	VMOVUPS     (CX)(R10*4), Z27
-	VMOVUPS     (SI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z0
-	VFMADD231PS Z28, Z25, Z3
-	VFMADD231PS Z28, Z26, Z6
-	VFMADD231PS Z28, Z27, Z9
-	VMOVUPS     (R8)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z1
-	VFMADD231PS Z28, Z25, Z4
-	VFMADD231PS Z28, Z26, Z7
-	VFMADD231PS Z28, Z27, Z10
-	VMOVUPS     (DI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z2
-	VFMADD231PS Z28, Z25, Z5
-	VFMADD231PS Z28, Z26, Z8
-	VFMADD231PS Z28, Z27, Z11
-	VMOVUPS     64(AX)(R10*4), Z24
-	VMOVUPS     64(DX)(R10*4), Z25
-	VMOVUPS     64(BX)(R10*4), Z26
-	VMOVUPS     64(CX)(R10*4), Z27
-	VMOVUPS     64(SI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z12
-	VFMADD231PS Z28, Z25, Z15
-	VFMADD231PS Z28, Z26, Z18
-	VFMADD231PS Z28, Z27, Z21
-	VMOVUPS     64(R8)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z13
-	VFMADD231PS Z28, Z25, Z16
-	VFMADD231PS Z28, Z26, Z19
-	VFMADD231PS Z28, Z27, Z22
-	VMOVUPS     64(DI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z14
-	VFMADD231PS Z28, Z25, Z17
-	VFMADD231PS Z28, Z26, Z20
-	VFMADD231PS Z28, Z27, Z23
-	ADDQ        $0x20, R10
-	JMP         tileZ_4x3_loop2
-
-tileZ_4x3_tail:
+tileZ_4x3_loop1:
 	CMPQ        R10, R9
 	JGE         tileZ_4x3_reduce
-	VMOVUPS     (AX)(R10*4), Z24
-	VMOVUPS     (DX)(R10*4), Z25
-	VMOVUPS     (BX)(R10*4), Z26
-	VMOVUPS     (CX)(R10*4), Z27
-	VMOVUPS     (SI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z0
-	VFMADD231PS Z28, Z25, Z3
-	VFMADD231PS Z28, Z26, Z6
-	VFMADD231PS Z28, Z27, Z9
-	VMOVUPS     (R8)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z1
-	VFMADD231PS Z28, Z25, Z4
-	VFMADD231PS Z28, Z26, Z7
-	VFMADD231PS Z28, Z27, Z10
-	VMOVUPS     (DI)(R10*4), Z28
-	VFMADD231PS Z28, Z24, Z2
-	VFMADD231PS Z28, Z25, Z5
-	VFMADD231PS Z28, Z26, Z8
-	VFMADD231PS Z28, Z27, Z11
+	VMOVUPS     (AX)(R10*4), Z12
+	VMOVUPS     (DX)(R10*4), Z13
+	VMOVUPS     (BX)(R10*4), Z14
+	VMOVUPS     (CX)(R10*4), Z15
+	VMOVUPS     (SI)(R10*4), Z16
+	VFMADD231PS Z16, Z12, Z0
+	VFMADD231PS Z16, Z13, Z3
+	VFMADD231PS Z16, Z14, Z6
+	VFMADD231PS Z16, Z15, Z9
+	VMOVUPS     (R8)(R10*4), Z16
+	VFMADD231PS Z16, Z12, Z1
+	VFMADD231PS Z16, Z13, Z4
+	VFMADD231PS Z16, Z14, Z7
+	VFMADD231PS Z16, Z15, Z10
+	VMOVUPS     (DI)(R10*4), Z16
+	VFMADD231PS Z16, Z12, Z2
+	VFMADD231PS Z16, Z13, Z5
+	VFMADD231PS Z16, Z14, Z8
+	VFMADD231PS Z16, Z15, Z11
+	ADDQ        $0x10, R10
+	JMP         tileZ_4x3_loop1
 
 tileZ_4x3_reduce:
-	VADDPS        Z12, Z0, Z0
-	VADDPS        Z13, Z1, Z1
-	VADDPS        Z14, Z2, Z2
-	VADDPS        Z15, Z3, Z3
-	VADDPS        Z16, Z4, Z4
-	VADDPS        Z17, Z5, Z5
-	VADDPS        Z18, Z6, Z6
-	VADDPS        Z19, Z7, Z7
-	VADDPS        Z20, Z8, Z8
-	VADDPS        Z21, Z9, Z9
-	VADDPS        Z22, Z10, Z10
-	VADDPS        Z23, Z11, Z11
 	MOVQ          out+0(FP), AX
 	MOVQ          ldo+8(FP), CX
 	SHLQ          $0x02, CX
@@ -4178,258 +4009,6 @@ tileZ_4x4_store3_2:
 
 tileZ_4x4_store3_3:
 	VMOVSS X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func tileBF16P_1x1(out *float32, xp *float32, w *uint16, ldw int, k int)
-// Requires: AVX, AVX2, FMA3, MMX+
-TEXT ·tileBF16P_1x1(SB), NOSPLIT, $0-40
-	MOVQ   xp+8(FP), AX
-	MOVQ   w+16(FP), CX
-	MOVQ   ldw+24(FP), DX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), DX
-	MOVQ   k+32(FP), BX
-	XORQ   SI, SI
-	VPXOR  Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-
-tileBF16P_1x1_loop:
-	CMPQ        SI, BX
-	JGE         tileBF16P_1x1_reduce
-	VMOVUPS     (AX)(SI*4), Y3
-	VMOVUPS     32(AX)(SI*4), Y4
-	PREFETCHT0  (DX)(SI*2)
-	VMOVDQU     (CX)(SI*2), Y5
-	VPUNPCKLWD  Y5, Y0, Y6
-	VPUNPCKHWD  Y5, Y0, Y5
-	VFMADD231PS Y6, Y3, Y1
-	VFMADD231PS Y5, Y4, Y2
-	ADDQ        $0x10, SI
-	JMP         tileBF16P_1x1_loop
-
-tileBF16P_1x1_reduce:
-	MOVQ         out+0(FP), AX
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VZEROUPPER
-	RET
-
-// func tileBF16P_1x2(out *float32, xp *float32, w *uint16, ldw int, k int)
-// Requires: AVX, AVX2, FMA3, MMX+
-TEXT ·tileBF16P_1x2(SB), NOSPLIT, $0-40
-	MOVQ   xp+8(FP), AX
-	MOVQ   w+16(FP), CX
-	MOVQ   ldw+24(FP), DX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	MOVQ   k+32(FP), DI
-	XORQ   R8, R8
-	VPXOR  Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-
-tileBF16P_1x2_loop:
-	CMPQ        R8, DI
-	JGE         tileBF16P_1x2_reduce
-	VMOVUPS     (AX)(R8*4), Y5
-	VMOVUPS     32(AX)(R8*4), Y6
-	PREFETCHT0  (SI)(R8*2)
-	VMOVDQU     (CX)(R8*2), Y7
-	VPUNPCKLWD  Y7, Y0, Y8
-	VPUNPCKHWD  Y7, Y0, Y7
-	VFMADD231PS Y8, Y5, Y1
-	VFMADD231PS Y7, Y6, Y2
-	PREFETCHT0  (DX)(R8*2)
-	VMOVDQU     (BX)(R8*2), Y7
-	VPUNPCKLWD  Y7, Y0, Y8
-	VPUNPCKHWD  Y7, Y0, Y7
-	VFMADD231PS Y8, Y5, Y3
-	VFMADD231PS Y7, Y6, Y4
-	ADDQ        $0x10, R8
-	JMP         tileBF16P_1x2_loop
-
-tileBF16P_1x2_reduce:
-	MOVQ         out+0(FP), AX
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VADDPS       Y4, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VZEROUPPER
-	RET
-
-// func tileBF16P_1x3(out *float32, xp *float32, w *uint16, ldw int, k int)
-// Requires: AVX, AVX2, FMA3, MMX+
-TEXT ·tileBF16P_1x3(SB), NOSPLIT, $0-40
-	MOVQ   xp+8(FP), AX
-	MOVQ   w+16(FP), CX
-	MOVQ   ldw+24(FP), DX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DI
-	LEAQ   (DI)(DX*1), R8
-	LEAQ   (R8)(DX*1), DX
-	MOVQ   k+32(FP), R9
-	XORQ   R10, R10
-	VPXOR  Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-
-tileBF16P_1x3_loop:
-	CMPQ        R10, R9
-	JGE         tileBF16P_1x3_reduce
-	VMOVUPS     (AX)(R10*4), Y7
-	VMOVUPS     32(AX)(R10*4), Y8
-	PREFETCHT0  (DI)(R10*2)
-	VMOVDQU     (CX)(R10*2), Y9
-	VPUNPCKLWD  Y9, Y0, Y10
-	VPUNPCKHWD  Y9, Y0, Y9
-	VFMADD231PS Y10, Y7, Y1
-	VFMADD231PS Y9, Y8, Y2
-	PREFETCHT0  (R8)(R10*2)
-	VMOVDQU     (BX)(R10*2), Y9
-	VPUNPCKLWD  Y9, Y0, Y10
-	VPUNPCKHWD  Y9, Y0, Y9
-	VFMADD231PS Y10, Y7, Y3
-	VFMADD231PS Y9, Y8, Y4
-	PREFETCHT0  (DX)(R10*2)
-	VMOVDQU     (SI)(R10*2), Y9
-	VPUNPCKLWD  Y9, Y0, Y10
-	VPUNPCKHWD  Y9, Y0, Y9
-	VFMADD231PS Y10, Y7, Y5
-	VFMADD231PS Y9, Y8, Y6
-	ADDQ        $0x10, R10
-	JMP         tileBF16P_1x3_loop
-
-tileBF16P_1x3_reduce:
-	MOVQ         out+0(FP), AX
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VADDPS       Y4, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VADDPS       Y6, Y5, Y5
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VZEROUPPER
-	RET
-
-// func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
-// Requires: AVX, AVX2, FMA3, MMX+
-TEXT ·tileBF16P_1x4(SB), NOSPLIT, $0-40
-	MOVQ   xp+8(FP), AX
-	MOVQ   w+16(FP), CX
-	MOVQ   ldw+24(FP), DX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), BX
-	LEAQ   (BX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DI
-	LEAQ   (DI)(DX*1), R8
-	LEAQ   (R8)(DX*1), R9
-	LEAQ   (R9)(DX*1), R10
-	LEAQ   (R10)(DX*1), DX
-	MOVQ   k+32(FP), R11
-	XORQ   R12, R12
-	VPXOR  Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-
-tileBF16P_1x4_loop:
-	CMPQ        R12, R11
-	JGE         tileBF16P_1x4_reduce
-	VMOVUPS     (AX)(R12*4), Y9
-	VMOVUPS     32(AX)(R12*4), Y10
-	PREFETCHT0  (R8)(R12*2)
-	VMOVDQU     (CX)(R12*2), Y11
-	VPUNPCKLWD  Y11, Y0, Y12
-	VPUNPCKHWD  Y11, Y0, Y11
-	VFMADD231PS Y12, Y9, Y1
-	VFMADD231PS Y11, Y10, Y2
-	PREFETCHT0  (R9)(R12*2)
-	VMOVDQU     (BX)(R12*2), Y11
-	VPUNPCKLWD  Y11, Y0, Y12
-	VPUNPCKHWD  Y11, Y0, Y11
-	VFMADD231PS Y12, Y9, Y3
-	VFMADD231PS Y11, Y10, Y4
-	PREFETCHT0  (R10)(R12*2)
-	VMOVDQU     (SI)(R12*2), Y11
-	VPUNPCKLWD  Y11, Y0, Y12
-	VPUNPCKHWD  Y11, Y0, Y11
-	VFMADD231PS Y12, Y9, Y5
-	VFMADD231PS Y11, Y10, Y6
-	PREFETCHT0  (DX)(R12*2)
-	VMOVDQU     (DI)(R12*2), Y11
-	VPUNPCKLWD  Y11, Y0, Y12
-	VPUNPCKHWD  Y11, Y0, Y11
-	VFMADD231PS Y12, Y9, Y7
-	VFMADD231PS Y11, Y10, Y8
-	ADDQ        $0x10, R12
-	JMP         tileBF16P_1x4_loop
-
-tileBF16P_1x4_reduce:
-	MOVQ         out+0(FP), AX
-	VADDPS       Y2, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VADDPS       Y4, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VADDPS       Y6, Y5, Y5
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VADDPS       Y8, Y7, Y7
-	VEXTRACTF128 $0x01, Y7, X0
-	VADDPS       X0, X7, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
 	VZEROUPPER
 	RET
 

@@ -52,6 +52,12 @@ func tileBF16_1x3(out *float32, ldo int, x *float32, ldx int, w *uint16, ldw int
 // tileBF16_1x4 computes a 1-token × 4-row tile of dot products (k a multiple of 8).
 func tileBF16_1x4(out *float32, ldo int, x *float32, ldx int, w *uint16, ldw int, k int, acc int)
 
+// mvF32_1x8 computes 8 rows · x with the sums of tileF32_1xR (k a multiple of 8; see tileMV in asm/main.go).
+func mvF32_1x8(out *float32, x *float32, w *float32, ldw int, k int, acc int)
+
+// mvBF16_1x8 computes 8 rows · x with the sums of tileBF16_1xR (k a multiple of 8; see tileMV in asm/main.go).
+func mvBF16_1x8(out *float32, x *float32, w *uint16, ldw int, k int, acc int)
+
 // tileZ_1x1 computes a 1-token × 1-row tile of dot products with AVX-512 (k a multiple of 16).
 func tileZ_1x1(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, k int, acc int)
 
@@ -99,18 +105,6 @@ func tileZ_4x3(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, 
 
 // tileZ_4x4 computes a 4-token × 4-row tile of dot products with AVX-512 (k a multiple of 16).
 func tileZ_4x4(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, k int, acc int)
-
-// tileBF16P_1x1 computes 1 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x1(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x2 computes 2 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x2(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x3 computes 3 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x3(out *float32, xp *float32, w *uint16, ldw int, k int)
-
-// tileBF16P_1x4 computes 4 bf16 rows · permuted x (k a multiple of 16; see permuteX).
-func tileBF16P_1x4(out *float32, xp *float32, w *uint16, ldw int, k int)
 
 // widenBF16 widens n bf16 values to float32 (n a multiple of 8).
 func widenBF16(dst *float32, src *uint16, n int)

@@ -26,13 +26,12 @@ func main() {
 	for r := 1; r <= 4; r++ {
 		tile(1, r, true)
 	}
+	tileMV(false)
+	tileMV(true)
 	for t := 1; t <= 4; t++ {
 		for r := 1; r <= 4; r++ {
 			tile512(t, r)
 		}
-	}
-	for r := 1; r <= 4; r++ {
-		tileBF16P(r)
 	}
 	widen()
 	dequant(8)
@@ -52,8 +51,11 @@ func main() {
 //	out[t*ldo+r] (+)= Σ_{c<k} x[t*ldx+c] · w[r*ldw+c]
 //
 // adding to out when acc != 0. k must be a multiple of 8; strides are in elements.
-// Each (t, r) pair keeps its own 8-lane accumulator (two when unrolled), so the
-// weight tile is loaded once per 8 columns for all T tokens.
+// Each (t, r) pair keeps one 8-lane accumulator, lane j summing columns j, j+8, j+16, …
+// in order, reduced the same way for every tile shape: so out[t*ldo+r] has the same bits
+// whatever T, R and the position of (t, r) in the tile (the tileBF16 kernels give the bits
+// of tileF32 over the widened weights). That makes a row of a product independent of the
+// rows batched with it. The weight tile is loaded once per 8 columns for all T tokens.
 func tile(T, R int, bf16 bool) {
 	kind, wtype := "F32", "*float32"
 	if bf16 {
@@ -62,12 +64,7 @@ func tile(T, R int, bf16 bool) {
 	name := fmt.Sprintf("tile%s_%dx%d", kind, T, R)
 	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ldo int, x *float32, ldx int, w %s, ldw int, k int, acc int)", wtype))
 	Doc(fmt.Sprintf("%s computes a %d-token × %d-row tile of dot products (k a multiple of 8).", name, T, R))
-	// Unroll twice along k when the 16 vector registers allow it.
-	U := 1
-	if 2*T*R+T+2 <= 16 {
-		U = 2
-	}
-	tileBody(name, T, R, U, bf16, 8)
+	tileBody(name, T, R, 1, bf16, 8)
 }
 
 // tile512 emits tileZ_TxR, the AVX-512 twin of tileF32_TxR (k a multiple of 16).
@@ -75,15 +72,12 @@ func tile512(T, R int) {
 	name := fmt.Sprintf("tileZ_%dx%d", T, R)
 	TEXT(name, NOSPLIT, "func(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, k int, acc int)")
 	Doc(fmt.Sprintf("%s computes a %d-token × %d-row tile of dot products with AVX-512 (k a multiple of 16).", name, T, R))
-	U := 1
-	if 2*T*R+T+2 <= 32 {
-		U = 2
-	}
-	tileBody(name, T, R, U, false, 16)
+	tileBody(name, T, R, 1, false, 16)
 }
 
 // tileBody emits the body of a tile kernel with lanes float32 lanes per vector (8: AVX2
-// ymm, 16: AVX-512 zmm), U-fold unrolled along k.
+// ymm, 16: AVX-512 zmm), U-fold unrolled along k (U = 2 keeps two accumulators per (t, r),
+// which changes the order of the sums; every tile is emitted with U = 1, see tile).
 func tileBody(name string, T, R, U int, bf16 bool, lanes int) {
 	vec := YMM
 	if lanes == 16 {
@@ -226,23 +220,8 @@ func tileBody(name string, T, R, U int, bf16 bool, lanes int) {
 			}
 			continue
 		}
-		if R == 4 {
-			// Transposing reduction: one vector with the four row sums.
-			h01, h23 := YMM(), YMM()
-			VHADDPS(a[t][1], a[t][0], h01)
-			VHADDPS(a[t][3], a[t][2], h23)
-			VHADDPS(h23, h01, h01)
-			hi := XMM()
-			VEXTRACTF128(U8(1), h01, hi)
-			VADDPS(hi, h01.AsX(), hi)
-			store := fmt.Sprintf("%s_store%d", name, t)
-			TESTQ(accFlag, accFlag)
-			JZ(LabelRef(store))
-			VADDPS(Mem{Base: out}, hi, hi)
-			Label(store)
-			VMOVUPS(hi, Mem{Base: out})
-			continue
-		}
+		// One reduction for every row and tile shape:
+		// ((a0+a4)+(a1+a5)) + ((a2+a6)+(a3+a7)).
 		for r := 0; r < R; r++ {
 			hi := XMM()
 			VEXTRACTF128(U8(1), a[t][r], hi)
@@ -261,78 +240,109 @@ func tileBody(name string, T, R, U int, bf16 bool, lanes int) {
 	RET()
 }
 
-// tileBF16P emits tileBF16P_1xR, the matrix-vector tile for bf16 weights with a
-// permuted x: for r < R
+// mvRows is the row count of the matrix-vector tiles mv{F32,BF16}_1x8.
+const mvRows = 8
+
+// tileMV emits mv{F32,BF16}_1x8, the decode (matrix-vector) tile: for r < 8
 //
-//	out[r] = Σ_{c<k} xp[c'] · bf16(w[r*ldw+c])
+//	out[r] (+)= Σ_{c<k} x[c] · w[r*ldw+c]
 //
-// where each block of 16 columns of x is stored as x[0:4], x[8:12], x[4:8], x[12:16]
-// (see permuteX). That order is what VPUNPCKLWD/VPUNPCKHWD against zero produce from 16
-// bf16 weights, one instruction per 8 widened weights instead of a zero-extending load
-// and a shift. k must be a multiple of 16. Two accumulators per row hide FMA latency.
-func tileBF16P(R int) {
-	name := fmt.Sprintf("tileBF16P_1x%d", R)
-	TEXT(name, NOSPLIT, "func(out *float32, xp *float32, w *uint16, ldw int, k int)")
-	Doc(fmt.Sprintf("%s computes %d bf16 rows · permuted x (k a multiple of 16; see permuteX).", name, R))
-	x := Load(Param("xp"), GP64())
-	ws := make([]reg.GPVirtual, R)
-	ws[0] = Load(Param("w"), GP64()).(reg.GPVirtual)
-	ldw := Load(Param("ldw"), GP64())
-	SHLQ(U8(1), ldw)
-	for r := 1; r < R; r++ {
-		ws[r] = GP64()
-		LEAQ(Mem{Base: ws[r-1], Index: ldw, Scale: 1}, ws[r])
+// with exactly the sums of tile{F32,BF16}_1xR (one 8-lane accumulator per row, lane j
+// summing columns j, j+8, … in order, the same reduction), so a row gets the same bits from
+// either. Eight rows give eight independent FMA chains, enough to hide the FMA latency that
+// four chains expose, and each row prefetches the same columns of the row 8 below (the next
+// tile's), the short streams the hardware prefetcher picks up late. k must be a multiple of 8.
+func tileMV(bf16 bool) {
+	R := mvRows
+	kind, wtype, wsize := "F32", "*float32", 4
+	if bf16 {
+		kind, wtype, wsize = "BF16", "*uint16", 2
 	}
-	// pf[r] walks row r+R, the same row of the next tile: the rows of a chunk are
-	// contiguous, so this prefetches one tile ahead. Each row is a short stream that
-	// the hardware prefetcher alone picks up too late.
-	pf := make([]reg.GPVirtual, R)
-	for r := 0; r < R; r++ {
-		pf[r] = GP64()
-		if r == 0 {
-			LEAQ(Mem{Base: ws[R-1], Index: ldw, Scale: 1}, pf[0])
-		} else {
-			LEAQ(Mem{Base: pf[r-1], Index: ldw, Scale: 1}, pf[r])
+	name := fmt.Sprintf("mv%s_1x%d", kind, R)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, x *float32, w %s, ldw int, k int, acc int)", wtype))
+	Doc(fmt.Sprintf("%s computes 8 rows · x with the sums of tile%s_1xR (k a multiple of 8; see tileMV in asm/main.go).", name, kind))
+	x := Load(Param("x"), GP64())
+	ldw := Load(Param("ldw"), GP64())
+	if wsize == 4 {
+		SHLQ(U8(2), ldw)
+	} else {
+		SHLQ(U8(1), ldw)
+	}
+	ps := make([]reg.GPVirtual, R)
+	ps[0] = Load(Param("w"), GP64()).(reg.GPVirtual)
+	for r := 1; r < R; r++ {
+		ps[r] = GP64()
+		LEAQ(Mem{Base: ps[r-1], Index: ldw, Scale: 1}, ps[r])
+	}
+	pf := GP64() // bytes from a row to the same column of the row R below
+	MOVQ(ldw, pf)
+	SHLQ(U8(3), pf)
+	k := Load(Param("k"), GP64())
+	xend, xend32 := GP64(), GP64()
+	LEAQ(Mem{Base: x, Index: k, Scale: 4}, xend)
+	ANDQ(I32(-32), k)
+	LEAQ(Mem{Base: x, Index: k, Scale: 4}, xend32)
+	accs := make([]reg.VecVirtual, R)
+	for r := range accs {
+		accs[r] = YMM()
+		VXORPS(accs[r], accs[r], accs[r])
+	}
+	// step emits the FMAs of 8 columns at element offset u·8 of the current pointers.
+	step := func(u int) {
+		xv := YMM()
+		VMOVUPS(Mem{Base: x, Disp: 32 * u}, xv)
+		for r := 0; r < R; r++ {
+			wm := Mem{Base: ps[r], Disp: wsize * 8 * u}
+			if bf16 {
+				wv := YMM()
+				VPMOVZXWD(wm, wv)
+				VPSLLD(U8(16), wv, wv)
+				VFMADD231PS(wv, xv, accs[r])
+			} else {
+				VFMADD231PS(wm, xv, accs[r])
+			}
 		}
 	}
-	k := Load(Param("k"), GP64())
-	i := GP64()
-	XORQ(i, i)
-	zero := YMM()
-	VPXOR(zero, zero, zero)
-	lo, hi := make([]reg.VecVirtual, R), make([]reg.VecVirtual, R)
-	for r := 0; r < R; r++ {
-		lo[r], hi[r] = YMM(), YMM()
-		VXORPS(lo[r], lo[r], lo[r])
-		VXORPS(hi[r], hi[r], hi[r])
+	advance := func(cols int) {
+		ADDQ(I32(4*cols), x)
+		for r := 0; r < R; r++ {
+			ADDQ(I32(wsize*cols), ps[r])
+		}
 	}
-	Label(name + "_loop")
-	CMPQ(i, k)
+	Label(name + "_loop32")
+	CMPQ(x, xend32)
+	JGE(LabelRef(name + "_loop8"))
+	for r := 0; r < R; r++ {
+		for off := 0; off < 32*wsize; off += 64 {
+			PREFETCHT0(Mem{Base: ps[r], Index: pf, Scale: 1, Disp: off})
+		}
+	}
+	for u := 0; u < 4; u++ {
+		step(u)
+	}
+	advance(32)
+	JMP(LabelRef(name + "_loop32"))
+	Label(name + "_loop8")
+	CMPQ(x, xend)
 	JGE(LabelRef(name + "_reduce"))
-	xl, xh := YMM(), YMM()
-	VMOVUPS(Mem{Base: x, Index: i, Scale: 4}, xl)
-	VMOVUPS(Mem{Base: x, Index: i, Scale: 4, Disp: 32}, xh)
-	for r := 0; r < R; r++ {
-		wv, a, b := YMM(), YMM(), YMM()
-		PREFETCHT0(Mem{Base: pf[r], Index: i, Scale: 2})
-		VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 2}, wv)
-		VPUNPCKLWD(wv, zero, a)
-		VPUNPCKHWD(wv, zero, b)
-		VFMADD231PS(a, xl, lo[r])
-		VFMADD231PS(b, xh, hi[r])
-	}
-	ADDQ(U8(16), i)
-	JMP(LabelRef(name + "_loop"))
+	step(0)
+	advance(8)
+	JMP(LabelRef(name + "_loop8"))
 	Label(name + "_reduce")
 	out := Load(Param("out"), GP64())
+	accFlag := Load(Param("acc"), GP64())
 	for r := 0; r < R; r++ {
-		VADDPS(hi[r], lo[r], lo[r])
-		h := XMM()
-		VEXTRACTF128(U8(1), lo[r], h)
-		VADDPS(h, lo[r].AsX(), h)
-		VHADDPS(h, h, h)
-		VHADDPS(h, h, h)
-		VMOVSS(h, Mem{Base: out, Disp: 4 * r})
+		hi := XMM()
+		VEXTRACTF128(U8(1), accs[r], hi)
+		VADDPS(hi, accs[r].AsX(), hi)
+		VHADDPS(hi, hi, hi)
+		VHADDPS(hi, hi, hi)
+		store := fmt.Sprintf("%s_store%d", name, r)
+		TESTQ(accFlag, accFlag)
+		JZ(LabelRef(store))
+		VADDSS(Mem{Base: out, Disp: 4 * r}, hi, hi)
+		Label(store)
+		VMOVSS(hi, Mem{Base: out, Disp: 4 * r})
 	}
 	VZEROUPPER()
 	RET()
