@@ -8,9 +8,11 @@
 // batched forward holding a decode token of every running sequence plus prefill chunks of newly
 // admitted ones, up to a per-step token budget, so the weights are read once per step for all
 // of them and long prompts do not stall running decodes. Prefill chunks fall where
-// Session.Next puts them (ChunkSize tokens from the prompt's start; Test mode's selecting
-// prefill in one piece), and each sequence samples with its own seeded sampler, so a request's
-// result is the one a lone model.GenerateTokens of it would give, given batch-invariant kernels.
+// Session.Next puts them (ChunkSize tokens from the prompt's start), and Test mode's selecting
+// prefill comes in pieces of whole cache blocks (Session.SplitPrefill; in one span where the
+// session's KV type rules that out), which model.Batch.Run makes bit-identical to the lone
+// prefill; each sequence samples with its own seeded sampler, so a request's result is the one
+// a lone model.GenerateTokens of it would give, whatever else is in the batch.
 //
 // When Test mode turns layers into streaming ones at the end of a prefill, the sequence's
 // charge drops to the estimate for its actual layers and the freed bytes admit more requests.
@@ -146,6 +148,7 @@ type request struct {
 	submitted, admitted time.Time
 	first               bool // the first token has been produced
 	fed                 int  // prompt tokens in the session
+	split               bool // a Test-mode selecting prefill given in pieces (Session.SplitPrefill)
 	decoding            bool // the prompt is in and Last is the token to feed next
 }
 
@@ -297,6 +300,9 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 		return nil, err
 	}
 	r := &request{seq: seq, worst: worst, charge: charge, done: make(chan struct{}), submitted: time.Now()}
+	// A Test-mode prompt is prefilled in pieces beside other sequences' decodes where the
+	// session can take it so (float32 keys), else in one span as Session.Next would.
+	r.split = s.Mode() == model.ModeTest && s.SplitPrefill(len(ids)) == nil
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
 	return r, nil
 }

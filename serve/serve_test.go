@@ -113,10 +113,16 @@ func mixedRequests(t testing.TB, m *model.Model, n int) []Request {
 func TestMatchesGenerate(t *testing.T) {
 	m := stories(t)
 	reqs := mixedRequests(t, m, 15)
+	// A Test-mode prompt longer than one 256-token piece: its selecting prefill comes in two
+	// steps (Session.SplitPrefill) beside the other requests.
+	reqs = append(reqs, Request{Tokens: promptTokens(t, m, 300, 99), MaxTokens: 30, IgnoreEOS: true,
+		Session: []model.SessionOption{testMode(), model.WithChunkSize(256)}})
 	want := make([]model.Result, len(reqs))
 	for i, req := range reqs {
 		want[i] = lone(t, m, req)
 	}
+	require.NotEmpty(t, want[1].Lazy)
+	require.NotEmpty(t, want[len(want)-1].Lazy)
 	for _, c := range []struct {
 		name string
 		opts []Option
@@ -129,6 +135,10 @@ func TestMatchesGenerate(t *testing.T) {
 			e, err := New(m, c.opts...)
 			require.NoError(t, err)
 			defer e.Close()
+			r, err := e.newRequest(context.Background(), reqs[len(reqs)-1])
+			require.NoError(t, err)
+			require.True(t, r.split)
+			r.seq.Close()
 			got := make([]model.Result, len(reqs))
 			var wg sync.WaitGroup
 			for i, req := range reqs {

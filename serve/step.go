@@ -21,15 +21,20 @@ type work struct {
 	generated int        // tokens accepted in the step
 }
 
-// chunk returns the next prefill span of r's prompt, where Session.Next would put it: up to
-// ChunkSize tokens on from the tokens already fed, or all of a Test-mode session's prompt in
-// its first forward (the selecting prefill is one span).
+// chunk returns the next prefill span of r's prompt: up to ChunkSize tokens on from the tokens
+// already fed, where Session.Next would cut; for a split Test-mode selecting prefill, pieces of
+// ChunkSize rounded down to whole multiples of model.SplitBoundary (at least one); for an
+// unsplit one, the whole prompt in its first forward (one span, as Next runs it).
 func chunk(r *request) []int32 {
 	s, p := r.seq.Session(), r.seq.Prompt()
-	if s.Mode() == model.ModeTest && r.fed == 0 {
-		return p
+	n := s.ChunkSize()
+	switch {
+	case r.split:
+		n = max(1, n/model.SplitBoundary) * model.SplitBoundary
+	case s.Mode() == model.ModeTest && r.fed == 0:
+		n = len(p)
 	}
-	return p[r.fed:min(len(p), r.fed+s.ChunkSize())]
+	return p[r.fed:min(len(p), r.fed+n)]
 }
 
 // planLocked fills w with the step's parts: a decode token of every decoding request, then
