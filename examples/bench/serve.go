@@ -29,6 +29,7 @@ type serveConfig struct {
 	// serve.WithStepLock), and times each by its own stepping time (Stats.Busy), so both see
 	// the same ambient load.
 	interleave bool
+	window     int // -serve-window: the hybrid mode's streaming window (0: model.DefaultWindow)
 }
 
 // ServeMeasurement is one line of -serve -json output.
@@ -45,8 +46,9 @@ type ServeMeasurement struct {
 	Generated     int64   `json:"generated_tokens"`
 	DecodeTPS     float64 `json:"decode_tps"` // generated tokens / time from the first token to the last
 	DecodeWallS   float64 `json:"decode_wall_s"`
-	DecodeBusyS   float64 `json:"decode_busy_s"` // the engine's own stepping time in that span
-	Interleaved   bool    `json:"interleaved"`   // decode_tps and TTFT are by stepping time
+	DecodeBusyS   float64 `json:"decode_busy_s"`    // the engine's own stepping time in that span
+	Interleaved   bool    `json:"interleaved"`      // decode_tps and TTFT are by stepping time
+	Window        int     `json:"window,omitempty"` // hybrid's streaming window when not the default
 	TotalS        float64 `json:"total_s"`
 	TTFTP50S      float64 `json:"ttft_p50_s"`
 	TTFTP99S      float64 `json:"ttft_p99_s"`
@@ -115,12 +117,19 @@ func serveBench(ctx context.Context, c config, sc serveConfig, m *model.Model, s
 	for i, mode := range c.modes {
 		sess := []model.SessionOption{model.WithKV(kv), model.WithMaxContext(min(cfg.MaxPositions, worst))}
 		if mode == "hybrid" {
-			sess = append(sess, model.TestMode())
+			var st []model.StreamOption
+			if sc.window > 0 {
+				st = append(st, model.WithWindow(sc.window))
+			}
+			sess = append(sess, model.TestMode(st...))
 		} else {
 			sess = append(sess, model.FullAttention())
 		}
 		meas[i] = ServeMeasurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Requests: sc.requests,
 			Prompt: sc.prompt, MaxTokens: sc.maxTokens, Arrival: arrival, Budget: budget, FullEstimate: est, Interleaved: sc.interleave}
+		if mode == "hybrid" {
+			meas[i].Window = sc.window
+		}
 		run := func() {
 			if err := serveRun(ctx, m, sc, sess, prompts, arrive, lock, &meas[i], stderr); err != nil {
 				errs[i] = fmt.Errorf("-serve %s: %w", mode, err)
