@@ -63,7 +63,7 @@ func TestRowInvariance(t *testing.T) {
 				}
 				dst := make([]float32, nmax*rows)
 				for pi, p := range pools {
-					for _, a := range []int{0, 1, 3} {
+					for _, a := range []int{0, 3} {
 						if a >= rows {
 							continue
 						}
@@ -72,8 +72,8 @@ func TestRowInvariance(t *testing.T) {
 							mv(p, dst[:ra], x[tk*cols:(tk+1)*cols], a)
 							check(fmt.Sprintf("MatVec threads=%d from row %d", pi+1, a), dst[:ra], tk, a)
 						}
-						for _, n := range []int{1, 2, 3, 4, 5, 7, 13} {
-							for _, o := range []int{0, 1, nmax - n} {
+						for _, n := range []int{1, 2, 4, 5, 13} {
+							for _, o := range []int{0, nmax - n} {
 								if o+n > nmax {
 									continue
 								}
@@ -92,10 +92,12 @@ func TestRowInvariance(t *testing.T) {
 						pr.W = w
 					}
 					other := Product{Dst: make([]float32, 5), W: randVec(rng, 5*cols), Rows: 5}
+					other2 := other
+					other2.Dst = make([]float32, 5)
 					tk := nmax - 1
 					p.MatVecs(x[tk*cols:(tk+1)*cols], cols, [MaxProducts]Product{other, pr})
 					check(fmt.Sprintf("MatVecs second threads=%d", pi+1), dst[:rows], tk, 0)
-					p.MatVecs(x[tk*cols:(tk+1)*cols], cols, [MaxProducts]Product{pr, other, other})
+					p.MatVecs(x[tk*cols:(tk+1)*cols], cols, [MaxProducts]Product{pr, other, other2})
 					check(fmt.Sprintf("MatVecs first threads=%d", pi+1), dst[:rows], tk, 0)
 				}
 			}
