@@ -143,13 +143,9 @@ func (m *Model) Chat(ctx context.Context, msgs []tokenizer.Message, opts ...Gene
 	if m.tok == nil {
 		return Result{}, fmt.Errorf("%w: %s has no tokenizer.json", ErrNoTokenizer, m.dir)
 	}
-	text, err := m.tok.ApplyChatTemplate(msgs, true)
+	ids, err := m.chatTokens(msgs)
 	if err != nil {
-		return Result{}, fmt.Errorf("model: chat template: %w", err)
-	}
-	ids, err := m.tok.Encode(text, false)
-	if err != nil {
-		return Result{}, fmt.Errorf("model: encoding chat: %w", err)
+		return Result{}, err
 	}
 	return m.GenerateTokens(ctx, ids, opts...)
 }
@@ -236,10 +232,18 @@ func (m *Model) newGeneration(o *genOptions, prompt []int32, seq int) (*generati
 func (g *generation) start(ctx context.Context) (done bool, err error) {
 	t := time.Now()
 	logits, err := g.s.Next(ctx, g.prompt)
-	g.res.Prefill = time.Since(t)
 	if err != nil {
+		g.res.Prefill = time.Since(t)
 		return true, err
 	}
+	return g.prefilled(ctx, logits, time.Since(t))
+}
+
+// prefilled takes the logits of the prompt's last token once the prompt is in the session
+// (prefill is the time that took): it primes the decoder with the prompt and accepts the first
+// generated token.
+func (g *generation) prefilled(ctx context.Context, logits []float32, prefill time.Duration) (done bool, err error) {
+	g.res.Prefill = prefill
 	if tok := g.m.tok; tok != nil {
 		// Prime the decoder with the prompt so the first generated token is decoded in context
 		// (a sentencepiece "▁word" keeps its space after the prompt).

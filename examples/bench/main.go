@@ -105,6 +105,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.asJSON, "json", false, "print one JSON object per measurement")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the random weights and tokens")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the measurements to `file`")
+	var sc serveConfig
+	fs.IntVar(&sc.requests, "serve", 0, "serving benchmark: submit this many requests to a serve.Engine per mode (0: off)")
+	fs.IntVar(&sc.prompt, "serve-prompt", 4096, "-serve: prompt tokens per request")
+	fs.IntVar(&sc.maxTokens, "serve-max-tokens", 128, "-serve: tokens generated per request")
+	arrival := fs.String("serve-arrival", "together", "-serve: together, or poisson:RATE (requests per second)")
+	fs.Float64Var(&sc.budgetX, "serve-budget", 4, "-serve: KV budget in full-attention estimates of one request (prompt + max tokens)")
+	fs.IntVar(&sc.stepTok, "serve-step-tokens", 0, "-serve: the engine's per-step token budget (0: its default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,6 +146,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.reps <= 0 || c.prefill <= 0 || c.steps <= 0 {
 		return errors.New("-reps, -prefill and -decode must be positive")
 	}
+	if sc.rate, err = parseArrival(*arrival); err != nil {
+		return fmt.Errorf("-serve-arrival: %w", err)
+	}
+	if sc.requests < 0 || sc.prompt <= 0 || sc.maxTokens <= 0 || sc.budgetX <= 0 {
+		return errors.New("-serve must be >= 0, -serve-prompt, -serve-max-tokens and -serve-budget positive")
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -150,7 +163,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if sc.requests > 0 {
+		return serveMain(ctx, c, sc, stdout, stderr)
+	}
 	return bench(ctx, c, stdout, stderr)
+}
+
+// serveMain builds the model and runs the -serve benchmark.
+func serveMain(ctx context.Context, c config, sc serveConfig, stdout, stderr io.Writer) error {
+	m, err := buildModel(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return serveBench(ctx, c, sc, m, stdout, stderr)
+}
+
+// buildModel builds the random-weight model of c's shape and weight format.
+func buildModel(ctx context.Context, c config, stderr io.Writer) (*model.Model, error) {
+	format, err := model.ParseWeightFormat(c.dtype)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	m, err := model.Random(ctx, shapes[c.shape], c.seed, model.WithWeightFormat(format), model.WithThreads(c.threads))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "bench: %s %s weights %d bytes built in %v\n", c.shape, c.dtype, m.WeightBytes(), time.Since(t0).Round(time.Millisecond))
+	return m, nil
 }
 
 func shapeNames() []string {
@@ -164,17 +205,11 @@ func shapeNames() []string {
 
 func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	cfg := shapes[c.shape]
-	format, err := model.ParseWeightFormat(c.dtype)
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	m, err := model.Random(ctx, cfg, c.seed, model.WithWeightFormat(format), model.WithThreads(c.threads))
+	m, err := buildModel(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	fmt.Fprintf(stderr, "bench: %s %s weights %d bytes built in %v\n", c.shape, c.dtype, m.WeightBytes(), time.Since(t0).Round(time.Millisecond))
 	if !c.asJSON {
 		fmt.Fprintf(stdout, "%-13s %-5s %-6s %6s %5s %11s %10s %14s %14s %10s %s\n",
 			"shape", "dtype", "mode", "depth", "batch", "prefill t/s", "decode t/s", "kv bytes", "read B/step", "rss MiB", "kv")

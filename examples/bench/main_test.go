@@ -96,3 +96,33 @@ func TestBenchQuantized(t *testing.T) {
 	var errb bytes.Buffer
 	require.Error(t, run(context.Background(), []string{"-dtype", "q3"}, &bytes.Buffer{}, &errb))
 }
+
+// TestServeTiny runs -serve on the tiny shape: every request completes under the budget in
+// both modes and the JSON carries the figures. Speeds are not asserted.
+func TestServeTiny(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"-shape", "tiny", "-serve", "5", "-serve-prompt", "1200",
+		"-serve-max-tokens", "6", "-serve-budget", "2.5", "-serve-arrival", "poisson:200", "-json"}, &out, &errb)
+	require.NoError(t, err, errb.String())
+	var ms []ServeMeasurement
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var m ServeMeasurement
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m), sc.Text())
+		ms = append(ms, m)
+	}
+	require.Len(t, ms, 2)
+	for _, m := range ms {
+		require.Equal(t, int64(5), m.CompletedReqs, m.Mode)
+		require.Equal(t, int64(5*6), m.Generated, m.Mode)
+		require.LessOrEqual(t, m.PeakReserved, m.Budget, m.Mode)
+		require.LessOrEqual(t, m.PeakKV, m.Budget, m.Mode)
+		require.Positive(t, m.DecodeTPS, m.Mode)
+		require.Positive(t, m.TTFTP50S, m.Mode)
+		require.LessOrEqual(t, m.TTFTP50S, m.TTFTP99S, m.Mode)
+		require.GreaterOrEqual(t, m.PeakRunning, 2, m.Mode) // 2.5 full estimates admit two at once
+	}
+	require.Equal(t, "full", ms[0].Mode)
+	require.Equal(t, "hybrid", ms[1].Mode)
+	require.Less(t, ms[1].PeakKV, ms[0].PeakKV) // Test mode's streaming layers hold less
+}
