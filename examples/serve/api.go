@@ -12,6 +12,7 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/internal/cliflags"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
+	"github.com/lighttransfer/lighttransfer-go/serve"
 )
 
 // This file holds the OpenAI request and response shapes the server speaks, their decoding
@@ -140,7 +141,7 @@ type chatRequest struct {
 // job is a validated request: what to submit and how to answer.
 type job struct {
 	chat         bool
-	req          Request
+	req          serve.Request
 	stream       bool
 	includeUsage bool
 }
@@ -337,7 +338,7 @@ func completionJob(r *completionRequest, attn cliflags.Attention) (*job, *apiErr
 
 // parsePrompt reads prompt: a string, an array of one string, an array of token ids, or an
 // array of one array of token ids. More than one prompt is unsupported (it would be n > 1).
-func parsePrompt(raw json.RawMessage, req *Request) *apiError {
+func parsePrompt(raw json.RawMessage, req *serve.Request) *apiError {
 	if isNull(raw) {
 		return badRequest("prompt", "missing_required_parameter", "prompt: required")
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/internal/cliflags"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
+	"github.com/lighttransfer/lighttransfer-go/serve"
 )
 
 // server is the HTTP side of the serve command: it answers the OpenAI-compatible endpoints
@@ -65,11 +66,11 @@ func (s *server) engine() engine {
 }
 
 // stats returns the engine's Stats and whether there is an engine.
-func (s *server) stats() (Stats, bool) {
+func (s *server) stats() (serve.Stats, bool) {
 	if e := s.engine(); e != nil {
 		return e.Stats(), true
 	}
-	return Stats{}, false
+	return serve.Stats{}, false
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -209,15 +210,15 @@ func engineError(ctx context.Context, err error, chat bool) *apiError {
 	switch {
 	case ctx.Err() != nil:
 		return nil
-	case errors.Is(err, errOverloaded):
+	case errors.Is(err, serve.ErrOverloaded):
 		return &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "queue_full",
 			Message: "the server's request queue is full; retry later: " + err.Error()}
-	case errors.Is(err, errClosed):
+	case errors.Is(err, serve.ErrClosed):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "shutting_down",
 			Message: "the server is shutting down: " + err.Error()}
 	case errors.Is(err, model.ErrContext):
 		return badRequest(prompt, "context_length_exceeded", "%s: %v", prompt, err)
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, serve.ErrTooLarge):
 		return badRequest(prompt, "request_too_large", "%s: the request's KV cache does not fit the server's KV budget: %v", prompt, err)
 	case errors.Is(err, model.ErrOption):
 		return badRequest("", "invalid_value", "%v", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/lighttransfer/lighttransfer-go/internal/testutil"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
+	"github.com/lighttransfer/lighttransfer-go/serve"
 )
 
 // chatTemplate is a small chat template for stories260K, which ships none.
@@ -76,12 +77,8 @@ func newHarness(t *testing.T, dir string, mk func(*testing.T, *model.Model) engi
 	return h
 }
 
-func seq(queue int) func(*testing.T, *model.Model) engine {
-	return func(t *testing.T, m *model.Model) engine { return &seqEngine{m: m, queue: queue} }
-}
-
 // reference is the sequential greedy output for a prompt.
-func reference(t *testing.T, m *model.Model, req Request) model.Result {
+func reference(t *testing.T, m *model.Model, req serve.Request) model.Result {
 	t.Helper()
 	req.Sampling = model.Sampling{}
 	res, err := generate(context.Background(), m, req)
@@ -101,7 +98,7 @@ func (h *harness) post(t *testing.T, path, body string) (int, string) {
 }
 
 func TestCompletions(t *testing.T) {
-	h := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	h := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	ctx := context.Background()
 	for _, tc := range []struct {
 		prompt string
@@ -121,7 +118,7 @@ func TestCompletions(t *testing.T) {
 		}
 		got, err := h.client.Completions.New(ctx, params)
 		require.NoError(t, err)
-		want := reference(t, h.m, Request{Prompt: tc.prompt, MaxTokens: tc.max, Stop: tc.stop})
+		want := reference(t, h.m, serve.Request{Prompt: tc.prompt, MaxTokens: tc.max, Stop: tc.stop})
 		require.Equal(t, "text_completion", string(got.Object))
 		require.Equal(t, h.id, got.Model)
 		require.True(t, strings.HasPrefix(got.ID, "cmpl-"), got.ID)
@@ -147,13 +144,13 @@ func TestCompletions(t *testing.T) {
 		Prompt:    openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: toks},
 		MaxTokens: openai.Int(20), Temperature: openai.Float(0)})
 	require.NoError(t, err)
-	require.Equal(t, reference(t, h.m, Request{Prompt: "Once upon a time", MaxTokens: 20}).Text, got.Choices[0].Text)
+	require.Equal(t, reference(t, h.m, serve.Request{Prompt: "Once upon a time", MaxTokens: 20}).Text, got.Choices[0].Text)
 }
 
 // TestSeed: sampled completions with equal seeds are equal; the output is the model's own
 // sampled output for that seed.
 func TestSeed(t *testing.T) {
-	h := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	h := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	params := openai.CompletionNewParams{Model: openai.CompletionNewParamsModel(h.id),
 		Prompt:    openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")},
 		MaxTokens: openai.Int(30), Temperature: openai.Float(1.2), TopP: openai.Float(0.9), Seed: openai.Int(7)}
@@ -162,21 +159,21 @@ func TestSeed(t *testing.T) {
 	b, err := h.client.Completions.New(context.Background(), params)
 	require.NoError(t, err)
 	require.Equal(t, a.Choices[0].Text, b.Choices[0].Text)
-	want, err := generate(context.Background(), h.m, Request{Prompt: "Once upon a time", MaxTokens: 30,
+	want, err := generate(context.Background(), h.m, serve.Request{Prompt: "Once upon a time", MaxTokens: 30,
 		Sampling: model.Sampling{Temperature: 1.2, TopP: 0.9, Seed: 7}})
 	require.NoError(t, err)
 	require.Equal(t, want.Text, a.Choices[0].Text)
 }
 
 func TestChat(t *testing.T) {
-	h := newHarness(t, chatDir(t), seq(8))
+	h := newHarness(t, chatDir(t), realEngine())
 	msgs := []tokenizer.Message{{Role: "system", Content: "Tell a story."}, {Role: "user", Content: "Once upon a time"}}
 	got, err := h.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:               h.id,
 		Messages:            []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(msgs[0].Content), openai.UserMessage(msgs[1].Content)},
 		MaxCompletionTokens: openai.Int(30), Temperature: openai.Float(0)})
 	require.NoError(t, err)
-	want := reference(t, h.m, Request{Messages: msgs, MaxTokens: 30})
+	want := reference(t, h.m, serve.Request{Messages: msgs, MaxTokens: 30})
 	require.Equal(t, "chat.completion", string(got.Object))
 	require.True(t, strings.HasPrefix(got.ID, "chatcmpl-"), got.ID)
 	require.Len(t, got.Choices, 1)
@@ -197,9 +194,9 @@ func TestChat(t *testing.T) {
 }
 
 func TestStreaming(t *testing.T) {
-	h := newHarness(t, chatDir(t), seq(8))
+	h := newHarness(t, chatDir(t), realEngine())
 	ctx := context.Background()
-	want := reference(t, h.m, Request{Prompt: "Once upon a time", MaxTokens: 60})
+	want := reference(t, h.m, serve.Request{Prompt: "Once upon a time", MaxTokens: 60})
 
 	// Completions: the pieces add up to the text; usage comes in its own last chunk.
 	s := h.client.Completions.NewStreaming(ctx, openai.CompletionNewParams{Model: openai.CompletionNewParamsModel(h.id),
@@ -233,7 +230,7 @@ func TestStreaming(t *testing.T) {
 
 	// Chat, through the client's accumulator.
 	msgs := []tokenizer.Message{{Role: "user", Content: "Once upon a time"}}
-	wantChat := reference(t, h.m, Request{Messages: msgs, MaxTokens: 40})
+	wantChat := reference(t, h.m, serve.Request{Messages: msgs, MaxTokens: 40})
 	cs := h.client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: h.id,
 		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(msgs[0].Content)},
 		MaxTokens: openai.Int(40), Temperature: openai.Float(0),
@@ -280,7 +277,7 @@ func apiErr(t *testing.T, err error) *openai.Error {
 // TestErrors: each malformed or unsupported request gets its status and OpenAI's error shape
 // naming the field.
 func TestErrors(t *testing.T) {
-	h := newHarness(t, chatDir(t), seq(8))
+	h := newHarness(t, chatDir(t), realEngine())
 	long := strings.Repeat("Lily and Tom played in the park. ", 100) // far past the 512-token context
 	for _, tc := range []struct {
 		path, body  string
@@ -368,7 +365,7 @@ func TestErrors(t *testing.T) {
 	require.Equal(t, "context_length_exceeded", apiErr(t, s.Err()).Code)
 
 	// A model without a chat template cannot chat.
-	plain := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	plain := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	_, err = plain.client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: plain.id,
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
 	require.Equal(t, 400, apiErr(t, err).StatusCode)
@@ -378,7 +375,7 @@ func TestErrors(t *testing.T) {
 // TestExtension: the lighttransfer field chooses the request's attention mode; its output is
 // the model's own in that mode.
 func TestExtension(t *testing.T) {
-	h := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	h := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	prompt := strings.Repeat("Lily and Tom played in the park. ", 6)
 	for _, tc := range []struct {
 		ext  map[string]any
@@ -396,13 +393,13 @@ func TestExtension(t *testing.T) {
 		require.NoError(t, err, "%v", tc.ext)
 		opts, err := tc.attn.SessionOptions()
 		require.NoError(t, err)
-		want := reference(t, h.m, Request{Prompt: prompt, MaxTokens: 40, Session: opts})
+		want := reference(t, h.m, serve.Request{Prompt: prompt, MaxTokens: 40, Session: opts})
 		require.Equal(t, want.Text, got.Choices[0].Text, "%v", tc.ext)
 	}
 }
 
 func TestModelsAndHealth(t *testing.T) {
-	h := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	h := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	page, err := h.client.Models.List(context.Background())
 	require.NoError(t, err)
 	require.Len(t, page.Data, 1)
@@ -452,7 +449,7 @@ func metricValue(t *testing.T, url, name string) float64 {
 }
 
 func TestMetrics(t *testing.T) {
-	h := newHarness(t, testutil.Testdata(t, "stories260K"), seq(8))
+	h := newHarness(t, testutil.Testdata(t, "stories260K"), realEngine())
 	_, err := h.client.Completions.New(context.Background(), openai.CompletionNewParams{Model: openai.CompletionNewParamsModel(h.id),
 		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once")}, MaxTokens: openai.Int(7), Temperature: openai.Float(0)})
 	require.NoError(t, err)
