@@ -232,6 +232,8 @@ func engineError(ctx context.Context, err error, chat bool) *apiError {
 
 // run submits j and answers, as one JSON response or as an event stream.
 func (s *server) run(w http.ResponseWriter, r *http.Request, j *job) {
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	e := s.engine()
 	if e == nil {
 		notReady(w)

@@ -18,6 +18,7 @@ type metrics struct {
 	reg              *prometheus.Registry
 	requests         *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
+	inFlight         prometheus.Gauge
 	promptTokens     prometheus.Counter
 	completionTokens prometheus.Counter
 }
@@ -34,6 +35,10 @@ func newMetrics(stats func() (serve.Stats, bool)) *metrics {
 			Help:    "Time from a request's arrival to the end of its answer, by endpoint.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
 		}, []string{"endpoint"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lighttransfer_serve_http_requests_in_flight",
+			Help: "Completion and chat requests being answered.",
+		}),
 		promptTokens: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lighttransfer_serve_prompt_tokens_total",
 			Help: "Prompt tokens of the completed requests.",
@@ -43,7 +48,7 @@ func newMetrics(stats func() (serve.Stats, bool)) *metrics {
 			Help: "Tokens generated for the completed requests.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.promptTokens, m.completionTokens,
+	m.reg.MustRegister(m.requests, m.duration, m.inFlight, m.promptTokens, m.completionTokens,
 		engineCollector{stats}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
