@@ -476,3 +476,54 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// FuzzRequest: any body either is refused with an error in OpenAI's shape (a 4xx status and a
+// message) or becomes a job with exactly one prompt form and at least one token to generate.
+func FuzzRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"model": "m", "prompt": "x", "max_tokens": 3, "stop": ["a"], "stream": true, "stream_options": {"include_usage": true}}`,
+		`{"model": "m", "prompt": [[1, 2]], "temperature": 0.5, "top_p": 0.9, "seed": -4}`,
+		`{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_completion_tokens": 9}`,
+		`{"model": "m", "messages": [{"role": "developer", "content": "x"}], "lighttransfer": {"mode": "test", "keep": 0.5, "kv": "q8"}}`,
+		`{"model": "m", "prompt": "x", "lighttransfer": {"lazy": [1, 3], "window": 8}}`,
+		`{"model": 5}`, `[]`, `null`, `{"prompt": 1e999}`,
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, body string, chat bool) {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		var j *job
+		var err *apiError
+		if chat {
+			var req chatRequest
+			if err = decode(r, w, &req); err == nil {
+				j, err = chatJob(&req, cliflags.Attention{})
+			}
+		} else {
+			var req completionRequest
+			if err = decode(r, w, &req); err == nil {
+				j, err = completionJob(&req, cliflags.Attention{})
+			}
+		}
+		if err != nil {
+			if err.Status < 400 || err.Status > 499 || err.Message == "" {
+				t.Fatalf("error %+v", err)
+			}
+			if _, e := err.MarshalJSON(); e != nil {
+				t.Fatal(e)
+			}
+			return
+		}
+		forms := 0
+		for _, b := range []bool{j.req.Prompt != "" || (j.req.Tokens == nil && j.req.Messages == nil), j.req.Tokens != nil, j.req.Messages != nil} {
+			if b {
+				forms++
+			}
+		}
+		if forms != 1 || j.req.MaxTokens < 1 || j.req.Sampling.Validate() != nil {
+			t.Fatalf("job %+v from %s", j.req, body)
+		}
+	})
+}
