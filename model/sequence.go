@@ -120,8 +120,3 @@ func (m *Model) chatTokens(msgs []tokenizer.Message) ([]int32, error) {
 	}
 	return ids, nil
 }
-
-// ChunkSize returns the most tokens one span of Next pushes through the model at once
-// (WithChunkSize, default 512). Next splits a call's tokens into spans of this size from the
-// call's first token, except Test mode's first forward, which is one span over all of them.
-func (s *Session) ChunkSize() int { return s.chunk }

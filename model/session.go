@@ -51,6 +51,21 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	if err := m.errIfClosed(); err != nil {
 		return nil, err
 	}
+	s, policies, err := m.configure(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := m.be.newCache(policies, s.kvFull, s.kvStr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOption, err)
+	}
+	s.cache = c
+	return s, nil
+}
+
+// configure returns a session for opts without its cache, and the cache layers' policies
+// (NewSession's checks; errors wrap ErrOption).
+func (m *Model) configure(opts []SessionOption) (*Session, []kvcache.Policy, error) {
 	var o sessionOptions
 	for _, f := range opts {
 		if f != nil {
@@ -58,14 +73,14 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		}
 	}
 	if len(o.modes) > 1 {
-		return nil, fmt.Errorf("%w: two attention modes given (%v and %v); pass one", ErrOption, o.modes[0], o.modes[1])
+		return nil, nil, fmt.Errorf("%w: two attention modes given (%v and %v); pass one", ErrOption, o.modes[0], o.modes[1])
 	}
 	if o.modeSet && o.mode == ModeFixed {
 		if o.stream.keepSet {
-			return nil, fmt.Errorf("%w: WithKeep applies to TestMode only, not to fixed mode", ErrOption)
+			return nil, nil, fmt.Errorf("%w: WithKeep applies to TestMode only, not to fixed mode", ErrOption)
 		}
 		if o.stream.lastSet {
-			return nil, fmt.Errorf("%w: WithLast applies to TestMode only, not to fixed mode", ErrOption)
+			return nil, nil, fmt.Errorf("%w: WithLast applies to TestMode only, not to fixed mode", ErrOption)
 		}
 	}
 	cfg := m.cfg
@@ -76,13 +91,13 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	s := &Session{m: m, mode: o.mode, maxCtx: cfg.MaxPositions, chunk: defaultChunk, kvFull: o.kvFull, kvStr: o.kvStr}
 	if o.maxContextSet {
 		if o.maxContext < 1 || o.maxContext > cfg.MaxPositions {
-			return nil, fmt.Errorf("%w: max context %d outside [1, %d]", ErrOption, o.maxContext, cfg.MaxPositions)
+			return nil, nil, fmt.Errorf("%w: max context %d outside [1, %d]", ErrOption, o.maxContext, cfg.MaxPositions)
 		}
 		s.maxCtx = o.maxContext
 	}
 	if o.chunkSet {
 		if o.chunk < 1 {
-			return nil, fmt.Errorf("%w: chunk size %d must be positive", ErrOption, o.chunk)
+			return nil, nil, fmt.Errorf("%w: chunk size %d must be positive", ErrOption, o.chunk)
 		}
 		s.chunk = o.chunk
 	}
@@ -92,7 +107,7 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	}
 	if o.plan != nil {
 		if err := o.plan.Validate(L); err != nil {
-			return nil, fmt.Errorf("%w: plan: %w", ErrOption, err)
+			return nil, nil, fmt.Errorf("%w: plan: %w", ErrOption, err)
 		}
 		o.lazy, s.sink, s.window = o.plan.Lazy, o.plan.Sink, o.plan.Window
 	}
@@ -110,36 +125,31 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 		s.keep = st.keep
 	}
 	if s.sink < 0 {
-		return nil, fmt.Errorf("%w: sink %d must be >= 0", ErrOption, s.sink)
+		return nil, nil, fmt.Errorf("%w: sink %d must be >= 0", ErrOption, s.sink)
 	}
 	if s.window <= 0 {
-		return nil, fmt.Errorf("%w: window %d must be > 0", ErrOption, s.window)
+		return nil, nil, fmt.Errorf("%w: window %d must be > 0", ErrOption, s.window)
 	}
 	if s.last <= 0 {
-		return nil, fmt.Errorf("%w: w_last %d must be > 0", ErrOption, s.last)
+		return nil, nil, fmt.Errorf("%w: w_last %d must be > 0", ErrOption, s.last)
 	}
 	policies := make([]kvcache.Policy, L)
 	switch s.mode {
 	case ModeTest:
 		on, err := layerselect.NewOnline(L, s.keep)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrOption, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrOption, err)
 		}
 		s.online = on
 	case ModeFixed:
 		if err := layerselect.ValidateLayers(o.lazy, L); err != nil {
-			return nil, fmt.Errorf("%w: lazy layers: %w", ErrOption, err)
+			return nil, nil, fmt.Errorf("%w: lazy layers: %w", ErrOption, err)
 		}
 		for _, l := range o.lazy {
 			policies[l] = s.streaming()
 		}
 	}
-	c, err := m.be.newCache(policies, s.kvFull, s.kvStr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOption, err)
-	}
-	s.cache = c
-	return s, nil
+	return s, policies, nil
 }
 
 // Mode returns the session's attention mode.
@@ -278,6 +288,43 @@ func (s *Session) restart() {
 		return
 	}
 	s.cache, s.online, s.ratios, s.selected, s.pos, s.peakKV = c, on, nil, false, 0, 0
+}
+
+// ChunkSize returns the most tokens one span of the session's forward holds (WithChunkSize,
+// default 512): Next cuts its tokens into spans of this size, and Batch.Run takes at most one
+// span per session per step.
+func (s *Session) ChunkSize() int { return s.chunk }
+
+// spanLimit returns the most tokens the session's next span may hold: the chunk size, or in
+// Test mode before the selecting prefill the context (that prefill is one span).
+func (s *Session) spanLimit() int {
+	if s.mode == ModeTest && !s.selected {
+		return s.maxCtx
+	}
+	return s.chunk
+}
+
+// EstimateKV returns the exact bytes of KV cache a session made with opts holds once it has
+// processed tokens tokens (see kvcache.Estimate): its streaming layers at their sink+window
+// bound, its full layers in whole blocks. For Test mode it is the full-attention worst case,
+// every layer full, which the session holds while its selecting prefill runs; the layers it
+// then makes streaming hold less. Options are checked as NewSession checks them (errors wrap
+// ErrOption, and kvcache.ErrType for an unknown element type); tokens < 0 is an error.
+func (m *Model) EstimateKV(tokens int, opts ...SessionOption) (int64, error) {
+	if tokens < 0 {
+		return 0, fmt.Errorf("%w: %d tokens to estimate the KV cache of", ErrOption, tokens)
+	}
+	s, policies, err := m.configure(opts)
+	if err != nil {
+		return 0, err
+	}
+	shape := kvcache.Shape{KVHeads: m.cfg.NumKVHeads, HeadDim: m.cfg.HeadDim}
+	for _, t := range [2]kvcache.Type{s.kvFull, s.kvStr} {
+		if err := t.Validate(shape); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrOption, err)
+		}
+	}
+	return kvcache.Estimate(shape, policies, tokens, kvcache.WithType(s.kvFull, s.kvStr)), nil
 }
 
 // Sink returns the attention-sink size of the session's streaming layers.

@@ -278,15 +278,19 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 		seq.Close()
 		return nil, fmt.Errorf("%w: serve: %d prompt tokens + %d max tokens exceed the context of %d", model.ErrContext, len(ids), maxTokens, s.MaxContext())
 	}
-	r := &request{seq: seq, worst: worst, done: make(chan struct{}), submitted: time.Now()}
+	charge, err := e.m.EstimateKV(worst, req.Session...)
+	if err != nil {
+		seq.Close()
+		return nil, err
+	}
+	r := &request{seq: seq, worst: worst, charge: charge, done: make(chan struct{}), submitted: time.Now()}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	r.charge = e.estimate(s, worst)
 	return r, nil
 }
 
 // estimate returns the KV bytes session s's cache would hold with tokens tokens in every layer
-// under its layers' current policies and types (a Test-mode session before its prefill: all
-// full, its worst case).
+// under its layers' current policies and types: after a Test-mode prefill, the worst case of
+// the layers it kept full and made streaming.
 func (e *Engine) estimate(s *model.Session, tokens int) int64 {
 	cfg := e.m.Config()
 	shape := kvcache.Shape{KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim}

@@ -15,7 +15,7 @@ type Stats struct {
 	KVPeak     int64 // the most KVBytes seen after any step
 	// KVPeakReserved is the most KVReserved seen: never above a non-zero KVBudget.
 	KVPeakReserved int64
-	KVBudget   int64 // the budget (0: unlimited)
+	KVBudget       int64 // the budget (0: unlimited)
 
 	// DecodeTokensPerSecond is the tokens generated per second of stepping over the last
 	// statsWindow steps (0 before any).

@@ -11,8 +11,9 @@ type work struct {
 	dec      []*request // decoding requests, one token each
 	pre      []*request // requests getting a prefill chunk
 	chunks   [][]int32  // pre[i]'s chunk
-	sessions []*model.Session
-	tokens   []int32
+	sessions []*model.Session // the Run's sessions: dec's, then pre's
+	tokens   []int32          // dec's tokens
+	parts    [][]int32        // the Run's token lists
 
 	ended     []*request // requests that finished in the step
 	errs      []error    // and why (nil: normally)
@@ -57,42 +58,54 @@ func (e *Engine) planLocked(w *work) {
 	}
 }
 
-// step runs w's forward and hands every request its logits. It touches only the requests'
-// sequences, which belong to the loop, so it runs without e.mu.
+// step runs w's forward, one Batch.Run over every part, and hands every request its logits.
+// It touches only the requests' sequences, which belong to the loop, so it runs without e.mu.
+// A step of one part runs under that request's context, so a lone Test-mode selecting prefill
+// stops between layers when the request is cancelled.
 func (e *Engine) step(w *work) {
-	if len(w.dec) > 0 {
-		w.sessions, w.tokens = w.sessions[:0], w.tokens[:0]
+	w.sessions, w.tokens, w.parts = w.sessions[:0], w.tokens[:0], w.parts[:0]
+	for _, r := range w.dec {
+		w.tokens = append(w.tokens, r.seq.Last())
+	}
+	for i, r := range w.dec {
+		w.sessions = append(w.sessions, r.seq.Session())
+		w.parts = append(w.parts, w.tokens[i:i+1])
+	}
+	for i, r := range w.pre {
+		w.sessions = append(w.sessions, r.seq.Session())
+		w.parts = append(w.parts, w.chunks[i])
+	}
+	ctx := e.ctx
+	switch {
+	case len(w.dec) == 1 && len(w.pre) == 0:
+		ctx = w.dec[0].ctx
+	case len(w.dec) == 0 && len(w.pre) == 1:
+		ctx = w.pre[0].ctx
+	}
+	logits, err := e.b.Run(ctx, w.sessions, w.parts)
+	if err != nil {
 		for _, r := range w.dec {
-			w.sessions = append(w.sessions, r.seq.Session())
-			w.tokens = append(w.tokens, r.seq.Last())
+			w.end(r, err)
 		}
-		logits, err := e.b.Step(e.ctx, w.sessions, w.tokens)
-		for i, r := range w.dec {
-			if err == nil {
-				var done bool
-				done, err1 := r.seq.Accept(r.ctx, logits[i])
-				w.generated++
-				if done || err1 != nil {
-					w.end(r, err1)
-				}
-				continue
-			}
+		for _, r := range w.pre {
+			w.end(r, err)
+		}
+		return
+	}
+	for i, r := range w.dec {
+		done, err := r.seq.Accept(r.ctx, logits[i])
+		w.generated++
+		if done || err != nil {
 			w.end(r, err)
 		}
 	}
 	for i, r := range w.pre {
-		c := w.chunks[i]
-		logits, err := r.seq.Session().Next(r.ctx, c)
-		if err != nil {
-			w.end(r, err)
-			continue
-		}
-		r.fed += len(c)
+		r.fed += len(w.chunks[i])
 		if r.fed < len(r.seq.Prompt()) {
 			continue
 		}
 		w.prefilled = append(w.prefilled, r)
-		done, err := r.seq.Prefilled(r.ctx, logits, time.Since(r.admitted))
+		done, err := r.seq.Prefilled(r.ctx, logits[len(w.dec)+i], time.Since(r.admitted))
 		w.generated++
 		if done || err != nil {
 			w.end(r, err)
