@@ -393,8 +393,9 @@ func TestRunShutdown(t *testing.T) {
 			answers <- answer{resp.StatusCode, string(b), err}
 		}()
 	}
-	waitFor(t, "four requests in flight", func() bool {
-		return metricValue(t, url, "lighttransfer_serve_http_requests_in_flight") == 4
+	waitFor(t, "four requests in", func() bool {
+		return count("lighttransfer_serve_http_requests_in_flight")+
+			count(`lighttransfer_serve_http_requests_total{code="200",endpoint="completions"}`) == 4
 	})
 	cancel2()
 	require.NoError(t, <-errc, stderr.String())
