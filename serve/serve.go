@@ -178,8 +178,9 @@ func New(m *model.Model, opts ...Option) (*Engine, error) {
 // model.FinishCanceled and ctx's error; one cancelled by Close, with an error wrapping
 // ErrClosed. It fails at once with ErrOverloaded when the queue is full, ErrTooLarge when the
 // request's worst-case KV exceeds the whole budget, ErrClosed after Shutdown or Close, an error
-// wrapping model.ErrContext when prompt + max tokens exceed the session's context, and one
-// wrapping model.ErrOption for an invalid request.
+// wrapping model.ErrContext when prompt + max tokens exceed the session's context, one wrapping
+// model.ErrToken for a token outside the vocabulary, and one wrapping model.ErrOption for an
+// invalid request.
 func (e *Engine) Submit(ctx context.Context, req Request) (model.Result, error) {
 	if e.isClosed() {
 		return model.Result{}, ErrClosed
@@ -255,6 +256,12 @@ func (e *Engine) newRequest(ctx context.Context, req Request) (*request, error) 
 	}
 	if err != nil {
 		return nil, err
+	}
+	V := e.m.Config().VocabSize
+	for i, t := range ids {
+		if t < 0 || int(t) >= V {
+			return nil, fmt.Errorf("%w: serve: token %d at index %d is outside the vocabulary [0, %d)", model.ErrToken, t, i, V)
+		}
 	}
 	maxTokens := req.MaxTokens
 	if maxTokens == 0 {

@@ -8,9 +8,9 @@ import (
 
 // work is one step: what the loop planned under the lock and what the forward produced.
 type work struct {
-	dec      []*request // decoding requests, one token each
-	pre      []*request // requests getting a prefill chunk
-	chunks   [][]int32  // pre[i]'s chunk
+	dec      []*request       // decoding requests, one token each
+	pre      []*request       // requests getting a prefill chunk
+	chunks   [][]int32        // pre[i]'s chunk
 	sessions []*model.Session // the Run's sessions: dec's, then pre's
 	tokens   []int32          // dec's tokens
 	parts    [][]int32        // the Run's token lists
