@@ -58,6 +58,7 @@ type options struct {
 	maxBatch   int
 	queue      int
 	stepTokens int
+	stepLock   sync.Locker
 }
 
 // WithKVBudget sets the most KV cache bytes the running sequences may hold together, counted
@@ -76,6 +77,11 @@ func WithQueue(n int) Option { return func(o *options) { o.queue = n } }
 // DefaultStepTokens, at least 1). A step always holds every running decode and, when some
 // prompt is waiting to be prefilled, at least one prefill chunk, whatever the budget.
 func WithStepTokens(n int) Option { return func(o *options) { o.stepTokens = n } }
+
+// WithStepLock makes the loop hold l during every forward step. Engines sharing one lock
+// take turns, which lets a benchmark compare engines on one machine under the same ambient
+// load (Stats.Busy excludes the time spent waiting for l). Default: no lock.
+func WithStepLock(l sync.Locker) Option { return func(o *options) { o.stepLock = l } }
 
 // Request is one generation request.
 type Request struct {
@@ -430,9 +436,18 @@ func (e *Engine) loop() {
 			continue
 		}
 
+		if l := e.o.stepLock; l != nil {
+			l.Lock()
+		}
 		t := time.Now()
+		e.mu.Lock()
+		e.st.stepStart = t
+		e.mu.Unlock()
 		e.step(&w)
 		took := time.Since(t)
+		if l := e.o.stepLock; l != nil {
+			l.Unlock()
+		}
 
 		e.mu.Lock()
 		e.afterStepLocked(&w, took)

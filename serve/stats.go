@@ -31,6 +31,9 @@ type Stats struct {
 
 	Steps           int64 // forward steps run
 	GeneratedTokens int64 // tokens generated in all
+	// Busy is the time spent in forward steps so far, the step in flight included (waits for
+	// WithStepLock's lock excluded).
+	Busy time.Duration
 }
 
 // statsWindow is how many recent steps and first-token times Stats summarises.
@@ -41,6 +44,8 @@ type statsState struct {
 	completed, canceled, failed, rejected int64
 	steps, generated                      int64
 	overCharge                            int64 // sessions seen holding more than their charge (a bug)
+	busy                                  time.Duration
+	stepStart                             time.Time // start of the step in flight (zero: none)
 	held, peakHeld, peakReserved          int64
 
 	stepDur []time.Duration // ring of the last steps' durations
@@ -58,6 +63,7 @@ func (s *statsState) init() {
 // step records one step that took d, generated n tokens and left held bytes in the caches.
 func (s *statsState) step(d time.Duration, n int, held int64) {
 	s.steps++
+	s.busy += d
 	s.generated += int64(n)
 	s.held = held
 	s.peakHeld = max(s.peakHeld, held)
@@ -88,6 +94,10 @@ func (e *Engine) Stats() Stats {
 	out := Stats{Running: len(e.running), Waiting: len(e.waiting), KVBytes: s.held, KVReserved: e.reserved,
 		KVPeak: s.peakHeld, KVPeakReserved: s.peakReserved, KVBudget: e.o.budget, Completed: s.completed, Canceled: s.canceled,
 		Failed: s.failed, Rejected: s.rejected, Steps: s.steps, GeneratedTokens: s.generated}
+	out.Busy = s.busy
+	if !s.stepStart.IsZero() {
+		out.Busy += time.Since(s.stepStart)
+	}
 	var d time.Duration
 	var n int
 	for i := range s.stepDur {

@@ -158,6 +158,7 @@ func (e *Engine) afterStepLocked(w *work, took time.Duration) {
 		held += b
 	}
 	e.st.step(took, w.generated, held)
+	e.st.stepStart = time.Time{}
 	e.admitLocked()
 }
 

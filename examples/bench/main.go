@@ -112,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	arrival := fs.String("serve-arrival", "together", "-serve: together, or poisson:RATE (requests per second)")
 	fs.Float64Var(&sc.budgetX, "serve-budget", 4, "-serve: KV budget in full-attention estimates of one request (prompt + max tokens)")
 	fs.IntVar(&sc.stepTok, "serve-step-tokens", 0, "-serve: the engine's per-step token budget (0: its default)")
+	fs.BoolVar(&sc.interleave, "serve-interleave", false, "-serve: run the modes at once, taking turns step by step, each timed by its own stepping time")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

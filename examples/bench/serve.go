@@ -25,6 +25,10 @@ type serveConfig struct {
 	rate      float64 // requests per second of a Poisson stream (0: all arrive together)
 	budgetX   float64 // -serve-budget: the budget in full-attention estimates of one request
 	stepTok   int     // -serve-step-tokens
+	// interleave runs the modes at once, their engines taking turns step by step (one
+	// serve.WithStepLock), and times each by its own stepping time (Stats.Busy), so both see
+	// the same ambient load.
+	interleave bool
 }
 
 // ServeMeasurement is one line of -serve -json output.
@@ -39,8 +43,10 @@ type ServeMeasurement struct {
 	Arrival       string  `json:"arrival"`
 	Budget        int64   `json:"kv_budget"`
 	Generated     int64   `json:"generated_tokens"`
-	DecodeTPS     float64 `json:"decode_tps"` // generated tokens / wall time from the first token to the last
+	DecodeTPS     float64 `json:"decode_tps"` // generated tokens / time from the first token to the last
 	DecodeWallS   float64 `json:"decode_wall_s"`
+	DecodeBusyS   float64 `json:"decode_busy_s"` // the engine's own stepping time in that span
+	Interleaved   bool    `json:"interleaved"`   // decode_tps and TTFT are by stepping time
 	TotalS        float64 `json:"total_s"`
 	TTFTP50S      float64 `json:"ttft_p50_s"`
 	TTFTP99S      float64 `json:"ttft_p99_s"`
@@ -99,33 +105,60 @@ func serveBench(ctx context.Context, c config, sc serveConfig, m *model.Model, s
 		fmt.Fprintf(stdout, "%-6s %4s %6s %5s %-14s %12s %10s %9s %9s %9s %13s %7s\n", "mode", "reqs", "prompt", "max",
 			"arrival", "budget", "decode t/s", "wall s", "ttft p50", "ttft p99", "peak kv", "peak n")
 	}
-	for _, mode := range c.modes {
+	meas := make([]ServeMeasurement, len(c.modes))
+	errs := make([]error, len(c.modes))
+	var lock sync.Locker
+	if sc.interleave {
+		lock = new(sync.Mutex)
+	}
+	var wg sync.WaitGroup
+	for i, mode := range c.modes {
 		sess := []model.SessionOption{model.WithKV(kv), model.WithMaxContext(min(cfg.MaxPositions, worst))}
 		if mode == "hybrid" {
 			sess = append(sess, model.TestMode())
 		} else {
 			sess = append(sess, model.FullAttention())
 		}
-		meas := ServeMeasurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Requests: sc.requests,
-			Prompt: sc.prompt, MaxTokens: sc.maxTokens, Arrival: arrival, Budget: budget, FullEstimate: est}
-		if err := serveRun(ctx, m, sc, sess, prompts, arrive, &meas, stderr); err != nil {
-			return fmt.Errorf("-serve %s: %w", mode, err)
+		meas[i] = ServeMeasurement{Shape: c.shape, DType: c.dtype, KVType: kv.String(), Mode: mode, Requests: sc.requests,
+			Prompt: sc.prompt, MaxTokens: sc.maxTokens, Arrival: arrival, Budget: budget, FullEstimate: est, Interleaved: sc.interleave}
+		run := func() {
+			if err := serveRun(ctx, m, sc, sess, prompts, arrive, lock, &meas[i], stderr); err != nil {
+				errs[i] = fmt.Errorf("-serve %s: %w", mode, err)
+			}
 		}
+		if !sc.interleave {
+			run()
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	wg.Wait()
+	for i, mode := range c.modes {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		meas := meas[i]
 		if c.asJSON {
 			b, _ := json.Marshal(meas)
 			fmt.Fprintln(stdout, string(b))
 			continue
 		}
+		span := meas.DecodeWallS
+		if sc.interleave {
+			span = meas.DecodeBusyS
+		}
 		fmt.Fprintf(stdout, "%-6s %4d %6d %5d %-14s %12d %10.2f %9.1f %9.1f %9.1f %13d %7d\n", mode, sc.requests, sc.prompt,
-			sc.maxTokens, arrival, budget, meas.DecodeTPS, meas.DecodeWallS, meas.TTFTP50S, meas.TTFTP99S, meas.PeakKV, meas.PeakRunning)
+			sc.maxTokens, arrival, budget, meas.DecodeTPS, span, meas.TTFTP50S, meas.TTFTP99S, meas.PeakKV, meas.PeakRunning)
 	}
 	return nil
 }
 
 // serveRun runs one mode's requests and fills meas.
 func serveRun(ctx context.Context, m *model.Model, sc serveConfig, sess []model.SessionOption, prompts [][]int32,
-	arrive []time.Duration, meas *ServeMeasurement, stderr io.Writer) error {
-	opts := []serve.Option{serve.WithKVBudget(meas.Budget), serve.WithMaxBatch(sc.requests), serve.WithQueue(sc.requests)}
+	arrive []time.Duration, lock sync.Locker, meas *ServeMeasurement, stderr io.Writer) error {
+	opts := []serve.Option{serve.WithKVBudget(meas.Budget), serve.WithMaxBatch(sc.requests), serve.WithQueue(sc.requests),
+		serve.WithStepLock(lock)}
 	if sc.stepTok > 0 {
 		opts = append(opts, serve.WithStepTokens(sc.stepTok))
 	}
@@ -136,6 +169,7 @@ func serveRun(ctx context.Context, m *model.Model, sc serveConfig, sess []model.
 	defer e.Close()
 	var mu sync.Mutex
 	var first, last time.Time
+	var firstBusy, lastBusy time.Duration
 	var generated int64
 	peakRunning := 0
 	ttft := make([]time.Duration, len(prompts))
@@ -154,23 +188,26 @@ func serveRun(ctx context.Context, m *model.Model, sc serveConfig, sess []model.
 				errs[i] = ctx.Err()
 				return
 			}
-			sent := time.Now()
+			sent, sentBusy := time.Now(), e.Stats().Busy
 			stream := func(tok model.Token) error {
 				if tok.ID < 0 {
 					return nil
 				}
-				now := time.Now()
+				now, st := time.Now(), e.Stats()
 				mu.Lock()
 				defer mu.Unlock()
 				if tok.Index == 0 {
 					ttft[i] = now.Sub(sent)
+					if sc.interleave {
+						ttft[i] = st.Busy - sentBusy
+					}
 				}
 				if first.IsZero() {
-					first = now
+					first, firstBusy = now, st.Busy
 				}
-				last = now
+				last, lastBusy = now, st.Busy
 				generated++
-				peakRunning = max(peakRunning, e.Stats().Running)
+				peakRunning = max(peakRunning, st.Running)
 				return nil
 			}
 			_, errs[i] = e.Submit(ctx, serve.Request{Tokens: p, MaxTokens: sc.maxTokens, IgnoreEOS: true, Session: sess, Stream: stream})
@@ -186,9 +223,13 @@ func serveRun(ctx context.Context, m *model.Model, sc serveConfig, sess []model.
 	meas.TotalS = time.Since(t0).Seconds()
 	meas.Generated, meas.PeakKV, meas.PeakRunning, meas.CompletedReqs = generated, st.KVPeak, peakRunning, st.Completed
 	meas.PeakReserved = st.KVPeakReserved
-	if wall := last.Sub(first); wall > 0 {
-		meas.DecodeWallS = wall.Seconds()
-		meas.DecodeTPS = float64(generated) / wall.Seconds()
+	meas.DecodeWallS, meas.DecodeBusyS = last.Sub(first).Seconds(), (lastBusy - firstBusy).Seconds()
+	span := meas.DecodeWallS
+	if sc.interleave {
+		span = meas.DecodeBusyS
+	}
+	if span > 0 {
+		meas.DecodeTPS = float64(generated) / span
 	}
 	slices.Sort(ttft)
 	meas.TTFTP50S = quantile(ttft, 0.50).Seconds()
@@ -208,8 +249,9 @@ func progress(e *serve.Engine, mode string, t0 time.Time, stderr io.Writer) func
 				return
 			case <-t.C:
 				st := e.Stats()
-				fmt.Fprintf(stderr, "bench: serve %s %v: running %d waiting %d completed %d generated %d kv %d reserved %d\n",
-					mode, time.Since(t0).Round(time.Second), st.Running, st.Waiting, st.Completed, st.GeneratedTokens, st.KVBytes, st.KVReserved)
+				fmt.Fprintf(stderr, "bench: serve %s %v (busy %v): running %d waiting %d completed %d generated %d kv %d reserved %d\n",
+					mode, time.Since(t0).Round(time.Second), st.Busy.Round(time.Second), st.Running, st.Waiting, st.Completed,
+					st.GeneratedTokens, st.KVBytes, st.KVReserved)
 			}
 		}
 	}()
