@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lighttransfer/lighttransfer-go/internal/cliflags"
 	"github.com/lighttransfer/lighttransfer-go/kvcache"
 	"github.com/lighttransfer/lighttransfer-go/loader"
 	"github.com/lighttransfer/lighttransfer-go/model"
@@ -140,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-depth: %w", err)
 	}
 	if *budget != "" {
-		if c.budget, err = parseBytes(*budget); err != nil {
+		if c.budget, err = cliflags.ParseBytes(*budget); err != nil {
 			return fmt.Errorf("-kv-budget: %w", err)
 		}
 	}
@@ -415,23 +416,4 @@ func parseInts(s string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-// parseBytes reads a byte count such as 4096, 512MiB or 4GiB.
-func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.m
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || v <= 0 {
-		return 0, fmt.Errorf("%q is not a positive byte count", s)
-	}
-	return int64(v * float64(mult)), nil
 }

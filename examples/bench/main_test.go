@@ -48,18 +48,6 @@ func TestBenchTiny(t *testing.T) {
 	require.Greater(t, byKey[[3]int{3000, 1, 2}].Batch, byKey[[3]int{3000, 0, 2}].Batch)
 }
 
-func TestParseBytes(t *testing.T) {
-	for in, want := range map[string]int64{"4GiB": 4 << 30, "512MiB": 512 << 20, "1.5KiB": 1536, "100": 100, "7B": 7} {
-		got, err := parseBytes(in)
-		require.NoError(t, err, in)
-		require.Equal(t, want, got, in)
-	}
-	for _, in := range []string{"", "GiB", "-1MiB", "x"} {
-		_, err := parseBytes(in)
-		require.Error(t, err, in)
-	}
-}
-
 // TestBenchKV: one fill serves every -kv type; q8 rows carry kv_type "q8" and hold the bytes
 // Q8 costs: 2·(32 + 4·4) + 4 = 100 per slot for the tiny shape (4 KV heads × 8: 32 elements
 // and 4 scales), against 260 at f32, so a budget batch fits 2.6 times the sequences.

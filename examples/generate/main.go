@@ -19,11 +19,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 
-	"github.com/lighttransfer/lighttransfer-go/kvcache"
-	"github.com/lighttransfer/lighttransfer-go/layerselect"
+	"github.com/lighttransfer/lighttransfer-go/internal/cliflags"
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
 )
@@ -56,15 +54,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop `string` (repeatable)")
-	mode := fs.String("mode", "", "attention mode: full, test or fixed (default: fixed when the checkpoint declares lazy layers, else full)")
-	keep := fs.Float64("keep", model.DefaultKeep, "test mode: fraction of layers kept full")
-	sink := fs.Int("sink", model.DefaultSink, "streaming layers: attention-sink tokens")
-	window := fs.Int("window", model.DefaultWindow, "streaming layers: recent window")
-	last := fs.Int("last", model.DefaultLast, "test mode: prompt queries the lazy ratio averages over")
-	lazy := fs.String("lazy", "", "fixed mode: comma-separated lazy layers")
-	plan := fs.String("plan", "", "fixed mode: plan `file` written by selectlayers -calibrate")
+	var attn cliflags.Attention
+	attn.Register(fs)
 	threads := fs.Int("threads", 0, "threads (0: GOMAXPROCS)")
-	kvName := fs.String("kv", "f32", "KV cache element `type`: f32, bf16, q8 or q4")
 	verbose := fs.Bool("v", false, "log loading details to stderr")
 	weights := fs.String("weights", "auto", "weight format: auto, f32, bf16, q8 or q4")
 	if err := fs.Parse(args); err != nil {
@@ -82,17 +74,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		*dir = defaultModel
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	sessOpts, err := sessionOptions(*mode, *keep, *sink, *window, *last, *lazy, *plan, set)
-	if err != nil {
+	if err := attn.Visit(fs); err != nil {
 		return err
 	}
-	kv, err := kvcache.ParseType(*kvName)
+	kv, err := attn.KVType()
 	if err != nil {
 		return fmt.Errorf("-kv: %w", err)
 	}
-	sessOpts = append(sessOpts, model.WithKV(kv))
+	sessOpts, err := attn.SessionOptions()
+	if err != nil {
+		return err
+	}
 
 	level := slog.LevelWarn
 	if *verbose {
@@ -133,67 +125,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			float64(res.PromptTokens)/max(res.Prefill.Seconds(), 1e-9), res.DecodeTokensPerSecond(), res.KV.Bytes, kv, res.Lazy)
 	}
 	return err
-}
-
-// sessionOptions turns the hybrid-attention flags into session options. set names the flags
-// given on the command line, so unset ones keep the checkpoint's or library's defaults.
-func sessionOptions(mode string, keep float64, sink, window, last int, lazy, plan string, set map[string]bool) ([]model.SessionOption, error) {
-	var stream []model.StreamOption
-	if set["sink"] {
-		stream = append(stream, model.WithSink(sink))
-	}
-	if set["window"] {
-		stream = append(stream, model.WithWindow(window))
-	}
-	switch {
-	case plan != "":
-		if mode != "" && mode != "fixed" {
-			return nil, fmt.Errorf("-plan needs -mode fixed, not %q", mode)
-		}
-		f, err := os.Open(plan)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		p, err := layerselect.ReadPlan(f)
-		if err != nil {
-			return nil, err
-		}
-		return []model.SessionOption{model.WithPlan(p)}, nil
-	case mode == "" && lazy == "":
-		return nil, nil
-	case mode == "full":
-		return []model.SessionOption{model.FullAttention()}, nil
-	case mode == "test":
-		stream = append(stream, model.WithKeep(keep), model.WithLast(last))
-		return []model.SessionOption{model.TestMode(stream...)}, nil
-	case mode == "fixed" || (mode == "" && lazy != ""):
-		layers, err := parseInts(lazy)
-		if err != nil {
-			return nil, fmt.Errorf("-lazy: %w", err)
-		}
-		if len(layers) == 0 {
-			return nil, errors.New("-mode fixed needs -lazy or -plan")
-		}
-		return []model.SessionOption{model.FixedMode(layers, stream...)}, nil
-	}
-	return nil, fmt.Errorf("-mode %q: want full, test or fixed", mode)
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		v, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }
 
 // stringList is a repeatable string flag.
