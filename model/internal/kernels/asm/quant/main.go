@@ -258,52 +258,94 @@ func qdot(bits, R int, vnni bool) {
 	XORQ(b, b)
 	XORQ(i, i)
 	xScale := uint8(1)
+	bpb := 32 // weight bytes per block
 	if bits == 4 {
 		xScale = 2 // i counts 16 bytes per block, x has 32
+		bpb = 16
 	}
+	var shifts reg.VecVirtual // 4 bits: qword shifts 0,0,4,4 move the high nibbles to the upper lane
+	if bits == 4 {
+		shifts = YMM()
+		t := GP64()
+		MOVQ(U64(4), t)
+		VMOVQ(t, shifts.AsX())
+		VPBROADCASTQ(shifts.AsX(), shifts)
+		z := XMM()
+		VPXOR(z, z, z)
+		VINSERTI128(U8(0), z, shifts, shifts)
+	}
+	// block emits one block (j blocks past b and i) of every row; sc(r) gives its scale
+	// product dw·dx, as a memory broadcast or computed from the float16 scale.
+	block := func(j int, sc func(r int) reg.VecVirtual) {
+		xv := YMM()
+		VMOVDQU(Mem{Base: xq, Index: i, Scale: xScale, Disp: j * 32}, xv)
+		if pfp != nil {
+			PREFETCHT0(Mem{Base: pfp, Index: i, Scale: uint8(R), Disp: j * bpb * R})
+			if bits == 8 && R == 4 {
+				PREFETCHT0(Mem{Base: pfp, Index: i, Scale: 4, Disp: j*bpb*R + 64})
+			}
+		}
+		for r := 0; r < R; r++ {
+			var u, sgn reg.VecVirtual // unsigned and signed bytes
+			if bits == 8 {
+				wv, ax, sx := YMM(), YMM(), YMM()
+				VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 1, Disp: j * bpb}, wv)
+				VPABSB(wv, ax)
+				VPSIGNB(wv, xv, sx)
+				u, sgn = ax, sx
+			} else {
+				y := YMM()
+				VBROADCASTI128(Mem{Base: ws[r], Index: i, Scale: 1, Disp: j * bpb}, y)
+				VPSRLVQ(shifts, y, y)
+				VPAND(mask, y, y)
+				u, sgn = y, xv
+			}
+			p := YMM()
+			dot8(p, u, sgn, ones, vnni)
+			VCVTDQ2PS(p, p)
+			VFMADD231PS(p, sc(r), acc[r])
+		}
+	}
+	// Main loop, 8 blocks per step: the scale products of the 8 blocks of each row,
+	// f16(d)·xd, are computed 8 at a time into the frame and broadcast from there.
+	frame := AllocLocal(32 * R)
+	n8 := GP64()
+	MOVQ(nb, n8)
+	ANDQ(I32(-8), n8)
+	Label(name + "_loop8")
+	CMPQ(b, n8)
+	JGE(LabelRef(name + "_loop"))
+	for r := 0; r < R; r++ {
+		sv := YMM()
+		VCVTPH2PS(Mem{Base: ds[r], Index: b, Scale: 2}, sv)
+		VMULPS(Mem{Base: xd, Index: b, Scale: 4}, sv, sv)
+		VMOVUPS(sv, frame.Offset(32*r))
+	}
+	for j := 0; j < 8; j++ {
+		block(j, func(r int) reg.VecVirtual {
+			sc := YMM()
+			VBROADCASTSS(frame.Offset(32*r+4*j), sc)
+			return sc
+		})
+	}
+	ADDQ(U8(8), b)
+	ADDQ(U32(uint32(8*bpb)), i)
+	JMP(LabelRef(name + "_loop8"))
+	// The last nb mod 8 blocks one at a time.
 	Label(name + "_loop")
 	CMPQ(b, nb)
 	JGE(LabelRef(name + "_blocks_done"))
-	xv, dx := YMM(), YMM()
-	VMOVDQU(Mem{Base: xq, Index: i, Scale: xScale}, xv)
+	dx := YMM()
 	VBROADCASTSS(Mem{Base: xd, Index: b, Scale: 4}, dx)
-	if pfp != nil {
-		PREFETCHT0(Mem{Base: pfp, Index: i, Scale: uint8(R)})
-		if bits == 8 && R == 4 {
-			PREFETCHT0(Mem{Base: pfp, Index: i, Scale: 4, Disp: 64})
-		}
-	}
-	for r := 0; r < R; r++ {
-		var u, sgn reg.VecVirtual // unsigned and signed bytes
-		if bits == 8 {
-			wv, ax, sx := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 1}, wv)
-			VPSIGNB(wv, wv, ax)
-			VPSIGNB(wv, xv, sx)
-			u, sgn = ax, sx
-		} else {
-			raw, hi, y := XMM(), XMM(), YMM()
-			VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 1}, raw)
-			VPSRLW(U8(4), raw, hi)
-			VINSERTI128(U8(1), hi, raw.AsY(), y)
-			VPAND(mask, y, y)
-			u, sgn = y, xv
-		}
-		p := YMM()
-		dot8(p, u, sgn, ones, vnni)
+	block(0, func(r int) reg.VecVirtual {
 		sc := YMM()
-		VCVTDQ2PS(p, p)
 		VPBROADCASTW(Mem{Base: ds[r], Index: b, Scale: 2}, sc.AsX())
 		VCVTPH2PS(sc.AsX(), sc)
 		VMULPS(dx, sc, sc)
-		VFMADD231PS(p, sc, acc[r])
-	}
+		return sc
+	})
 	INCQ(b)
-	if bits == 8 {
-		ADDQ(U8(32), i)
-	} else {
-		ADDQ(U8(16), i)
-	}
+	ADDQ(U8(uint8(bpb)), i)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_blocks_done")
 
