@@ -461,54 +461,94 @@ func qmm(bits, R, T int, vnni bool) {
 			VXORPS(acc[r][t], acc[r][t], acc[r][t])
 		}
 	}
+	bpb := 32 // weight bytes per block
+	if bits == 4 {
+		bpb = 16
+	}
+	at := func(m Mem, disp int) Mem { m.Disp += disp; return m }
+	// block emits block j (past the pointers) of every row pair; sc(r, t) gives its scale
+	// product dw·dx.
+	block := func(j int, sc func(r, t int) reg.VecVirtual) {
+		var ux []reg.VecVirtual // 8 bits: |x| of each activation row
+		if bits == 8 {
+			ux = make([]reg.VecVirtual, T)
+			for t := range ux {
+				ux[t] = YMM()
+				VPABSB(at(tokMem(xp, ldx, t), 32*j), ux[t])
+			}
+		}
+		for r := 0; r < R; r++ {
+			var wv reg.VecVirtual
+			if bits == 8 {
+				wv = YMM()
+				VMOVDQU(at(rowMem(wp, ldw, ldw3, r), bpb*j), wv)
+			} else {
+				raw, hi := XMM(), XMM()
+				wv = YMM()
+				VMOVDQU(at(rowMem(wp, ldw, ldw3, r), bpb*j), raw)
+				VPSRLW(U8(4), raw, hi)
+				VINSERTI128(U8(1), hi, raw.AsY(), wv)
+				VPAND(mask, wv, wv)
+			}
+			for t := 0; t < T; t++ {
+				p := YMM()
+				if bits == 8 {
+					s := YMM()
+					VPSIGNB(at(tokMem(xp, ldx, t), 32*j), wv, s) // w with the sign of x
+					dot8(p, ux[t], s, ones, vnni)
+				} else {
+					dot8(p, wv, at(tokMem(xp, ldx, t), 32*j), ones, vnni)
+				}
+				VCVTDQ2PS(p, p)
+				VFMADD231PS(p, sc(r, t), acc[r][t])
+			}
+		}
+	}
+	// Main loop, 8 blocks per step: the scale products of each row pair for the 8 blocks,
+	// f16(dw)·dx, 8 at a time into the frame (the same products qdot uses).
+	frame := AllocLocal(32 * R * T)
+	Label(name + "_loop8")
+	CMPQ(cnt, U8(8))
+	JL(LabelRef(name + "_loop"))
+	for r := 0; r < R; r++ {
+		sv := YMM()
+		VCVTPH2PS(rowMem(dp, ldd, ldd3, r), sv)
+		for t := 0; t < T; t++ {
+			pv := YMM()
+			VMULPS(tokMem(xdp, ldxd, t), sv, pv)
+			VMOVUPS(pv, frame.Offset(32*(r*T+t)))
+		}
+	}
+	for j := 0; j < 8; j++ {
+		block(j, func(r, t int) reg.VecVirtual {
+			sc := YMM()
+			VBROADCASTSS(frame.Offset(32*(r*T+t)+4*j), sc)
+			return sc
+		})
+	}
+	ADDQ(U32(uint32(8*bpb)), wp)
+	ADDQ(U8(16), dp)
+	ADDQ(U32(256), xp)
+	ADDQ(U8(32), xdp)
+	SUBQ(U8(8), cnt)
+	JMP(LabelRef(name + "_loop8"))
+	// The last nb mod 8 blocks one at a time.
 	Label(name + "_loop")
 	TESTQ(cnt, cnt)
 	JZ(LabelRef(name + "_blocks_done"))
-	var ux []reg.VecVirtual // 8 bits: |x| of each activation row
-	if bits == 8 {
-		ux = make([]reg.VecVirtual, T)
-		for t := range ux {
-			ux[t] = YMM()
-			VPABSB(tokMem(xp, ldx, t), ux[t])
+	dws := make([]reg.VecVirtual, R)
+	block(0, func(r, t int) reg.VecVirtual {
+		if t == 0 {
+			dws[r] = YMM()
+			VPBROADCASTW(rowMem(dp, ldd, ldd3, r), dws[r].AsX())
+			VCVTPH2PS(dws[r].AsX(), dws[r])
 		}
-	}
-	for r := 0; r < R; r++ {
-		var wv reg.VecVirtual
-		if bits == 8 {
-			wv = YMM()
-			VMOVDQU(rowMem(wp, ldw, ldw3, r), wv)
-		} else {
-			raw, hi := XMM(), XMM()
-			wv = YMM()
-			VMOVDQU(rowMem(wp, ldw, ldw3, r), raw)
-			VPSRLW(U8(4), raw, hi)
-			VINSERTI128(U8(1), hi, raw.AsY(), wv)
-			VPAND(mask, wv, wv)
-		}
-		dw := YMM()
-		VPBROADCASTW(rowMem(dp, ldd, ldd3, r), dw.AsX())
-		VCVTPH2PS(dw.AsX(), dw)
-		for t := 0; t < T; t++ {
-			p := YMM()
-			if bits == 8 {
-				s := YMM()
-				VPSIGNB(tokMem(xp, ldx, t), wv, s) // w with the sign of x
-				dot8(p, ux[t], s, ones, vnni)
-			} else {
-				dot8(p, wv, tokMem(xp, ldx, t), ones, vnni)
-			}
-			VCVTDQ2PS(p, p)
-			sc := YMM()
-			VBROADCASTSS(tokMem(xdp, ldxd, t), sc)
-			VMULPS(sc, dw, sc) // dw·dx, as qdot's dx·dw: the same product
-			VFMADD231PS(p, sc, acc[r][t])
-		}
-	}
-	if bits == 8 {
-		ADDQ(U8(32), wp)
-	} else {
-		ADDQ(U8(16), wp)
-	}
+		sc := YMM()
+		VBROADCASTSS(tokMem(xdp, ldxd, t), sc)
+		VMULPS(sc, dws[r], sc) // dw·dx, as qdot's dx·dw: the same product
+		return sc
+	})
+	ADDQ(U8(uint8(bpb)), wp)
 	ADDQ(U8(2), dp)
 	ADDQ(U8(32), xp)
 	ADDQ(U8(4), xdp)
