@@ -344,37 +344,58 @@ func quantBlockX(q []int8, xs []float32) (d, s float32) {
 
 // goDotQ is one output of the pure-Go quantized products: weight row r of w times
 // activation row t of x. MatVecQ and MatMulQ both call it, so a row's result has the same
-// bits alone or in a batch (the conversions forbid fused multiply-adds, which would differ
-// between call sites on some architectures).
+// bits alone or in a batch. It follows the assembly tiles' arithmetic (see asm/quant): per
+// block, 8 lanes of exact int32 sums of 4 columns each, each added to its lane's float32
+// accumulator by a fused multiply-add with the float32 product of the block scales; then
+// the 4-bit offsets, 8 blocks per lane group; then the lanes summed as
+// ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). So the routes agree bit for bit except where the
+// float64 fused multiply-add, rounded to float32, rounds twice differently (rare).
 func goDotQ(w *Quant, r int, x *QX, t int) float32 {
 	nb := w.Blocks()
 	xq := x.Q[t*x.Blocks*QBlock : t*x.Blocks*QBlock+nb*QBlock]
 	xd := x.D[t*x.MStride : t*x.MStride+nb]
-	var acc float32
-	if w.Bits == 8 {
-		q := w.Q[r*nb*QBlock : (r+1)*nb*QBlock]
-		for b := 0; b < nb; b++ {
-			qb, xb := q[b*QBlock:(b+1)*QBlock], xq[b*QBlock:(b+1)*QBlock]
-			var s int32
-			for j, v := range qb {
-				s += int32(int8(v)) * int32(xb[j])
-			}
-			acc += float32(float32(f16.ToFloat32(w.D[r*nb+b])*xd[b]) * float32(s))
-		}
-		return acc
-	}
-	xs := x.S[t*x.MStride : t*x.MStride+nb]
-	q := w.Q[r*nb*QBlock/2 : (r+1)*nb*QBlock/2]
-	ms := w.M[r*w.MStride():]
+	var acc [8]float32
+	var s [8]int32
 	for b := 0; b < nb; b++ {
-		qb, xb := q[b*16:(b+1)*16], xq[b*QBlock:(b+1)*QBlock]
-		var s int32
-		for j, v := range qb {
-			s += int32(v&15)*int32(xb[j]) + int32(v>>4)*int32(xb[j+16])
+		xb := xq[b*QBlock : (b+1)*QBlock]
+		if w.Bits == 8 {
+			qb := w.Q[(r*nb+b)*QBlock : (r*nb+b+1)*QBlock]
+			for j := range s {
+				s[j] = int32(int8(qb[4*j]))*int32(xb[4*j]) + int32(int8(qb[4*j+1]))*int32(xb[4*j+1]) +
+					int32(int8(qb[4*j+2]))*int32(xb[4*j+2]) + int32(int8(qb[4*j+3]))*int32(xb[4*j+3])
+			}
+		} else {
+			qb := w.Q[(r*nb+b)*16 : (r*nb+b+1)*16]
+			for j := range s {
+				sh, o := 0, 4*j
+				if j >= 4 {
+					sh, o = 4, 4*j-16
+				}
+				s[j] = int32(qb[o]>>sh&15)*int32(xb[4*j]) + int32(qb[o+1]>>sh&15)*int32(xb[4*j+1]) +
+					int32(qb[o+2]>>sh&15)*int32(xb[4*j+2]) + int32(qb[o+3]>>sh&15)*int32(xb[4*j+3])
+			}
 		}
-		acc += float32(float32(f16.ToFloat32(w.D[r*nb+b])*xd[b])*float32(s)) + float32(f16.ToFloat32(ms[b])*xs[b])
+		sc := f16.ToFloat32(w.D[r*nb+b]) * xd[b]
+		for j := range acc {
+			acc[j] = fma32(float32(s[j]), sc, acc[j])
+		}
 	}
-	return acc
+	if w.Bits == 4 {
+		xs := x.S[t*x.MStride : (t+1)*x.MStride]
+		ms := w.M[r*w.MStride() : (r+1)*w.MStride()]
+		for k := 0; k < nb; k += 8 {
+			for j := range acc {
+				acc[j] = fma32(xs[k+j], f16.ToFloat32(ms[k+j]), acc[j])
+			}
+		}
+	}
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+// fma32 is a·b+c rounded once to float32 (through float64: a·b is exact there; the sum
+// rounds twice, which differs from one rounding only in rare ties).
+func fma32(a, b, c float32) float32 {
+	return float32(math.FMA(float64(a), float64(b), float64(c)))
 }
 
 // goMatVecQRows computes rows [r0, r1) of MatVecQ from the quantized x (row 0).
