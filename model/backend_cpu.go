@@ -44,8 +44,8 @@ func newCPUBackend(cfg *loader.Config, threads int) *cpuBackend {
 
 // matMul chooses the matrix-vector kernel for single rows (decode) and the blocked
 // matrix-matrix kernel for spans (prefill), in the weight's own format. Quantized weights
-// decode on int8 activations and prefill on dequantized float32 tiles (see kernels.MatVecQ,
-// kernels.MatMulQ).
+// multiply int8 activations in both (kernels.MatVecQ, kernels.MatMulQ), so a row gets the
+// same bits in a prefill span, a batched decode step or alone.
 func (b *cpuBackend) matMul(dst, x []float32, n int, w *matrix) {
 	switch {
 	case n == 1 && w.q != nil:
@@ -63,8 +63,29 @@ func (b *cpuBackend) matMul(dst, x []float32, n int, w *matrix) {
 	}
 }
 
+// allQuantized reports whether every non-nil weight of ws is quantized.
+func allQuantized(ws ...*matrix) bool {
+	for _, w := range ws {
+		if w != nil && w.q == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // matMul3 runs a single row as one pool call, so decode waits for the workers once, not thrice.
 func (b *cpuBackend) matMul3(x []float32, n int, dst0 []float32, w0 *matrix, dst1 []float32, w1 *matrix, dst2 []float32, w2 *matrix) {
+	if n != 1 && allQuantized(w0, w1, w2) {
+		// One quantization of x for all the products (see kernels.MatMulsQ).
+		var ps [kernels.MaxProducts]kernels.Product
+		for i, w := range [3]*matrix{w0, w1, w2} {
+			if w != nil {
+				ps[i] = kernels.Product{Dst: [3][]float32{dst0, dst1, dst2}[i], WQ: w.q, Rows: w.rows}
+			}
+		}
+		b.pool.MatMulsQ(x, n, w0.cols, ps)
+		return
+	}
 	if n != 1 {
 		for i, w := range [3]*matrix{w0, w1, w2} {
 			if w != nil {

@@ -163,7 +163,11 @@ func TestQuantizedModes(t *testing.T) {
 			require.NoError(t, err)
 			got, err := c.Forward(ctx, toks)
 			require.NoError(t, err)
-			require.InDeltaSlice(t, want.Data(), got.Data(), 1e-5)
+			// The products give a row the same bits in any span, but attention over 7-token
+			// chunks sums in another order, and a last-bit difference of its output can move
+			// an activation across an int8 rounding boundary (a step of max|x|/127 in one
+			// value): 1.6e-5 seen on logits near 0.6.
+			require.InDeltaSlice(t, want.Data(), got.Data(), 1e-4)
 		})
 	}
 }

@@ -85,17 +85,8 @@ func BenchmarkMatMul(b *testing.B) {
 		b.Run("bf16/"+name, func(b *testing.B) { run(b, func(p *Pool) { p.MatMulBF16(dst, x, wb, n, rows, cols) }) })
 		for _, bits := range []int{8, 4} {
 			q, _ := quantized(w, rows, cols, bits, Q4Nearest)
-			// The chosen prefill route: dequantized tiles through the float32 tile kernels.
-			b.Run(fmt.Sprintf("q%d/dequant/%s", bits, name), func(b *testing.B) { run(b, func(p *Pool) { p.MatMulQ(dst, x, &q, n) }) })
-			// The int8 alternative it was measured against: each token's row quantized and
-			// multiplied with the integer decode tiles (weights from cache, no float tiles).
-			b.Run(fmt.Sprintf("q%d/int8/%s", bits, name), func(b *testing.B) {
-				run(b, func(p *Pool) {
-					for t := 0; t < n; t++ {
-						p.MatVecQ(dst[t*rows:(t+1)*rows], &q, x[t*cols:(t+1)*cols])
-					}
-				})
-			})
+			// The prefill route: int8 activations against register tiles of weight rows.
+			b.Run(fmt.Sprintf("q%d/int8/%s", bits, name), func(b *testing.B) { run(b, func(p *Pool) { p.MatMulQ(dst, x, &q, n) }) })
 		}
 	}
 }

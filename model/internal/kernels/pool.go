@@ -29,6 +29,7 @@ const (
 	opSiLUMul
 	opMatVecQ
 	opMatMulQ
+	opQuantX
 )
 
 // job holds the arguments of the call in flight; workers read it after the start
@@ -42,8 +43,8 @@ type job struct {
 	scratch       [][]float32          // the Pool's per-worker scratch
 	prods         [MaxProducts]Product // opMatVecs
 	gate, up      []float32            // opSiLUMul (dst is dst)
-	wq            *Quant               // opMatVecQ, opMatMulQ
-	qx            *QX                  // x quantized for opMatVecQ and quantized MatVecs products
+	wq            *Quant               // opMatVecQ
+	qx            *QX                  // x quantized for opMatVecQ, opMatMulQ (products in prods), opQuantX and quantized MatVecs products
 }
 
 // Pool runs the kernels on the workers of an internal/cpu Pool, splitting them over rows.
@@ -56,8 +57,8 @@ type Pool struct {
 	mu      sync.Mutex
 	closed  bool
 	j       job
-	scratch [][]float32 // per worker: a 4-row × kc float32 tile for bf16 and quantized products
-	qx      QX          // x quantized for the quantized matrix-vector calls (grown on demand)
+	scratch [][]float32 // per worker: a 4-row × kc float32 tile for the bf16 products
+	qx      QX          // x quantized for the quantized products (grown on demand)
 }
 
 // NewPool starts a Pool of threads workers (the caller's goroutine counts as one) on a
@@ -147,7 +148,9 @@ func (j *job) Chunk(id, lo, hi int) {
 	case opMatVecQ:
 		matVecQRows(j.dst, j.wq, j.qx, lo, hi)
 	case opMatMulQ:
-		matMulQRows(j.dst, j.x, j.wq, j.n, lo, hi, j.scratch[id])
+		matMulsQRows(&j.prods, j.qx, j.n, lo, hi)
+	case opQuantX:
+		quantizeXRows(j.qx, j.x, j.cols, lo, hi)
 	case opSiLUMul:
 		SiLUMul(j.dst[lo:hi], j.gate[lo:hi], j.up[lo:hi])
 	}

@@ -2,8 +2,9 @@ package kernels
 
 import (
 	"fmt"
-	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 	"math"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 )
 
 // QBlock is the number of weights along a row that share one scale (and, for 4-bit
@@ -264,89 +265,154 @@ func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
 	}
 }
 
-// QX is a vector quantized to int8 per block of QBlock values, the activation side of the
-// quantized matrix-vector kernels: Q holds Blocks·32 int8 (zero-padded), D the float32
-// scale of each block, and S each block's D·Σq (for the offsets of 4-bit weights), S padded
-// to a multiple of 8 blocks with zeros.
+// QX holds activation rows quantized to int8 per block of QBlock values, the activation
+// side of the quantized products: row t has Q[t·Blocks·32:] (Blocks·32 int8, zero-padded),
+// the float32 scale of each block in D[t·MStride:] and each block's D·Σq (for the offsets of
+// 4-bit weights) in S[t·MStride:], MStride = Blocks rounded up to a multiple of 8 (zeros).
 type QX struct {
-	Q    []int8
-	D, S []float32
+	Q       []int8
+	D, S    []float32
+	N       int // rows
+	Blocks  int // blocks per row
+	MStride int // scales (and sums) per row
 }
 
-// grow sizes q for cols values, keeping its storage when large enough.
-func (q *QX) grow(cols int) {
+// grow sizes q for n rows of cols values, keeping its storage when large enough.
+func (q *QX) grow(n, cols int) {
 	nb := (cols + QBlock - 1) / QBlock
 	nm := (nb + 7) &^ 7
-	if cap(q.Q) < nb*QBlock {
-		q.Q = make([]int8, nb*QBlock)
+	if cap(q.Q) < n*nb*QBlock {
+		q.Q = make([]int8, n*nb*QBlock)
 	}
-	if cap(q.D) < nm {
-		q.D = make([]float32, nm)
-		q.S = make([]float32, nm)
+	if cap(q.D) < n*nm {
+		q.D = make([]float32, n*nm)
+		q.S = make([]float32, n*nm)
 	}
-	q.Q, q.D, q.S = q.Q[:nb*QBlock], q.D[:nm], q.S[:nm]
+	q.Q, q.D, q.S = q.Q[:n*nb*QBlock], q.D[:n*nm], q.S[:n*nm]
+	q.N, q.Blocks, q.MStride = n, nb, nm
 }
 
-// quantizeX quantizes x (cols values) into q: per block d = max|x|/127, q = round(x/d).
+// quantizeX quantizes one row x (cols values) into q (sized for one row).
 func quantizeX(q *QX, x []float32, cols int) {
-	q.grow(cols)
-	nb := (cols + QBlock - 1) / QBlock
-	x = x[:cols]
-	for b := 0; b < nb; b++ {
-		xs := x[b*QBlock : min((b+1)*QBlock, cols)]
-		qs := q.Q[b*QBlock : (b+1)*QBlock]
-		var amax float32
-		for _, v := range xs {
-			amax = max(amax, float32(math.Abs(float64(v))))
-		}
-		if amax == 0 || len(xs) < QBlock {
-			clear(qs)
-		}
-		if amax == 0 {
-			q.D[b], q.S[b] = 0, 0
-			continue
-		}
-		d := amax / 127
-		inv := 127 / amax
-		s := int32(0)
-		for j, v := range xs {
-			t := int8(max(-127, min(127, math.RoundToEven(float64(v*inv)))))
-			qs[j] = t
-			s += int32(t)
-		}
-		q.D[b], q.S[b] = d, d*float32(s)
-	}
-	clear(q.D[nb:])
-	clear(q.S[nb:])
+	q.grow(1, cols)
+	quantizeXRows(q, x, cols, 0, 1)
 }
 
-// goMatVecQRows computes rows [r0, r1) of MatVecQ from the quantized x.
-func goMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
+// quantizeXRows quantizes rows [t0, t1) of x ([q.N][cols]) into q, grown for q.N rows of
+// cols. Every row gets the same bits however it is batched: the assembly route's full
+// blocks round exactly as the Go code does.
+func quantizeXRows(q *QX, x []float32, cols, t0, t1 int) {
+	nb, nm := q.Blocks, q.MStride
+	for t := t0; t < t1; t++ {
+		xr := x[t*cols : (t+1)*cols]
+		qs, ds, ss := q.Q[t*nb*QBlock:(t+1)*nb*QBlock], q.D[t*nm:(t+1)*nm], q.S[t*nm:(t+1)*nm]
+		b0 := 0
+		if full := cols / QBlock; full > 0 && asmQuantX(qs, ds, ss, xr, full) {
+			b0 = full
+		}
+		for b := b0; b < nb; b++ {
+			ds[b], ss[b] = quantBlockX(qs[b*QBlock:(b+1)*QBlock], xr[b*QBlock:min((b+1)*QBlock, cols)])
+		}
+		clear(ds[nb:])
+		clear(ss[nb:])
+	}
+}
+
+// quantBlockX quantizes the block xs (at most QBlock values; the rest of q is zeroed) to q
+// and returns its scale d = max|x|/127 and d·Σq: q = round-half-even(x·(127/max|x|)).
+func quantBlockX(q []int8, xs []float32) (d, s float32) {
+	var amax float32
+	for _, v := range xs {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	if amax == 0 || len(xs) < QBlock {
+		clear(q)
+	}
+	if amax == 0 {
+		return 0, 0
+	}
+	d = amax / 127
+	inv := 127 / amax
+	sum := int32(0)
+	for j, v := range xs {
+		t := int8(max(-127, min(127, math.RoundToEven(float64(v*inv)))))
+		q[j] = t
+		sum += int32(t)
+	}
+	return d, d * float32(sum)
+}
+
+// goDotQ is one output of the pure-Go quantized products: weight row r of w times
+// activation row t of x. MatVecQ and MatMulQ both call it, so a row's result has the same
+// bits alone or in a batch. It follows the assembly tiles' arithmetic (see asm/quant): per
+// block, 8 lanes of exact int32 sums of 4 columns each, each added to its lane's float32
+// accumulator by a fused multiply-add with the float32 product of the block scales; then
+// the 4-bit offsets, 8 blocks per lane group; then the lanes summed as
+// ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). So the routes agree bit for bit except where the
+// float64 fused multiply-add, rounded to float32, rounds twice differently (rare).
+func goDotQ(w *Quant, r int, x *QX, t int) float32 {
 	nb := w.Blocks()
-	for r := r0; r < r1; r++ {
-		var acc float32
+	xq := x.Q[t*x.Blocks*QBlock : t*x.Blocks*QBlock+nb*QBlock]
+	xd := x.D[t*x.MStride : t*x.MStride+nb]
+	var acc [8]float32
+	var s [8]int32
+	for b := 0; b < nb; b++ {
+		xb := xq[b*QBlock : (b+1)*QBlock]
 		if w.Bits == 8 {
-			q := w.Q[r*nb*QBlock : (r+1)*nb*QBlock]
-			for b := 0; b < nb; b++ {
-				qb, xb := q[b*QBlock:(b+1)*QBlock], x.Q[b*QBlock:(b+1)*QBlock]
-				var s int32
-				for j, v := range qb {
-					s += int32(int8(v)) * int32(xb[j])
-				}
-				acc += f16.ToFloat32(w.D[r*nb+b]) * x.D[b] * float32(s)
+			qb := w.Q[(r*nb+b)*QBlock : (r*nb+b+1)*QBlock]
+			for j := range s {
+				s[j] = int32(int8(qb[4*j]))*int32(xb[4*j]) + int32(int8(qb[4*j+1]))*int32(xb[4*j+1]) +
+					int32(int8(qb[4*j+2]))*int32(xb[4*j+2]) + int32(int8(qb[4*j+3]))*int32(xb[4*j+3])
 			}
 		} else {
-			q := w.Q[r*nb*QBlock/2 : (r+1)*nb*QBlock/2]
-			ms := w.M[r*w.MStride():]
-			for b := 0; b < nb; b++ {
-				qb, xb := q[b*16:(b+1)*16], x.Q[b*QBlock:(b+1)*QBlock]
-				var s int32
-				for j, v := range qb {
-					s += int32(v&15)*int32(xb[j]) + int32(v>>4)*int32(xb[j+16])
+			qb := w.Q[(r*nb+b)*16 : (r*nb+b+1)*16]
+			for j := range s {
+				sh, o := 0, 4*j
+				if j >= 4 {
+					sh, o = 4, 4*j-16
 				}
-				acc += f16.ToFloat32(w.D[r*nb+b])*x.D[b]*float32(s) + f16.ToFloat32(ms[b])*x.S[b]
+				s[j] = int32(qb[o]>>sh&15)*int32(xb[4*j]) + int32(qb[o+1]>>sh&15)*int32(xb[4*j+1]) +
+					int32(qb[o+2]>>sh&15)*int32(xb[4*j+2]) + int32(qb[o+3]>>sh&15)*int32(xb[4*j+3])
 			}
 		}
-		dst[r] = acc
+		sc := f16.ToFloat32(w.D[r*nb+b]) * xd[b]
+		for j := range acc {
+			acc[j] = fma32(float32(s[j]), sc, acc[j])
+		}
+	}
+	if w.Bits == 4 {
+		xs := x.S[t*x.MStride : (t+1)*x.MStride]
+		ms := w.M[r*w.MStride() : (r+1)*w.MStride()]
+		for k := 0; k < nb; k += 8 {
+			for j := range acc {
+				acc[j] = fma32(xs[k+j], f16.ToFloat32(ms[k+j]), acc[j])
+			}
+		}
+	}
+	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+// fma32 is a·b+c rounded once to float32 (through float64: a·b is exact there; the sum
+// rounds twice, which differs from one rounding only in rare ties).
+func fma32(a, b, c float32) float32 {
+	return float32(math.FMA(float64(a), float64(b), float64(c)))
+}
+
+// goMatVecQRows computes rows [r0, r1) of MatVecQ from the quantized x (row 0).
+func goMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
+	for r := r0; r < r1; r++ {
+		dst[r] = goDotQ(w, r, x, 0)
+	}
+}
+
+// goMatMulQRows computes rows [r0, r1) of MatMulQ for the n quantized rows of x, 4 weight
+// rows at a time so they stay in cache while every activation row passes.
+func goMatMulQRows(dst []float32, w *Quant, x *QX, n, r0, r1 int) {
+	for r := r0; r < r1; r += 4 {
+		for t := 0; t < n; t++ {
+			for i := r; i < min(r+4, r1); i++ {
+				dst[t*w.Rows+i] = goDotQ(w, i, x, t)
+			}
+		}
 	}
 }

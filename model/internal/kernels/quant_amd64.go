@@ -17,12 +17,101 @@ type qdot8Func func(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *ui
 
 type qdot4Func func(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
+type qmm8Func func(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, nb int)
+
+type qmm4Func func(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
 var (
 	qdot8  = [4]qdot8Func{qdot8_1x1, qdot8_1x2, qdot8_1x3, qdot8_1x4}
 	qdot8V = [4]qdot8Func{qdot8V_1x1, qdot8V_1x2, qdot8V_1x3, qdot8V_1x4}
 	qdot4  = [4]qdot4Func{qdot4_1x1, qdot4_1x2, qdot4_1x3, qdot4_1x4}
 	qdot4V = [4]qdot4Func{qdot4V_1x1, qdot4V_1x2, qdot4V_1x3, qdot4V_1x4}
+	// qmm tiles [R-1][T-1]: R weight rows × T activation rows.
+	qmm8  = [4][2]qmm8Func{{qmm8_1x1, qmm8_1x2}, {qmm8_2x1, qmm8_2x2}, {qmm8_3x1, qmm8_3x2}, {qmm8_4x1, qmm8_4x2}}
+	qmm8V = [4][2]qmm8Func{{qmm8V_1x1, qmm8V_1x2}, {qmm8V_2x1, qmm8V_2x2}, {qmm8V_3x1, qmm8V_3x2}, {qmm8V_4x1, qmm8V_4x2}}
+	qmm4  = [4][2]qmm4Func{{qmm4_1x1, qmm4_1x2}, {qmm4_2x1, qmm4_2x2}, {qmm4_3x1, qmm4_3x2}, {qmm4_4x1, qmm4_4x2}}
+	qmm4V = [4][2]qmm4Func{{qmm4V_1x1, qmm4V_1x2}, {qmm4V_2x1, qmm4V_2x2}, {qmm4V_3x1, qmm4V_3x2}, {qmm4V_4x1, qmm4V_4x2}}
 )
+
+// qmmL2 is the activation bytes a token block of the matrix-matrix route keeps in L2 while
+// every weight row of the chunk passes through it.
+const qmmL2 = 192 << 10
+
+// asmMatMulQRows computes rows [r0, r1) of MatMulQ for the n activation rows of x: per
+// block of tokens that fits qmmL2, 4 weight rows at a time against 2 activation rows at a
+// time. Falls back to Go (the same bits as the Go MatVecQ) without F16C.
+func asmMatMulQRows(dst []float32, w *Quant, x *QX, n, r0, r1 int) {
+	if !qAsmAvailable {
+		goMatMulQRows(dst, w, x, n, r0, r1)
+		return
+	}
+	rows, nb := w.Rows, w.Blocks()
+	if nb == 0 {
+		for t := 0; t < n; t++ {
+			clear(dst[t*rows+r0 : t*rows+r1])
+		}
+		return
+	}
+	ldx, ldxd := x.Blocks*QBlock, x.MStride
+	_ = x.Q[n*ldx-1]
+	_ = x.D[n*ldxd-1]
+	_ = dst[(n-1)*rows+r1-1]
+	tbq := max(2, qmmL2/(ldx+8*ldxd)) &^ 1
+	if w.Bits == 8 {
+		tbl := &qmm8
+		if useVNNI {
+			tbl = &qmm8V
+		}
+		ldw := nb * QBlock
+		_ = w.Q[r1*ldw-1]
+		_ = w.D[r1*nb-1]
+		for t0 := 0; t0 < n; t0 += tbq {
+			t1 := min(t0+tbq, n)
+			for r := r0; r < r1; r += 4 {
+				R := min(4, r1-r)
+				for t := t0; t < t1; t += 2 {
+					T := min(2, t1-t)
+					tbl[R-1][T-1](&dst[t*rows+r], rows, &x.Q[t*ldx], ldx, &x.D[t*ldxd], ldxd, &w.Q[r*ldw], ldw, &w.D[r*nb], nb, nb)
+				}
+			}
+		}
+		return
+	}
+	tbl := &qmm4
+	if useVNNI {
+		tbl = &qmm4V
+	}
+	ldw, ldm := nb*QBlock/2, w.MStride()
+	_ = w.Q[r1*ldw-1]
+	_ = w.D[r1*nb-1]
+	_ = w.M[r1*ldm-1]
+	_ = x.S[n*ldxd-1]
+	for t0 := 0; t0 < n; t0 += tbq {
+		t1 := min(t0+tbq, n)
+		for r := r0; r < r1; r += 4 {
+			R := min(4, r1-r)
+			for t := t0; t < t1; t += 2 {
+				T := min(2, t1-t)
+				tbl[R-1][T-1](&dst[t*rows+r], rows, &x.Q[t*ldx], ldx, &x.D[t*ldxd], &x.S[t*ldxd], ldxd,
+					&w.Q[r*ldw], ldw, &w.D[r*nb], nb, &w.M[r*ldm], ldm, nb)
+			}
+		}
+	}
+}
+
+// asmQuantX quantizes the nb full blocks of x into q, d and s with the quantX kernel and
+// reports whether it did (false on the pure-Go route).
+func asmQuantX(q []int8, d, s, x []float32, nb int) bool {
+	if !useAsm || !qAsmAvailable {
+		return false
+	}
+	_ = q[nb*QBlock-1]
+	_ = x[nb*QBlock-1]
+	_ = d[nb-1]
+	_ = s[nb-1]
+	quantX(&q[0], &d[0], &s[0], &x[0], nb)
+	return true
+}
 
 // asmMatVecQRows computes rows [r0, r1) of MatVecQ four rows per call. The callers checked
 // every length (checkQuant, quantizeX sized x), so the pointers below index inside the slices.

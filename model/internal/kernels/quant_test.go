@@ -1,10 +1,12 @@
 package kernels
 
 import (
-	"github.com/lighttransfer/lighttransfer-go/internal/f16"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/lighttransfer/lighttransfer-go/internal/f16"
 )
 
 // quantized returns w quantized to bits (4-bit with scheme) and its dequantized values.
@@ -207,14 +209,156 @@ func TestMatMulQ(t *testing.T) {
 		p := NewPool(2)
 		defer p.Close()
 		for _, bits := range []int{8, 4} {
-			for _, sz := range [][3]int{{1, 5, 33}, {3, 4, 64}, {7, 13, 172}, {13, 67, 1041}, {200, 9, 100}} {
+			for _, sz := range [][3]int{{1, 5, 33}, {3, 4, 64}, {7, 13, 172}, {13, 67, 1041}, {200, 9, 100}, {5, 0, 64}, {4, 3, 0}, {600, 40, 64}} {
 				n, rows, cols := sz[0], sz[1], sz[2]
 				w, x := randVec(rng, rows*cols), randVec(rng, n*cols)
-				q, deq := quantized(w, rows, cols, bits, Q4MinMSE)
-				want, mag := naiveMatMul(x, deq, n, rows, cols)
+				q, _ := quantized(w, rows, cols, bits, Q4MinMSE)
 				dst := make([]float32, n*rows)
 				p.MatMulQ(dst, x, &q, n)
-				checkClose(t, "MatMulQ", dst, want, mag)
+				for i := 0; i < n; i++ {
+					want, mag := naiveMatVecQ(&q, x[i*cols:(i+1)*cols])
+					checkClose(t, "MatMulQ", dst[i*rows:(i+1)*rows], want, mag)
+				}
+			}
+		}
+	})
+}
+
+// TestQuantBatchInvariant: on every route a row's result has the same bits whether it is
+// computed alone (MatVecQ, MatVecs) or at any position of any batch (MatMulQ, MatMulsQ;
+// 1 and 2 threads, batches across the token blocks and tile edges, zero rows, ragged columns).
+func TestQuantBatchInvariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	forEachRoute(t, func(t *testing.T) {
+		pools := []*Pool{NewPool(1), NewPool(2)}
+		defer pools[0].Close()
+		defer pools[1].Close()
+		for _, bits := range []int{8, 4} {
+			for _, sz := range [][2]int{{13, 100}, {67, 896}, {9, 33}, {40, 4864}, {6, 31}} {
+				rows, cols := sz[0], sz[1]
+				w := randVec(rng, rows*cols)
+				q, _ := quantized(w, rows, cols, bits, Q4MinMSE)
+				const pool = 24
+				xs := randVec(rng, pool*cols)
+				clear(xs[3*cols : 4*cols]) // an all-zero row
+				// Each row alone.
+				alone := make([]float32, pool*rows)
+				for i := 0; i < pool; i++ {
+					p := pools[i%2]
+					p.MatVecQ(alone[i*rows:(i+1)*rows], &q, xs[i*cols:(i+1)*cols])
+					ps := [MaxProducts]Product{{Dst: make([]float32, rows), WQ: &q, Rows: rows}}
+					p.MatVecs(xs[i*cols:(i+1)*cols], cols, ps)
+					requireBits(t, "MatVecs", ps[0].Dst, alone[i*rows:(i+1)*rows])
+				}
+				// Random batches of the pool's rows, some repeated, any order.
+				for trial := 0; trial < 12; trial++ {
+					n := 1 + rng.IntN(2*pool)
+					if trial == 0 {
+						n = 700 // more than one token block of the 896-column case
+					}
+					idx := make([]int, n)
+					x := make([]float32, n*cols)
+					for j := range idx {
+						idx[j] = rng.IntN(pool)
+						copy(x[j*cols:(j+1)*cols], xs[idx[j]*cols:(idx[j]+1)*cols])
+					}
+					p := pools[trial%2]
+					dst := make([]float32, n*rows)
+					p.MatMulQ(dst, x, &q, n)
+					two := [MaxProducts]Product{{Dst: make([]float32, n*rows), WQ: &q, Rows: rows}, {}, {Dst: make([]float32, n*rows), WQ: &q, Rows: rows}}
+					p.MatMulsQ(x, n, cols, two)
+					for j, i := range idx {
+						name := fmt.Sprintf("bits %d %dx%d batch %d row %d (x %d)", bits, rows, cols, n, j, i)
+						requireBits(t, name+" MatMulQ", dst[j*rows:(j+1)*rows], alone[i*rows:(i+1)*rows])
+						requireBits(t, name+" MatMulsQ[0]", two[0].Dst[j*rows:(j+1)*rows], alone[i*rows:(i+1)*rows])
+						requireBits(t, name+" MatMulsQ[2]", two[2].Dst[j*rows:(j+1)*rows], alone[i*rows:(i+1)*rows])
+					}
+				}
+			}
+		}
+	})
+}
+
+func requireBits(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: [%d] %v (%#08x), alone %v (%#08x)", name, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+		}
+	}
+}
+
+// TestQuantizeXRoutes: the assembly quantizer gives the Go quantizer's bits (ties rounded to
+// even included), so decode and prefill rows quantize alike on every route.
+func TestQuantizeXRoutes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	defer setRoute(setRoute(route{}))
+	for _, cols := range []int{1, 31, 32, 33, 64, 100, 896, 4864} {
+		x := randVec(rng, 3*cols)
+		for i := range x {
+			switch rng.IntN(8) {
+			case 0:
+				x[i] = float32(rng.IntN(255)-127) / 2 // ties at 127/max|x| = 1 where max|x| = 63.5
+			case 1:
+				x[i] = 0
+			}
+		}
+		clear(x[cols : 2*cols])
+		var want QX
+		for k, r := range routes() {
+			setRoute(r)
+			var q QX
+			q.grow(3, cols)
+			quantizeXRows(&q, x, cols, 0, 3)
+			if k == 0 {
+				want = q
+				continue
+			}
+			for i := range want.Q {
+				if q.Q[i] != want.Q[i] {
+					t.Fatalf("%s cols %d: Q[%d] %d, go %d", r.name, cols, i, q.Q[i], want.Q[i])
+				}
+			}
+			for i := range want.D {
+				if math.Float32bits(q.D[i]) != math.Float32bits(want.D[i]) || math.Float32bits(q.S[i]) != math.Float32bits(want.S[i]) {
+					t.Fatalf("%s cols %d: block %d d %v s %v, go %v %v", r.name, cols, i, q.D[i], q.S[i], want.D[i], want.S[i])
+				}
+			}
+		}
+	}
+}
+
+// FuzzMatMulQ checks every route's MatMulQ against the oracle and against its own MatVecQ
+// (bit for bit) on random shapes, batch sizes and both formats.
+func FuzzMatMulQ(f *testing.F) {
+	f.Add(uint8(5), uint16(33), uint8(3), uint64(1), false)
+	f.Add(uint8(67), uint16(896), uint8(9), uint64(2), true)
+	f.Add(uint8(1), uint16(1), uint8(1), uint64(3), true)
+	f.Fuzz(func(t *testing.T, rows8 uint8, cols16 uint16, n8 uint8, seed uint64, four bool) {
+		rows, cols, n := int(rows8%70)+1, int(cols16%1100), int(n8%40)+1
+		bits := 8
+		if four {
+			bits = 4
+		}
+		rng := rand.New(rand.NewPCG(seed, 78))
+		w, x := randVec(rng, rows*cols), randVec(rng, n*cols)
+		for i := 0; i < len(w)/50; i++ {
+			w[rng.IntN(len(w))] *= 30
+		}
+		q, _ := quantized(w, rows, cols, bits, Q4Scheme(seed%2))
+		p := NewPool(2)
+		defer p.Close()
+		defer setRoute(setRoute(route{}))
+		for _, r := range routes() {
+			setRoute(r)
+			dst := make([]float32, n*rows)
+			p.MatMulQ(dst, x, &q, n)
+			one := make([]float32, rows)
+			for i := 0; i < n; i++ {
+				want, mag := naiveMatVecQ(&q, x[i*cols:(i+1)*cols])
+				checkClose(t, r.name+" MatMulQ", dst[i*rows:(i+1)*rows], want, mag)
+				p.MatVecQ(one, &q, x[i*cols:(i+1)*cols])
+				requireBits(t, r.name+" MatMulQ vs MatVecQ", dst[i*rows:(i+1)*rows], one)
 			}
 		}
 	})
@@ -230,6 +374,12 @@ func TestQuantZeroAllocs(t *testing.T) {
 	p.MatVecQ(dst, &q, x)
 	if a := testing.AllocsPerRun(20, func() { p.MatVecQ(dst, &q, x) }); a != 0 {
 		t.Fatalf("MatVecQ allocates %v per call", a)
+	}
+	xs := randVec(rng, 64*896)
+	out := make([]float32, 64*512)
+	p.MatMulQ(out, xs, &q, 64)
+	if a := testing.AllocsPerRun(20, func() { p.MatMulQ(out, xs, &q, 64) }); a != 0 {
+		t.Fatalf("MatMulQ allocates %v per call", a)
 	}
 }
 
