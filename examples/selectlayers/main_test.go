@@ -112,22 +112,17 @@ func TestEvalKV(t *testing.T) {
 	require.Contains(t, err.Error(), `-kv: kvcache: element type "int3"`)
 }
 
-// TestQuantizedQuality holds the quantized formats near their quality targets on greedy256
+// TestQuantizedQuality holds the quantized formats to their quality targets on greedy256
 // (prompt 128, sink 4, window 32): full-attention and by-ratio NLL within +1% of f32's for q8
-// and within +14% for q4. Since prefill multiplies int8 activations as decode does (rows are
-// batch-invariant), q8 measures +0.5% full and +1.1% by ratio on the AVX2 route, +1.0% and
-// +1.3% on the pure-Go route (its attention and norms sum in another order, and an int8
-// rounding amplifies a last-bit difference): the by-ratio target is missed by this noise-level
-// margin on this 64-wide model. The test allows q8 +1.5% so that order noise does not decide
-// it, and would still catch a scale or rounding bug (those cost several percent). q4
-// measures +10.2%/+11.2%.
+// and within +14% for q4. q8 measures +0.5% / +0.6% (AVX2) and +0.5% / +0.7% (pure Go), q4
+// about +11% / +11%; a scale or rounding bug costs several percent.
 func TestQuantizedQuality(t *testing.T) {
 	dir := testutil.Testdata(t, "stories260K")
 	eval := func(weights string) Report {
 		return evalReport(t, dir, filepath.Join(dir, "greedy256.json"), "-weights", weights)
 	}
 	ref := eval("f32")
-	for weights, limit := range map[string]float64{"q8": 1.015, "q4": 1.14} {
+	for weights, limit := range map[string]float64{"q8": 1.01, "q4": 1.14} {
 		rep := eval(weights)
 		for _, choice := range []string{"full", "ratio"} {
 			got, want := rep.Eval[choice].NLL, ref.Eval[choice].NLL

@@ -71,7 +71,7 @@ func NewQuant(bits, rows, cols int) Quant {
 }
 
 // QuantizeRow quantizes row r of w from src (Cols values). For 4-bit matrices scheme
-// chooses the rule; 8-bit rows use the scale that maps the largest magnitude to ±127.
+// chooses the rule; 8-bit rows use the least-squares scale search of quantBlock8.
 func (w *Quant) QuantizeRow(r int, src []float32, scheme Q4Scheme) {
 	src = src[:w.Cols]
 	nb := w.Blocks()
@@ -104,23 +104,77 @@ func (w *Quant) QuantizeRow(r int, src []float32, scheme Q4Scheme) {
 	}
 }
 
-// quantBlock8 stores round(x/d) in q and returns d (float16 bits), d = max|x|/127.
+// quantBlock8 stores the block's int8 levels in q and returns their scale d (float16 bits).
+// Starting from llama.cpp's q8_0 rule (d = max|x|/127, x/d rounded half to even), it tries 11
+// more inverse scales (127+k/10)/max|x|, k = -20, -16, ..., 20, rounding x·inv to levels in
+// [-127, 127], refits d = Σx·q/Σq² (rounded to float16) and keeps the pair with the least
+// squared error Σ(x-d·q)², so it never does worse than q8_0. On stories260K this lowered
+// the mean NLL change of 24 self-sampled texts from +0.11% to +0.03% (README, "Quantized
+// weights"); it costs about 11 roundings of each weight at load.
 func quantBlock8(q []byte, x *[QBlock]float32) uint16 {
 	var amax float32
+	var sxx float64
 	for _, v := range x {
 		amax = max(amax, float32(math.Abs(float64(v))))
+		sxx += float64(v) * float64(v)
 	}
-	dh := f16.FromFloat32(amax / 127)
-	d := f16.ToFloat32(dh)
-	if d == 0 {
+	if amax == 0 {
 		clear(q[:QBlock])
-		return dh
+		return 0
 	}
-	inv := 1 / d
-	for j, v := range x {
-		q[j] = byte(int8(max(-127, min(127, math.RoundToEven(float64(v*inv))))))
+	// The q8_0 rule first, so that ties keep it.
+	bdh := f16.FromFloat32(amax / 127)
+	d := float64(f16.ToFloat32(bdh))
+	binv := float32(1 / d)
+	sxq, sqq := levels8(nil, x, binv)
+	best := sxx - 2*d*sxq + d*d*sqq
+	for k := -20; k <= 20; k += 4 {
+		inv := (127 + float32(k)/10) / amax
+		sxq, sqq := levels8(nil, x, inv)
+		if sqq == 0 {
+			continue
+		}
+		dh := f16.FromFloat32(float32(sxq / sqq))
+		d := float64(f16.ToFloat32(dh))
+		if e := sxx - 2*d*sxq + d*d*sqq; e < best {
+			best, bdh, binv = e, dh, inv
+		}
 	}
-	return dh
+	levels8(q, x, binv)
+	return bdh
+}
+
+// levels8 rounds x·inv half to even into [-127, 127], stores the levels in q when q is not
+// nil, and returns Σx·q and Σq².
+func levels8(q []byte, x *[QBlock]float32, inv float32) (sxq, sqq float64) {
+	// Four partial sums, so the additions do not wait on each other; float64, so that
+	// Σx² - 2d·Σxq + d²·Σq² keeps the error of blocks that quantize almost exactly.
+	var xq, qq [4]float64
+	for j := 0; j < QBlock; j += 4 {
+		for k := 0; k < 4; k++ {
+			v := x[j+k]
+			t := round8(v * inv)
+			if q != nil {
+				q[j+k] = byte(int8(t))
+			}
+			xq[k] += float64(v) * float64(t)
+			qq[k] += float64(t * t)
+		}
+	}
+	return (xq[0] + xq[1]) + (xq[2] + xq[3]), (qq[0] + qq[1]) + (qq[2] + qq[3])
+}
+
+// round8 rounds y half to even and clamps it to [-127, 127]. Adding and subtracting 1.5·2²³
+// leaves a float32 of magnitude below 2²² without fraction bits, rounded half to even.
+func round8(y float32) float32 {
+	const magic = 12582912
+	t := (y + magic) - magic
+	if t > 127 {
+		t = 127
+	} else if t < -127 {
+		t = -127
+	}
+	return t
 }
 
 // level4 returns the 4-bit level nearest to (x-m)/d.

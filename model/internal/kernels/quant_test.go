@@ -84,20 +84,37 @@ func TestF16(t *testing.T) {
 	}
 }
 
-// TestQuantizeError: 8-bit weights are within half a step of their block's scale (plus the
-// scale's float16 rounding), and the 4-bit fit's squared error is below nearest rounding's.
+// TestQuantizeError: each 8-bit block's squared error is at most that of llama.cpp's q8_0
+// rule (scale max|x|/127 in float16, levels rounded half to even: the search starts from it),
+// and no weight is off by more than 2% of its block's largest magnitude (the widest candidate
+// scale clips the largest weight by 2/129 of it); the 4-bit fit's squared error is below
+// nearest rounding's.
 func TestQuantizeError(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, cols := range []int{1, 31, 32, 33, 100, 172} {
 		rows := 9
 		w := randVec(rng, rows*cols)
-		q, deq := quantized(w, rows, cols, 8, Q4Nearest)
-		nb := q.Blocks()
-		for i, v := range w {
-			r, c := i/cols, i%cols
-			d := f16.ToFloat32(q.D[r*nb+c/QBlock])
-			if e := math.Abs(float64(deq[i] - v)); e > 0.5*float64(d)*(1+1e-3)+1e-7 {
-				t.Fatalf("cols %d: q8 [%d] %v → %v, error %g > d/2 = %g", cols, i, v, deq[i], e, d/2)
+		_, deq := quantized(w, rows, cols, 8, Q4Nearest)
+		for r := 0; r < rows; r++ {
+			for c0 := 0; c0 < cols; c0 += QBlock {
+				blk := w[r*cols+c0 : r*cols+min(c0+QBlock, cols)]
+				var amax float64
+				for _, v := range blk {
+					amax = max(amax, math.Abs(float64(v)))
+				}
+				d := float64(f16.ToFloat32(f16.FromFloat32(float32(amax / 127))))
+				var eq, e0 float64
+				for j, v := range blk {
+					got := float64(deq[r*cols+c0+j])
+					if e := math.Abs(got - float64(v)); e > 0.02*amax {
+						t.Fatalf("cols %d: q8 row %d col %d: %v → %v, error %g > 2%% of the block's max %g", cols, r, c0+j, v, got, e, amax)
+					}
+					eq += math.Pow(got-float64(v), 2)
+					e0 += math.Pow(d*math.RoundToEven(float64(v*float32(1/d)))-float64(v), 2)
+				}
+				if eq > e0*(1+1e-5)+1e-12 {
+					t.Fatalf("cols %d: q8 row %d block at %d: squared error %g above the q8_0 rule's %g", cols, r, c0, eq, e0)
+				}
 			}
 		}
 		_, near := quantized(w, rows, cols, 4, Q4Nearest)
