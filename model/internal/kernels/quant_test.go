@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -482,6 +483,112 @@ func TestDequantRoutes(t *testing.T) {
 						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])
 					}
 				}
+			}
+		}
+	}
+}
+
+// search8Block builds a block from a seed: Gaussian weights at a random magnitude, with some
+// zeros, repeated values and values placed on rounding ties of the q8_0 scale.
+func search8Block(rng *rand.Rand) *[QBlock]float32 {
+	var x [QBlock]float32
+	mag := float32(math.Pow(2, float64(rng.IntN(30)-20)))
+	for j := range x {
+		x[j] = float32(rng.NormFloat64()) * mag
+	}
+	switch rng.IntN(4) {
+	case 1:
+		for j := 0; j < QBlock; j += 3 {
+			x[j] = 0
+		}
+	case 2:
+		for j := range x {
+			x[j] = float32(rng.IntN(255)-127) / 2 * mag // ties at 127/max|x| = 2/mag
+		}
+	case 3:
+		x[rng.IntN(QBlock)] *= 8 // one outlier
+	}
+	return &x
+}
+
+// TestSearch8Routes: the assembly scale search gives goSearch8's bits for every candidate,
+// and quantBlock8 stores the same levels and scale on every route.
+func TestSearch8Routes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 3000; i++ {
+		checkSearch8(t, search8Block(rng))
+	}
+}
+
+// FuzzSearch8 compares the routes of quantBlock8's scale search on fuzzed blocks.
+func FuzzSearch8(f *testing.F) {
+	f.Add(uint64(1), uint64(2))
+	f.Fuzz(func(t *testing.T, a, b uint64) {
+		checkSearch8(t, search8Block(rand.New(rand.NewPCG(a, b))))
+	})
+}
+
+func checkSearch8(t *testing.T, x *[QBlock]float32) {
+	t.Helper()
+	var amax float32
+	for _, v := range x {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	if amax == 0 {
+		return
+	}
+	var inv, sc [q8Candidates]float32
+	for c := range inv {
+		inv[c] = (127 + float32(c-6)/5) / amax
+		sc[c] = 1 / inv[c]
+	}
+	var want, got [24 * q8Candidates]float32
+	goSearch8(want[:], x, inv[:], sc[:])
+	var qs [][]byte
+	var ds []uint16
+	for _, r := range routes() {
+		old := setRoute(r)
+		searchLanes8(got[:], x, inv[:], sc[:])
+		q := make([]byte, QBlock)
+		ds = append(ds, quantBlock8(q, x))
+		qs = append(qs, q)
+		setRoute(old)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s: lane sum %d = %v, goSearch8 %v (block %v)", r.name, i, got[i], want[i], *x)
+			}
+		}
+	}
+	for i := range qs {
+		if ds[i] != ds[0] || !bytes.Equal(qs[i], qs[0]) {
+			t.Fatalf("route %d stores scale %#04x levels %v, route 0 %#04x %v", i, ds[i], qs[i], ds[0], qs[0])
+		}
+	}
+}
+
+// TestQuantBlock8Special: blocks below float16's range quantize to zeros, and blocks with
+// an infinite or NaN weight or one beyond float16's range keep q8_0's rule, the same on
+// every route.
+func TestQuantBlock8Special(t *testing.T) {
+	for name, v := range map[string]float32{"tiny": 1e-9, "huge": 1e6, "inf": float32(math.Inf(1)), "nan": float32(math.NaN())} {
+		var x [QBlock]float32
+		for j := range x {
+			x[j] = float32(j%5-2) * 1e-9
+		}
+		x[7] = v
+		var first []byte
+		for _, r := range routes() {
+			old := setRoute(r)
+			q := make([]byte, QBlock)
+			quantBlock8(q, &x)
+			setRoute(old)
+			if name == "tiny" && !bytes.Equal(q, make([]byte, QBlock)) {
+				t.Fatalf("%s on %s: levels %v, want zeros", name, r.name, q)
+			}
+			if first == nil {
+				first = q
+			} else if !bytes.Equal(q, first) {
+				t.Fatalf("%s: route %s stores %v, go %v", name, r.name, q, first)
 			}
 		}
 	}
