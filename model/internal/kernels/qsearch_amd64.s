@@ -6,9 +6,8 @@ DATA q8lim<>+0(SB)/4, $127.0
 DATA q8lim<>+4(SB)/4, $-127.0
 GLOBL q8lim<>(SB), RODATA|NOPTR, $8
 
-// Q8LANES accumulates one vector of 8 block values (X) for the candidate in Y12 (inverse
-// scale) and Y13 (scale): T = clamp(roundeven(X·inv)), R = X - T·s, then RR += R·R,
-// RT += R·T, TT += T·T, or RR = R·R, ... when FIRST (multiplies and adds rounded apart).
+// Q8LEVELS takes one vector of 8 block values X for the candidate in Y12 (inverse scale) and
+// Y13 (scale) to its levels T = clamp(roundeven(X·inv)) in Y8 and residuals R = X - T·s in Y9.
 #define Q8LEVELS(X) \
 	VMULPS Y12, X, Y8 \
 	VROUNDPS $0, Y8, Y8 \
@@ -16,6 +15,15 @@ GLOBL q8lim<>(SB), RODATA|NOPTR, $8
 	VMAXPS Y15, Y8, Y8 \
 	VMULPS Y13, Y8, Y9 \
 	VSUBPS Y9, X, Y9
+
+// Q8ACC adds R·R, R·T and T·T to the lane sums Y4, Y5 and Y6 (each product rounded apart).
+#define Q8ACC \
+	VMULPS Y9, Y9, Y10 \
+	VADDPS Y10, Y4, Y4 \
+	VMULPS Y8, Y9, Y10 \
+	VADDPS Y10, Y5, Y5 \
+	VMULPS Y8, Y8, Y10 \
+	VADDPS Y10, Y6, Y6
 
 // func search8(out *float32, x *float32, inv *float32, s *float32, n int)
 // For each of the n candidates c it writes out[24c:24c+8] = lanes of Σ R², [+8] = Σ R·T,
@@ -45,28 +53,13 @@ loop:
 	VMULPS Y8, Y8, Y6
 
 	Q8LEVELS(Y1)
-	VMULPS Y9, Y9, Y10
-	VADDPS Y10, Y4, Y4
-	VMULPS Y8, Y9, Y10
-	VADDPS Y10, Y5, Y5
-	VMULPS Y8, Y8, Y10
-	VADDPS Y10, Y6, Y6
+	Q8ACC
 
 	Q8LEVELS(Y2)
-	VMULPS Y9, Y9, Y10
-	VADDPS Y10, Y4, Y4
-	VMULPS Y8, Y9, Y10
-	VADDPS Y10, Y5, Y5
-	VMULPS Y8, Y8, Y10
-	VADDPS Y10, Y6, Y6
+	Q8ACC
 
 	Q8LEVELS(Y3)
-	VMULPS Y9, Y9, Y10
-	VADDPS Y10, Y4, Y4
-	VMULPS Y8, Y9, Y10
-	VADDPS Y10, Y5, Y5
-	VMULPS Y8, Y8, Y10
-	VADDPS Y10, Y6, Y6
+	Q8ACC
 
 	VMOVUPS Y4, 0(DI)
 	VMOVUPS Y5, 32(DI)
