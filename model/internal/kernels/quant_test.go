@@ -34,19 +34,16 @@ func naiveMatVecQ(w *Quant, x []float32) (out, mag []float64) {
 		for c := 0; c < nb*QBlock; c++ {
 			b, j := c/QBlock, c%QBlock
 			xd := float64(qx.Q[c]) * float64(qx.D[b])
-			d := float64(f16.ToFloat32(w.D[r*nb+b]))
+			d := float64(f16.ToFloat32(w.D[w.dAt(r, b)]))
 			var wd, wm float64
 			if w.Bits == 8 {
 				wd = d * float64(int8(w.Q[(r*nb+b)*QBlock+j]))
 				wm = math.Abs(wd)
 			} else {
-				v := w.Q[(r*nb+b)*16+j%16]
-				if j >= 16 {
-					v >>= 4
-				}
-				m := float64(f16.ToFloat32(w.M[r*w.MStride()+b]))
-				wd = d*float64(v&15) + m
-				wm = math.Abs(d*float64(v&15)) + math.Abs(m)
+				v := float64(w.level(r, b, j))
+				m := float64(f16.ToFloat32(w.M[w.mAt(r, b)]))
+				wd = d*v + m
+				wm = math.Abs(d*v) + math.Abs(m)
 			}
 			out[r] += wd * xd
 			mag[r] += wm * math.Abs(xd)
@@ -454,12 +451,11 @@ func TestDequantRoutes(t *testing.T) {
 					want = got
 					continue
 				}
-				nb := q.Blocks()
 				for i := range got {
-					b := (i/cols)*nb + (i%cols)/QBlock
+					row, b := i/cols, (i%cols)/QBlock
 					tol := 0.0
 					if bits == 4 {
-						tol = 1e-7 * (15*math.Abs(float64(f16.ToFloat32(q.D[b]))) + math.Abs(float64(f16.ToFloat32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
+						tol = 1e-7 * (15*math.Abs(float64(f16.ToFloat32(q.D[q.dAt(row, b)]))) + math.Abs(float64(f16.ToFloat32(q.M[q.mAt(row, b)]))))
 					}
 					if math.Abs(float64(got[i]-want[i])) > tol {
 						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])

@@ -31,7 +31,9 @@ func asmMatMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, 
 	panic("kernels: no asm route")
 }
 
-func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) { panic("kernels: no asm route") }
+func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int, scratch []float32) {
+	panic("kernels: no asm route")
+}
 
 func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, klen int, acc bool) {
 	panic("kernels: no asm route")

@@ -28,17 +28,17 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	quantX()
 	dequant(8)
-	dequant(4)
 	for _, vnni := range []bool{false, true} {
-		for _, bits := range []int{8, 4} {
-			for r := 1; r <= 4; r++ {
-				qdot(bits, r, vnni)
+		for r := 1; r <= 4; r++ {
+			qdot(8, r, vnni)
+		}
+		for r := 1; r <= 4; r++ {
+			for t := 1; t <= 2; t++ {
+				qmm(8, r, t, vnni)
 			}
-			for r := 1; r <= 4; r++ {
-				for t := 1; t <= 2; t++ {
-					qmm(bits, r, t, vnni)
-				}
-			}
+		}
+		for _, gt := range q4Tiles {
+			qg4(gt[0], gt[1], vnni)
 		}
 	}
 	Generate()
@@ -665,6 +665,186 @@ func dequant(bits int) {
 	INCQ(b)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// q4Tiles lists the 4-bit tiles generated, {groups of 8 weight rows, activation rows}: 2×1
+// for decode (the activation broadcasts shared by 16 rows), 1×T for prefill and the ends.
+var q4Tiles = [][2]int{{1, 1}, {2, 1}, {1, 2}, {1, 3}, {1, 4}}
+
+// qg4 emits qg4[V]_GxT, the 4-bit tile on interleaved groups of 8 weight rows: for g < G,
+// i < 8 and t < T
+//
+//	out[t*ldo+8g+i] = Σ_{b<nb} fma(m(g,b,i), xs[t,b], fma(float32(Σ_{j<32} q(g,b,i,j)·xq[t,32b+j]), f16(d(g,b,i))·xd[t,b], ·))
+//
+// block by block in order, each output in its own lane of one accumulator (no reduction).
+// Group g's block b is 128 bytes at w + g·ldw + 128b: four 32-byte pieces k, each the bytes
+// 4k..4k+3 of the rows' 16-byte blocks in row order (low nibbles columns 4k.., high nibbles
+// 16+4k..), so one VPAND gives columns 4k..4k+3 of all 8 rows and a VPSRLW+VPAND columns
+// 16+4k..; the activation's 4 bytes are broadcast against them. Its 8 float16 scales are at
+// d + g·ldd + 8b and offsets at m + g·ldm + 8b (elements). The block's integer sum is exact:
+// VPMADDUBSW pairs (levels ≤ 15, |x| ≤ 127: |pair| ≤ 3810) summed over the 8 pieces in int16
+// (|sum| ≤ 30480), then VPMADDWD with ones; the VNNI route accumulates the same sums with
+// VPDPBUSD. Every output gets these operations whatever the tile, so rows are batch-invariant.
+func qg4(G, T int, vnni bool) {
+	v := ""
+	if vnni {
+		v = "V"
+	}
+	name := fmt.Sprintf("qg4%s_%dx%d", v, G, T)
+	TEXT(name, NOSPLIT, "func(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)")
+	route := "AVX2"
+	if vnni {
+		route = "AVX-512 VNNI"
+	}
+	Doc(fmt.Sprintf("%s computes %d groups of 8 weight rows × %d activation rows of interleaved 4-bit blocks with %s (see qg4 in asm/quant/main.go).", name, G, T, route))
+
+	wp := Load(Param("w"), GP64())
+	dp := Load(Param("d"), GP64())
+	mp := Load(Param("m"), GP64())
+	var ldw, ldd, ldm reg.Register
+	if G > 1 {
+		ldw = Load(Param("ldw"), GP64())
+		ldd = Load(Param("ldd"), GP64())
+		SHLQ(U8(1), ldd)
+		ldm = Load(Param("ldm"), GP64())
+		SHLQ(U8(1), ldm)
+	}
+	grp := func(base, ld reg.Register, g, disp int) Mem {
+		if g == 0 {
+			return Mem{Base: base, Disp: disp}
+		}
+		return Mem{Base: base, Index: ld, Scale: 1, Disp: disp}
+	}
+	xp := Load(Param("xq"), GP64())
+	xdp := Load(Param("xd"), GP64())
+	xsp := Load(Param("xs"), GP64())
+	var ldx, ldxd, ldx3, ldxd3 reg.Register
+	if T > 1 {
+		ldx = Load(Param("ldx"), GP64())
+		ldxd = Load(Param("ldxd"), GP64())
+		SHLQ(U8(2), ldxd)
+	}
+	if T > 3 {
+		ldx3, ldxd3 = GP64(), GP64()
+		LEAQ(Mem{Base: ldx, Index: ldx, Scale: 2}, ldx3)
+		LEAQ(Mem{Base: ldxd, Index: ldxd, Scale: 2}, ldxd3)
+	}
+	tok := func(base, ld, ld3 reg.Register, t, disp int) Mem {
+		switch t {
+		case 0:
+			return Mem{Base: base, Disp: disp}
+		case 1:
+			return Mem{Base: base, Index: ld, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: base, Index: ld, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: base, Index: ld3, Scale: 1, Disp: disp}
+	}
+	cnt := Load(Param("nb"), GP64())
+	mask := splat(0x0f0f0f0f)
+	var ones reg.VecVirtual
+	if !vnni {
+		ones = splat(0x00010001)
+	}
+	acc := make([][]reg.VecVirtual, G)
+	for g := range acc {
+		acc[g] = make([]reg.VecVirtual, T)
+		for t := range acc[g] {
+			acc[g][t] = YMM()
+			VXORPS(acc[g][t], acc[g][t], acc[g][t])
+		}
+	}
+	Label(name + "_loop")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_done"))
+	isum := make([][]reg.VecVirtual, G)
+	for g := range isum {
+		isum[g] = make([]reg.VecVirtual, T)
+		for t := range isum[g] {
+			isum[g][t] = YMM()
+			if vnni {
+				VPXOR(isum[g][t], isum[g][t], isum[g][t])
+			}
+		}
+	}
+	for k := 0; k < 4; k++ {
+		u := make([][2]reg.VecVirtual, G) // columns 4k.. and 16+4k.. of group g
+		for g := range u {
+			raw := YMM()
+			VMOVDQU(grp(wp, ldw, g, 32*k), raw)
+			u[g] = [2]reg.VecVirtual{YMM(), YMM()}
+			VPAND(mask, raw, u[g][0])
+			VPSRLW(U8(4), raw, u[g][1])
+			VPAND(mask, u[g][1], u[g][1])
+		}
+		for t := 0; t < T; t++ {
+			for h := 0; h < 2; h++ {
+				bx := YMM()
+				VPBROADCASTD(tok(xp, ldx, ldx3, t, 4*k+16*h), bx)
+				for g := 0; g < G; g++ {
+					switch {
+					case vnni:
+						Instruction(&ir.Instruction{Opcode: "VPDPBUSD", Operands: []Op{bx, u[g][h], isum[g][t]},
+							Inputs: []Op{bx, u[g][h], isum[g][t]}, Outputs: []Op{isum[g][t]}, ISA: []string{"AVX512VL", "AVX512_VNNI"}})
+					case k == 0 && h == 0:
+						VPMADDUBSW(bx, u[g][h], isum[g][t])
+					default:
+						p := YMM()
+						VPMADDUBSW(bx, u[g][h], p)
+						VPADDW(p, isum[g][t], isum[g][t])
+					}
+				}
+			}
+		}
+	}
+	// acc = fma(float32(isum), dw·dx, acc), then acc = fma(m, xs, acc), per output.
+	for g := 0; g < G; g++ {
+		dw := YMM()
+		VCVTPH2PS(grp(dp, ldd, g, 0), dw)
+		for t := 0; t < T; t++ {
+			if !vnni {
+				VPMADDWD(ones, isum[g][t], isum[g][t])
+			}
+			VCVTDQ2PS(isum[g][t], isum[g][t])
+			sc := YMM()
+			VBROADCASTSS(tok(xdp, ldxd, ldxd3, t, 0), sc)
+			VMULPS(sc, dw, sc)
+			VFMADD231PS(isum[g][t], sc, acc[g][t])
+		}
+		mv := YMM()
+		VCVTPH2PS(grp(mp, ldm, g, 0), mv)
+		for t := 0; t < T; t++ {
+			sc := YMM()
+			VBROADCASTSS(tok(xsp, ldxd, ldxd3, t, 0), sc)
+			VFMADD231PS(mv, sc, acc[g][t])
+		}
+	}
+	ADDQ(U32(128), wp)
+	ADDQ(U8(16), dp)
+	ADDQ(U8(16), mp)
+	ADDQ(U8(32), xp)
+	ADDQ(U8(4), xdp)
+	ADDQ(U8(4), xsp)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	out := Load(Param("out"), GP64())
+	var ldo, ldo3 reg.Register
+	if T > 1 {
+		ldo = Load(Param("ldo"), GP64())
+		SHLQ(U8(2), ldo)
+	}
+	if T > 3 {
+		ldo3 = GP64()
+		LEAQ(Mem{Base: ldo, Index: ldo, Scale: 2}, ldo3)
+	}
+	for g := 0; g < G; g++ {
+		for t := 0; t < T; t++ {
+			VMOVUPS(acc[g][t], tok(out, ldo, ldo3, t, 32*g))
+		}
+	}
 	VZEROUPPER()
 	RET()
 }
