@@ -42,3 +42,5 @@ func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, kl
 func tileHeight() int { return 3 }
 
 func asmDequant(dst []float32, w *Quant, r, b0, n int) bool { return false }
+
+func asmSiLUMul(dst, gate, up []float32) int { return 0 }
