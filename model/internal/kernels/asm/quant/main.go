@@ -5,13 +5,16 @@
 //
 //	go generate ./model/internal/kernels
 //
-// Batch invariance. Every output of the matrix-vector tiles (qdot) and of the matrix-matrix
-// tiles (qmm) is computed by the same operations in the same order: per block of 32 an exact
-// int32 sum in each of 8 lanes (lane j holds columns 4j..4j+3), converted to float32 and
-// added to the lane's accumulator by one fused multiply-add with the float32 product of the
-// two block scales; for 4-bit weights then the offsets, 8 blocks per step, one fused
-// multiply-add per lane; finally the lanes are summed as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)).
-// So a row's result has the same bits whichever tile shape, tile position or batch computes it.
+// Batch invariance. Every output of the matrix-vector tiles (qdot, qg4) and of the
+// matrix-matrix tiles (qmm, qg4) is computed by the same operations in the same order
+// whatever the tile: for 8-bit weights, per block of 32 an exact int32 sum in each of 8
+// lanes (lane j holds columns 4j..4j+3), converted to float32 and added to the lane's
+// accumulator by one fused multiply-add with the float32 product of the two block scales,
+// the lanes finally summed as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)); for 4-bit weights
+// (interleaved groups of 8 rows, one output per lane) per block the exact int32 sum of the
+// block, added by one fused multiply-add with the product of the scales, then the block's
+// offset times the activation block's d·Σq by another. So a row's result has the same bits
+// whichever tile shape, tile position or batch computes it.
 package main
 
 import (
