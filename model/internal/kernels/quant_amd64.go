@@ -25,11 +25,19 @@ var (
 	// qmm tiles [R-1][T-1]: R weight rows × T activation rows.
 	qmm8  = [4][2]qmm8Func{{qmm8_1x1, qmm8_1x2}, {qmm8_2x1, qmm8_2x2}, {qmm8_3x1, qmm8_3x2}, {qmm8_4x1, qmm8_4x2}}
 	qmm8V = [4][2]qmm8Func{{qmm8V_1x1, qmm8V_1x2}, {qmm8V_2x1, qmm8V_2x2}, {qmm8V_3x1, qmm8V_3x2}, {qmm8V_4x1, qmm8V_4x2}}
-	// qg4 tiles [T-1]: one group of 8 interleaved 4-bit weight rows × T activation rows;
-	// [4] is two groups × one activation row (decode).
-	qg4  = [5]qg4Func{qg4_1x1, qg4_1x2, qg4_1x3, qg4_1x4, qg4_2x1}
-	qg4V = [5]qg4Func{qg4V_1x1, qg4V_1x2, qg4V_1x3, qg4V_1x4, qg4V_2x1}
+	// qg4 tiles [T-1]: one group of 8 interleaved 4-bit weight rows × T activation rows.
+	qg4  = [4]qg4Func{qg4_1x1, qg4_1x2, qg4_1x3, qg4_1x4}
+	qg4V = [4]qg4Func{qg4V_1x1, qg4V_1x2, qg4V_1x3, qg4V_1x4}
+	// qg4Dec are the decode tiles [G-1] of G groups, prefetching ahead on each group.
+	qg4Dec  = [2]qg4Func{qg4P2048_1x1, qg4P2048_2x1}
+	qg4DecV = [2]qg4Func{qg4VP2048_1x1, qg4VP2048_2x1}
 )
+
+// q4DecodeTwo is the group size (bytes, Blocks·128) from which decode runs two groups per
+// tile: measured on the Zen 3 machine over matrices too large for the caches, long rows
+// (1536×8960: 21 against 18 GB/s) stream faster two groups at a time and short ones
+// (4864×896: 21 against 17; 8960×1536: 18.6 against 14–16) one group at a time.
+const q4DecodeTwo = 16 << 10
 
 // qmmL2 is the activation bytes a token block of the matrix-matrix route keeps in L2 while
 // every weight row of the chunk passes through it.
@@ -83,7 +91,7 @@ func asmMatMulQRows(dst []float32, w *Quant, x *QX, n, r0, r1 int, scratch []flo
 // into dst ([n][w.Rows]), tb activation rows at a time (a multiple of 4, or n): the
 // interleaved groups with the qg4 tiles (a group cut by r0 or r1 is computed whole into
 // scratch, at least 32 values, and its rows in range copied), the rows past the last group
-// in Go. Decode (n = 1) runs two groups per tile while it can.
+// in Go. Decode (n = 1) runs the prefetching tiles, two groups per tile on long rows.
 func asmQ4Rows(dst []float32, w *Quant, x *QX, n, r0, r1, tb int, scratch []float32) {
 	tbl := &qg4
 	if useVNNI {
@@ -100,9 +108,17 @@ func asmQ4Rows(dst []float32, w *Quant, x *QX, n, r0, r1, tb int, scratch []floa
 		t1 := min(t0+tb, n)
 		for r := r0 &^ 7; r < min(r1, gr); r += 8 {
 			g := r / 8
-			if n == 1 && r >= r0 && r+16 <= min(r1, gr) {
-				tbl[4](&dst[r], 0, &x.Q[0], ldx, &x.D[0], &x.S[0], ldxd, &w.Q[g*ldw], ldw, &w.D[g*ldd], ldd, &w.M[g*ldm], ldm, nb)
-				r += 8
+			if n == 1 && r >= r0 && r+8 <= min(r1, gr) {
+				G := 1
+				if ldw >= q4DecodeTwo && r+16 <= min(r1, gr) {
+					G = 2
+				}
+				f := qg4Dec[G-1]
+				if useVNNI {
+					f = qg4DecV[G-1]
+				}
+				f(&dst[r], 0, &x.Q[0], ldx, &x.D[0], &x.S[0], ldxd, &w.Q[g*ldw], ldw, &w.D[g*ldd], ldd, &w.M[g*ldm], ldm, nb)
+				r += 8 * (G - 1)
 				continue
 			}
 			whole := r >= r0 && r+8 <= r1

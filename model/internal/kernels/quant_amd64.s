@@ -3882,137 +3882,6 @@ qg4_1x1_done:
 	VZEROUPPER
 	RET
 
-// func qg4_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qg4_2x1(SB), NOSPLIT, $0-112
-	MOVQ         w+56(FP), AX
-	MOVQ         d+72(FP), CX
-	MOVQ         m+88(FP), DX
-	MOVQ         ldw+64(FP), BX
-	MOVQ         ldd+80(FP), SI
-	SHLQ         $0x01, SI
-	MOVQ         ldm+96(FP), DI
-	SHLQ         $0x01, DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         xs+40(FP), R10
-	MOVQ         nb+104(FP), R11
-	MOVL         $0x0f0f0f0f, R12
-	VMOVD        R12, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x00010001, R12
-	VMOVD        R12, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-
-qg4_2x1_loop:
-	TESTQ        R11, R11
-	JZ           qg4_2x1_done
-	VMOVDQU      (AX), Y5
-	VPAND        Y0, Y5, Y4
-	VPSRLW       $0x04, Y5, Y6
-	VPAND        Y0, Y6, Y6
-	VMOVDQU      (AX)(BX*1), Y7
-	VPAND        Y0, Y7, Y5
-	VPSRLW       $0x04, Y7, Y7
-	VPAND        Y0, Y7, Y7
-	VPBROADCASTD (R8), Y8
-	VPMADDUBSW   Y8, Y4, Y4
-	VPMADDUBSW   Y8, Y5, Y5
-	VPBROADCASTD 16(R8), Y8
-	VPMADDUBSW   Y8, Y6, Y6
-	VPADDW       Y6, Y4, Y4
-	VPMADDUBSW   Y8, Y7, Y6
-	VPADDW       Y6, Y5, Y5
-	VMOVDQU      32(AX), Y6
-	VPAND        Y0, Y6, Y7
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y0, Y6, Y6
-	VMOVDQU      32(AX)(BX*1), Y8
-	VPAND        Y0, Y8, Y9
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y0, Y8, Y8
-	VPBROADCASTD 4(R8), Y10
-	VPMADDUBSW   Y10, Y7, Y7
-	VPADDW       Y7, Y4, Y4
-	VPMADDUBSW   Y10, Y9, Y7
-	VPADDW       Y7, Y5, Y5
-	VPBROADCASTD 20(R8), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	VPADDW       Y6, Y4, Y4
-	VPMADDUBSW   Y7, Y8, Y6
-	VPADDW       Y6, Y5, Y5
-	VMOVDQU      64(AX), Y6
-	VPAND        Y0, Y6, Y7
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y0, Y6, Y6
-	VMOVDQU      64(AX)(BX*1), Y8
-	VPAND        Y0, Y8, Y9
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y0, Y8, Y8
-	VPBROADCASTD 8(R8), Y10
-	VPMADDUBSW   Y10, Y7, Y7
-	VPADDW       Y7, Y4, Y4
-	VPMADDUBSW   Y10, Y9, Y7
-	VPADDW       Y7, Y5, Y5
-	VPBROADCASTD 24(R8), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	VPADDW       Y6, Y4, Y4
-	VPMADDUBSW   Y7, Y8, Y6
-	VPADDW       Y6, Y5, Y5
-	VMOVDQU      96(AX), Y6
-	VPAND        Y0, Y6, Y7
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y0, Y6, Y6
-	VMOVDQU      96(AX)(BX*1), Y8
-	VPAND        Y0, Y8, Y9
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y0, Y8, Y8
-	VPBROADCASTD 12(R8), Y10
-	VPMADDUBSW   Y10, Y7, Y7
-	VPADDW       Y7, Y4, Y4
-	VPMADDUBSW   Y10, Y9, Y7
-	VPADDW       Y7, Y5, Y5
-	VPBROADCASTD 28(R8), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	VPADDW       Y6, Y4, Y4
-	VPMADDUBSW   Y7, Y8, Y6
-	VPADDW       Y6, Y5, Y5
-	VCVTPH2PS    (CX), Y6
-	VPMADDWD     Y1, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (R9), Y7
-	VMULPS       Y7, Y6, Y7
-	VFMADD231PS  Y4, Y7, Y2
-	VCVTPH2PS    (DX), Y4
-	VBROADCASTSS (R10), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VCVTPH2PS    (CX)(SI*1), Y4
-	VPMADDWD     Y1, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (R9), Y6
-	VMULPS       Y6, Y4, Y6
-	VFMADD231PS  Y5, Y6, Y3
-	VCVTPH2PS    (DX)(DI*1), Y4
-	VBROADCASTSS (R10), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, CX
-	ADDQ         $0x10, DX
-	ADDQ         $0x20, R8
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         R11
-	JMP          qg4_2x1_loop
-
-qg4_2x1_done:
-	MOVQ    out+0(FP), AX
-	VMOVUPS Y2, (AX)
-	VMOVUPS Y3, 32(AX)
-	VZEROUPPER
-	RET
-
 // func qg4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·qg4_1x2(SB), NOSPLIT, $0-112
@@ -4472,6 +4341,227 @@ qg4_1x4_done:
 	VMOVUPS Y3, (AX)(CX*1)
 	VMOVUPS Y4, (AX)(CX*2)
 	VMOVUPS Y5, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func qg4P2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qg4P2048_1x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         nb+104(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4P2048_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4P2048_1x1_done
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	VMOVDQU      (AX), Y4
+	VPAND        Y0, Y4, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD (BX), Y5
+	VPMADDUBSW   Y5, Y3, Y3
+	VPBROADCASTD 16(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      32(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 4(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 20(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      64(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 8(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 24(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      96(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 12(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 28(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VCVTPH2PS    (CX), Y4
+	VPMADDWD     Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y5
+	VFMADD231PS  Y3, Y5, Y2
+	VCVTPH2PS    (DX), Y3
+	VBROADCASTSS (DI), Y4
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4P2048_1x1_loop
+
+qg4P2048_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y2, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4P2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qg4P2048_2x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         ldw+64(FP), BX
+	MOVQ         ldd+80(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldm+96(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         xq+16(FP), R8
+	MOVQ         xd+32(FP), R9
+	MOVQ         xs+40(FP), R10
+	MOVQ         nb+104(FP), R11
+	MOVL         $0x0f0f0f0f, R12
+	VMOVD        R12, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, R12
+	VMOVD        R12, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+qg4P2048_2x1_loop:
+	TESTQ        R11, R11
+	JZ           qg4P2048_2x1_done
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	PREFETCHT0   2048(AX)(BX*1)
+	PREFETCHT0   2112(AX)(BX*1)
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y4
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      (AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y5
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD (R8), Y8
+	VPMADDUBSW   Y8, Y4, Y4
+	VPMADDUBSW   Y8, Y5, Y5
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y8, Y7, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      32(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      32(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 20(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      64(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      64(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 24(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      96(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      96(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 28(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VCVTPH2PS    (CX), Y6
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y7
+	VMULPS       Y7, Y6, Y7
+	VFMADD231PS  Y4, Y7, Y2
+	VCVTPH2PS    (DX), Y4
+	VBROADCASTSS (R10), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VCVTPH2PS    (CX)(SI*1), Y4
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y6, Y4, Y6
+	VFMADD231PS  Y5, Y6, Y3
+	VCVTPH2PS    (DX)(DI*1), Y4
+	VBROADCASTSS (R10), Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JMP          qg4P2048_2x1_loop
+
+qg4P2048_2x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
 	VZEROUPPER
 	RET
 
@@ -8171,120 +8261,6 @@ qg4V_1x1_done:
 	VZEROUPPER
 	RET
 
-// func qg4V_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qg4V_2x1(SB), NOSPLIT, $0-112
-	MOVQ         w+56(FP), AX
-	MOVQ         d+72(FP), CX
-	MOVQ         m+88(FP), DX
-	MOVQ         ldw+64(FP), BX
-	MOVQ         ldd+80(FP), SI
-	SHLQ         $0x01, SI
-	MOVQ         ldm+96(FP), DI
-	SHLQ         $0x01, DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         xs+40(FP), R10
-	MOVQ         nb+104(FP), R11
-	MOVL         $0x0f0f0f0f, R12
-	VMOVD        R12, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-
-qg4V_2x1_loop:
-	TESTQ        R11, R11
-	JZ           qg4V_2x1_done
-	VPXOR        Y3, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VMOVDQU      (AX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VMOVDQU      (AX)(BX*1), Y7
-	VPAND        Y0, Y7, Y8
-	VPSRLW       $0x04, Y7, Y7
-	VPAND        Y0, Y7, Y7
-	VPBROADCASTD (R8), Y9
-	VPDPBUSD     Y9, Y6, Y3
-	VPDPBUSD     Y9, Y8, Y4
-	VPBROADCASTD 16(R8), Y6
-	VPDPBUSD     Y6, Y5, Y3
-	VPDPBUSD     Y6, Y7, Y4
-	VMOVDQU      32(AX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VMOVDQU      32(AX)(BX*1), Y7
-	VPAND        Y0, Y7, Y8
-	VPSRLW       $0x04, Y7, Y7
-	VPAND        Y0, Y7, Y7
-	VPBROADCASTD 4(R8), Y9
-	VPDPBUSD     Y9, Y6, Y3
-	VPDPBUSD     Y9, Y8, Y4
-	VPBROADCASTD 20(R8), Y6
-	VPDPBUSD     Y6, Y5, Y3
-	VPDPBUSD     Y6, Y7, Y4
-	VMOVDQU      64(AX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VMOVDQU      64(AX)(BX*1), Y7
-	VPAND        Y0, Y7, Y8
-	VPSRLW       $0x04, Y7, Y7
-	VPAND        Y0, Y7, Y7
-	VPBROADCASTD 8(R8), Y9
-	VPDPBUSD     Y9, Y6, Y3
-	VPDPBUSD     Y9, Y8, Y4
-	VPBROADCASTD 24(R8), Y6
-	VPDPBUSD     Y6, Y5, Y3
-	VPDPBUSD     Y6, Y7, Y4
-	VMOVDQU      96(AX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VMOVDQU      96(AX)(BX*1), Y7
-	VPAND        Y0, Y7, Y8
-	VPSRLW       $0x04, Y7, Y7
-	VPAND        Y0, Y7, Y7
-	VPBROADCASTD 12(R8), Y9
-	VPDPBUSD     Y9, Y6, Y3
-	VPDPBUSD     Y9, Y8, Y4
-	VPBROADCASTD 28(R8), Y6
-	VPDPBUSD     Y6, Y5, Y3
-	VPDPBUSD     Y6, Y7, Y4
-	VCVTPH2PS    (CX), Y5
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS (R9), Y6
-	VMULPS       Y6, Y5, Y6
-	VFMADD231PS  Y3, Y6, Y1
-	VCVTPH2PS    (DX), Y3
-	VBROADCASTSS (R10), Y5
-	VFMADD231PS  Y3, Y5, Y1
-	VCVTPH2PS    (CX)(SI*1), Y3
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (R9), Y5
-	VMULPS       Y5, Y3, Y5
-	VFMADD231PS  Y4, Y5, Y2
-	VCVTPH2PS    (DX)(DI*1), Y3
-	VBROADCASTSS (R10), Y4
-	VFMADD231PS  Y3, Y4, Y2
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, CX
-	ADDQ         $0x10, DX
-	ADDQ         $0x20, R8
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         R11
-	JMP          qg4V_2x1_loop
-
-qg4V_2x1_done:
-	MOVQ    out+0(FP), AX
-	VMOVUPS Y1, (AX)
-	VMOVUPS Y2, 32(AX)
-	VZEROUPPER
-	RET
-
 // func qg4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
 TEXT ·qg4V_1x2(SB), NOSPLIT, $0-112
@@ -8672,5 +8648,199 @@ qg4V_1x4_done:
 	VMOVUPS Y2, (AX)(CX*1)
 	VMOVUPS Y3, (AX)(CX*2)
 	VMOVUPS Y4, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func qg4VP2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qg4VP2048_1x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         nb+104(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+
+qg4VP2048_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4VP2048_1x1_done
+	VPXOR        Y2, Y2, Y2
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	VMOVDQU      (AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD (BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 16(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      32(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 4(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 20(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      64(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 8(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 24(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      96(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 12(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 28(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VCVTPH2PS    (CX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS (SI), Y4
+	VMULPS       Y4, Y3, Y4
+	VFMADD231PS  Y2, Y4, Y1
+	VCVTPH2PS    (DX), Y2
+	VBROADCASTSS (DI), Y3
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4VP2048_1x1_loop
+
+qg4VP2048_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y1, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4VP2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qg4VP2048_2x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         ldw+64(FP), BX
+	MOVQ         ldd+80(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldm+96(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         xq+16(FP), R8
+	MOVQ         xd+32(FP), R9
+	MOVQ         xs+40(FP), R10
+	MOVQ         nb+104(FP), R11
+	MOVL         $0x0f0f0f0f, R12
+	VMOVD        R12, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4VP2048_2x1_loop:
+	TESTQ        R11, R11
+	JZ           qg4VP2048_2x1_done
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	PREFETCHT0   2048(AX)(BX*1)
+	PREFETCHT0   2112(AX)(BX*1)
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      (AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD (R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 16(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      32(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      32(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 4(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 20(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      64(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      64(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 8(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 24(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      96(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      96(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 12(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 28(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VCVTPH2PS    (CX), Y5
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y6, Y5, Y6
+	VFMADD231PS  Y3, Y6, Y1
+	VCVTPH2PS    (DX), Y3
+	VBROADCASTSS (R10), Y5
+	VFMADD231PS  Y3, Y5, Y1
+	VCVTPH2PS    (CX)(SI*1), Y3
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y5
+	VMULPS       Y5, Y3, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VCVTPH2PS    (DX)(DI*1), Y3
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JMP          qg4VP2048_2x1_loop
+
+qg4VP2048_2x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, 32(AX)
 	VZEROUPPER
 	RET

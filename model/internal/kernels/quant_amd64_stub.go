@@ -49,9 +49,6 @@ func qmm8_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w
 // qg4_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
 func qg4_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qg4_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
-func qg4_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
 // qg4_1x2 computes 1 groups of 8 weight rows × 2 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
 func qg4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
@@ -60,6 +57,12 @@ func qg4_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32,
 
 // qg4_1x4 computes 1 groups of 8 weight rows × 4 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
 func qg4_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qg4P2048_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4P2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qg4P2048_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4P2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
 // qdot8V_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
 func qdot8V_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
@@ -100,9 +103,6 @@ func qmm8V_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, 
 // qg4V_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
 func qg4V_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qg4V_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
-func qg4V_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
 // qg4V_1x2 computes 1 groups of 8 weight rows × 2 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
 func qg4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
@@ -111,3 +111,9 @@ func qg4V_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32
 
 // qg4V_1x4 computes 1 groups of 8 weight rows × 4 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
 func qg4V_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qg4VP2048_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4VP2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+
+// qg4VP2048_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4VP2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
