@@ -465,3 +465,36 @@ func TestDequantRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestQ4Layout pins the documented 4-bit storage: rows 0..7 interleaved (group 0's block b is
+// the 128 bytes at 128b, piece k holding bytes 4k..4k+3 of each row's 16-byte block in row
+// order; scales at D[8b+i], offsets at M[8·b+i]), the last 3 rows one by one.
+func TestQ4Layout(t *testing.T) {
+	rows, cols := 11, 64
+	w := make([]float32, rows*cols)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			w[r*cols+c] = float32((r*7+c*3)%16) + 0.25*float32(r)
+		}
+	}
+	q, _ := quantized(w, rows, cols, 4, Q4Nearest)
+	nb, ms := q.Blocks(), q.MStride()
+	for r := 0; r < rows; r++ {
+		for b := 0; b < nb; b++ {
+			row := NewQuant(4, 1, cols) // the row quantized alone: one-by-one layout
+			row.QuantizeRow(0, w[r*cols:(r+1)*cols], Q4Nearest)
+			for j := 0; j < 16; j++ {
+				want := row.Q[b*16+j]
+				var at, di, mi int
+				if r < 8 {
+					at, di, mi = 128*b+32*(j/4)+4*r+j%4, 8*b+r, 8*b+r
+				} else {
+					at, di, mi = (r*nb+b)*16+j, r*nb+b, r*ms+b
+				}
+				if q.Q[at] != want || q.D[di] != row.D[b] || q.M[mi] != row.M[b] {
+					t.Fatalf("row %d block %d byte %d: Q[%d]=%#x D=%#x M=%#x, want %#x %#x %#x", r, b, j, at, q.Q[at], q.D[di], q.M[mi], want, row.D[b], row.M[b])
+				}
+			}
+		}
+	}
+}
