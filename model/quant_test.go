@@ -166,8 +166,10 @@ func TestQuantizedModes(t *testing.T) {
 			// The products give a row the same bits in any span, but attention over 7-token
 			// chunks sums in another order, and a last-bit difference of its output can move
 			// an activation across an int8 rounding boundary (a step of max|x|/127 in one
-			// value): 1.6e-5 seen on logits near 0.6.
-			require.InDeltaSlice(t, want.Data(), got.Data(), 1e-4)
+			// value), which later layers carry on: without such a flip the logits agree to
+			// 3e-7; with one, 1.6e-5 was seen (AVX2 route) and 1.2e-3 (pure-Go q4 route,
+			// chunks of 6 and 7; chunks of 5, 9, 11, 13 and 17 flip nothing there).
+			require.InDeltaSlice(t, want.Data(), got.Data(), 2e-3)
 		})
 	}
 }

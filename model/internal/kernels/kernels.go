@@ -120,7 +120,7 @@ func (p *Pool) MatVecs(x []float32, cols int, ps [MaxProducts]Product) {
 	defer p.mu.Unlock()
 	qx := p.quantized(&ps, x, cols)
 	p.set(job{op: opMatVecs, x: x, qx: qx, cols: cols, prods: ps})
-	p.dispatch(total, 16, 4)
+	p.dispatch(total, 16, 8)
 }
 
 // matVecsRows computes rows [r0, r1) of the products laid end to end; scratch is the
@@ -132,7 +132,7 @@ func matVecsRows(ps *[MaxProducts]Product, x []float32, qx *QX, cols, r0, r1 int
 		lo, hi := max(r0-base, 0), min(r1-base, pr.Rows)
 		if lo < hi {
 			if pr.WQ != nil {
-				matVecQRows(pr.Dst, pr.WQ, qx, lo, hi)
+				matVecQRows(pr.Dst, pr.WQ, qx, lo, hi, scratch)
 			} else if pr.WB != nil {
 				matVecBF16Rows(pr.Dst, pr.WB, x, lo, hi, cols, scratch)
 			} else {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -84,4 +85,47 @@ func abs64(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+// TestSiLUMulRoutes: the AVX2 route gives every element the bits of the Go twin siluMul1,
+// whatever its position (so a prefill row and a decode row agree), over ordinary, saturated,
+// clamped and special inputs; and the twin is within 4e-7 of the float64 formula.
+func TestSiLUMulRoutes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	n := 4099
+	g, u := randVec(rng, n), randVec(rng, n)
+	for i := range g {
+		switch rng.IntN(10) {
+		case 0:
+			g[i] *= 40 // reaches the clamp at ±88
+		case 1:
+			g[i] = []float32{0, float32(math.Copysign(0, -1)), 88, -88, 87.9, -87.9, 1e-30, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}[rng.IntN(10)]
+		default:
+			g[i] *= 6
+		}
+	}
+	defer setRoute(setRoute(route{}))
+	for _, r := range routes() {
+		setRoute(r)
+		for _, off := range []int{0, 1, 5} {
+			dst := make([]float32, n-off)
+			SiLUMul(dst, g[off:], u[off:])
+			for i, v := range dst {
+				want := siluMul1(g[off+i], u[off+i])
+				if math.Float32bits(v) != math.Float32bits(want) && !(v != v && want != want) {
+					t.Fatalf("%s offset %d: silu(%v)·%v = %v, twin %v", r.name, off, g[off+i], u[off+i], v, want)
+				}
+			}
+		}
+	}
+	for i := range g {
+		x := float64(g[i])
+		if math.IsNaN(x) || math.Abs(x) > 80 {
+			continue
+		}
+		exact := x / (1 + math.Exp(-x)) * float64(u[i])
+		if d := math.Abs(float64(siluMul1(g[i], u[i])) - exact); d > 4e-7*math.Abs(exact)+1e-38 {
+			t.Fatalf("silu(%v)·%v = %v, float64 %v", g[i], u[i], siluMul1(g[i], u[i]), exact)
+		}
+	}
 }

@@ -146,9 +146,9 @@ func (j *job) Chunk(id, lo, hi int) {
 	case opMatVecs:
 		matVecsRows(&j.prods, j.x, j.qx, j.cols, lo, hi, j.scratch[id])
 	case opMatVecQ:
-		matVecQRows(j.dst, j.wq, j.qx, lo, hi)
+		matVecQRows(j.dst, j.wq, j.qx, lo, hi, j.scratch[id])
 	case opMatMulQ:
-		matMulsQRows(&j.prods, j.qx, j.n, lo, hi)
+		matMulsQRows(&j.prods, j.qx, j.n, lo, hi, j.scratch[id])
 	case opQuantX:
 		quantizeXRows(j.qx, j.x, j.cols, lo, hi)
 	case opSiLUMul:

@@ -18,10 +18,16 @@ const QBlock = 32
 // With Bits 8, block b of row r holds 32 int8 values q (as bytes) in Q[(r·Blocks+b)·32:]
 // and the weight is D·q, D the float16 scale D[r·Blocks+b].
 //
-// With Bits 4, block b of row r holds 16 bytes in Q[(r·Blocks+b)·16:]; byte j carries
-// column j in its low nibble and column j+16 in its high nibble, q ∈ [0, 15], and the
-// weight is D·q + M with the float16 scale D[r·Blocks+b] and offset M[r·MStride()+b]. M
-// is padded per row to a multiple of 8 blocks (zeros) so kernels read it 8 at a time.
+// With Bits 4, each row's block b is 16 bytes whose byte j carries column j in its low
+// nibble and column j+16 in its high nibble, q ∈ [0, 15], and the weight is d·q + m with a
+// float16 scale d and offset m. The rows are stored in interleaved groups of 8 (rows
+// 8g..8g+7, g < Rows/8) so that one 32-byte load feeds 8 rows at once: group g's block b
+// is the 128 bytes Q[(g·Blocks+b)·128:], piece k (32 bytes at 32k) holding bytes 4k..4k+3
+// of the 8 rows' blocks in row order; their scales are D[(g·Blocks+b)·8:] and offsets
+// M[(g·MStride()+b)·8:], 8 each in row order. The last Rows mod 8 rows are stored one by
+// one: block b of such a row r at Q[(r·Blocks+b)·16:], scale D[r·Blocks+b], offset
+// M[r·MStride()+b]. Either way Q, D and M have Rows·Blocks·16, Rows·Blocks and
+// Rows·MStride() elements (the offsets of blocks Blocks.. up to MStride are zero).
 type Quant struct {
 	Bits       int
 	Rows, Cols int
@@ -91,17 +97,62 @@ func (w *Quant) QuantizeRow(r int, src []float32, scheme Q4Scheme) {
 		} else {
 			d, m = nearestBlock4(&q, &blk)
 		}
-		w.D[i], w.M[r*w.MStride()+b] = f16.FromFloat32(d), f16.FromFloat32(m)
-		d, m = f16.ToFloat32(w.D[i]), f16.ToFloat32(w.M[r*w.MStride()+b])
+		di, mi := w.dAt(r, b), w.mAt(r, b)
+		w.D[di], w.M[mi] = f16.FromFloat32(d), f16.FromFloat32(m)
+		d, m = f16.ToFloat32(w.D[di]), f16.ToFloat32(w.M[mi])
 		// Requantize against the stored (rounded) scale and offset.
 		for j, x := range blk {
 			q[j] = level4(x, d, m)
 		}
-		out := w.Q[i*QBlock/2 : (i+1)*QBlock/2]
-		for j := range out {
-			out[j] = q[j] | q[j+16]<<4
+		o, step := w.q4At(r, b)
+		for j := 0; j < 16; j++ {
+			w.Q[o+j/4*step+j%4] = q[j] | q[j+16]<<4
 		}
 	}
+}
+
+// grouped returns the number of rows of w stored in interleaved groups of 8: Rows rounded
+// down to a multiple of 8 for 4 bits, none for 8 bits.
+func (w *Quant) grouped() int {
+	if w.Bits != 4 {
+		return 0
+	}
+	return w.Rows &^ 7
+}
+
+// q4At returns where row r's 16-byte block b starts in Q (4 bits) and the distance between
+// its groups of 4 bytes: byte j is Q[o + (j/4)·step + j%4].
+func (w *Quant) q4At(r, b int) (o, step int) {
+	if r < w.grouped() {
+		return ((r/8)*w.Blocks()+b)*128 + r%8*4, 32
+	}
+	return (r*w.Blocks() + b) * 16, 4
+}
+
+// dAt returns the index in D of row r's block b scale.
+func (w *Quant) dAt(r, b int) int {
+	if r < w.grouped() {
+		return ((r/8)*w.Blocks()+b)*8 + r%8
+	}
+	return r*w.Blocks() + b
+}
+
+// mAt returns the index in M of row r's block b offset (4 bits).
+func (w *Quant) mAt(r, b int) int {
+	if r < w.grouped() {
+		return ((r/8)*w.MStride()+b)*8 + r%8
+	}
+	return r*w.MStride() + b
+}
+
+// level returns the 4-bit level of column j (< 32) of row r's block b.
+func (w *Quant) level(r, b, j int) uint8 {
+	o, step := w.q4At(r, b)
+	v := w.Q[o+j%16/4*step+j%4]
+	if j >= 16 {
+		v >>= 4
+	}
+	return v & 15
 }
 
 // quantBlock8 stores the block's int8 levels in q and returns their scale d (float16 bits).
@@ -331,31 +382,26 @@ func (w *Quant) DequantizeRow(dst []float32, r int) { w.dequant(dst[:w.Cols], r,
 // dequant widens columns [c0, c1) of row r into dst (c0 a multiple of QBlock).
 func (w *Quant) dequant(dst []float32, r, c0, c1 int) {
 	nb := w.Blocks()
-	if full := (c1 - c0) / QBlock; full > 0 && asmDequant(dst[:full*QBlock], w, r, c0/QBlock, full) {
+	if full := (c1 - c0) / QBlock; full > 0 && w.Bits == 8 && asmDequant(dst[:full*QBlock], w, r, c0/QBlock, full) {
 		c0 += full * QBlock
 		dst = dst[full*QBlock:]
 	}
 	for c := c0; c < c1; c += QBlock {
 		b := c / QBlock
-		i := r*nb + b
-		d := f16.ToFloat32(w.D[i])
 		n := min(QBlock, c1-c)
 		o := dst[c-c0 : c-c0+n]
 		if w.Bits == 8 {
+			i := r*nb + b
+			d := f16.ToFloat32(w.D[i])
 			q := w.Q[i*QBlock : i*QBlock+n]
 			for j := range o {
 				o[j] = d * float32(int8(q[j]))
 			}
 			continue
 		}
-		m := f16.ToFloat32(w.M[r*w.MStride()+b])
-		q := w.Q[i*QBlock/2 : (i+1)*QBlock/2]
+		d, m := f16.ToFloat32(w.D[w.dAt(r, b)]), f16.ToFloat32(w.M[w.mAt(r, b)])
 		for j := range o {
-			v := q[j&15]
-			if j >= 16 {
-				v >>= 4
-			}
-			o[j] = d*float32(v&15) + m
+			o[j] = d*float32(w.level(r, b, j)) + m
 		}
 	}
 }
@@ -439,49 +485,48 @@ func quantBlockX(q []int8, xs []float32) (d, s float32) {
 
 // goDotQ is one output of the pure-Go quantized products: weight row r of w times
 // activation row t of x. MatVecQ and MatMulQ both call it, so a row's result has the same
-// bits alone or in a batch. It follows the assembly tiles' arithmetic (see asm/quant): per
-// block, 8 lanes of exact int32 sums of 4 columns each, each added to its lane's float32
-// accumulator by a fused multiply-add with the float32 product of the block scales; then
-// the 4-bit offsets, 8 blocks per lane group; then the lanes summed as
-// ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). So the routes agree bit for bit except where the
-// float64 fused multiply-add, rounded to float32, rounds twice differently (rare).
+// bits alone or in a batch. It follows the assembly tiles' arithmetic (see asm/quant). 8
+// bits: per block, 8 lanes of exact int32 sums of 4 columns each, each added to its lane's
+// float32 accumulator by a fused multiply-add with the float32 product of the block scales;
+// then the lanes summed as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). 4 bits: per block, the
+// exact int32 sum of the block, added by a fused multiply-add with the product of the
+// scales, then the offset times the activation block's d·Σq by another. So the routes agree
+// bit for bit except where the float64 fused multiply-add, rounded to float32, rounds twice
+// differently (rare).
 func goDotQ(w *Quant, r int, x *QX, t int) float32 {
 	nb := w.Blocks()
 	xq := x.Q[t*x.Blocks*QBlock : t*x.Blocks*QBlock+nb*QBlock]
 	xd := x.D[t*x.MStride : t*x.MStride+nb]
+	if w.Bits == 4 {
+		xs := x.S[t*x.MStride : t*x.MStride+nb]
+		var acc float32
+		for b := 0; b < nb; b++ {
+			xb := xq[b*QBlock : (b+1)*QBlock]
+			o, step := w.q4At(r, b)
+			var s int32
+			for k := 0; k < 4; k++ {
+				q := w.Q[o+k*step : o+k*step+4]
+				for j, v := range q {
+					s += int32(v&15)*int32(xb[4*k+j]) + int32(v>>4)*int32(xb[16+4*k+j])
+				}
+			}
+			acc = fma32(float32(s), f16.ToFloat32(w.D[w.dAt(r, b)])*xd[b], acc)
+			acc = fma32(f16.ToFloat32(w.M[w.mAt(r, b)]), xs[b], acc)
+		}
+		return acc
+	}
 	var acc [8]float32
 	var s [8]int32
 	for b := 0; b < nb; b++ {
 		xb := xq[b*QBlock : (b+1)*QBlock]
-		if w.Bits == 8 {
-			qb := w.Q[(r*nb+b)*QBlock : (r*nb+b+1)*QBlock]
-			for j := range s {
-				s[j] = int32(int8(qb[4*j]))*int32(xb[4*j]) + int32(int8(qb[4*j+1]))*int32(xb[4*j+1]) +
-					int32(int8(qb[4*j+2]))*int32(xb[4*j+2]) + int32(int8(qb[4*j+3]))*int32(xb[4*j+3])
-			}
-		} else {
-			qb := w.Q[(r*nb+b)*16 : (r*nb+b+1)*16]
-			for j := range s {
-				sh, o := 0, 4*j
-				if j >= 4 {
-					sh, o = 4, 4*j-16
-				}
-				s[j] = int32(qb[o]>>sh&15)*int32(xb[4*j]) + int32(qb[o+1]>>sh&15)*int32(xb[4*j+1]) +
-					int32(qb[o+2]>>sh&15)*int32(xb[4*j+2]) + int32(qb[o+3]>>sh&15)*int32(xb[4*j+3])
-			}
+		qb := w.Q[(r*nb+b)*QBlock : (r*nb+b+1)*QBlock]
+		for j := range s {
+			s[j] = int32(int8(qb[4*j]))*int32(xb[4*j]) + int32(int8(qb[4*j+1]))*int32(xb[4*j+1]) +
+				int32(int8(qb[4*j+2]))*int32(xb[4*j+2]) + int32(int8(qb[4*j+3]))*int32(xb[4*j+3])
 		}
 		sc := f16.ToFloat32(w.D[r*nb+b]) * xd[b]
 		for j := range acc {
 			acc[j] = fma32(float32(s[j]), sc, acc[j])
-		}
-	}
-	if w.Bits == 4 {
-		xs := x.S[t*x.MStride : (t+1)*x.MStride]
-		ms := w.M[r*w.MStride() : (r+1)*w.MStride()]
-		for k := 0; k < nb; k += 8 {
-			for j := range acc {
-				acc[j] = fma32(xs[k+j], f16.ToFloat32(ms[k+j]), acc[j])
-			}
 		}
 	}
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))

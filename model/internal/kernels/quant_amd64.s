@@ -140,53 +140,6 @@ dequant8_done:
 	VZEROUPPER
 	RET
 
-// func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dequant4(SB), NOSPLIT, $0-40
-	MOVQ         dst+0(FP), AX
-	MOVQ         q+8(FP), CX
-	MOVQ         d+16(FP), DX
-	MOVQ         m+24(FP), BX
-	MOVQ         nb+32(FP), SI
-	XORQ         DI, DI
-	MOVL         $0x0000000f, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-
-dequant4_loop:
-	CMPQ         DI, SI
-	JGE          dequant4_done
-	VPBROADCASTW (DX)(DI*2), X1
-	VCVTPH2PS    X1, Y1
-	VPBROADCASTW (BX)(DI*2), X2
-	VCVTPH2PS    X2, Y2
-	VPMOVZXBD    (CX), Y3
-	VPAND        Y0, Y3, Y4
-	VPSRLD       $0x04, Y3, Y3
-	VCVTDQ2PS    Y4, Y4
-	VFMADD213PS  Y2, Y1, Y4
-	VMOVUPS      Y4, (AX)
-	VCVTDQ2PS    Y3, Y3
-	VFMADD213PS  Y2, Y1, Y3
-	VMOVUPS      Y3, 64(AX)
-	VPMOVZXBD    8(CX), Y3
-	VPAND        Y0, Y3, Y4
-	VPSRLD       $0x04, Y3, Y3
-	VCVTDQ2PS    Y4, Y4
-	VFMADD213PS  Y2, Y1, Y4
-	VMOVUPS      Y4, 32(AX)
-	VCVTDQ2PS    Y3, Y3
-	VFMADD213PS  Y2, Y1, Y3
-	VMOVUPS      Y3, 96(AX)
-	ADDQ         $0x10, CX
-	ADDQ         $0x80, AX
-	INCQ         DI
-	JMP          dequant4_loop
-
-dequant4_done:
-	VZEROUPPER
-	RET
-
 // func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·qdot8_1x1(SB), NOSPLIT, $32-64
@@ -3845,4152 +3798,770 @@ qmm8_4x2_blocks_done:
 	VZEROUPPER
 	RET
 
-// func qdot4_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·qdot4_1x1(SB), NOSPLIT, $32-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         d+48(FP), BX
-	MOVQ         nb+80(FP), SI
-	MOVQ         ldw+40(FP), DI
-	SHLQ         $0x00, DI
-	LEAQ         (DX)(DI*1), DI
-	MOVL         $0x00010001, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	XORQ         R8, R8
-	XORQ         R9, R9
-	MOVQ         $0x0000000000000004, R10
-	VMOVQ        R10, X3
-	VPBROADCASTQ X3, Y3
-	VPXOR        X4, X4, X4
-	VINSERTI128  $0x00, X4, Y3, Y3
-	MOVQ         SI, R10
-	ANDQ         $-8, R10
-
-qdot4_1x1_loop8:
-	CMPQ           R8, R10
-	JGE            qdot4_1x1_loop
-	VCVTPH2PS      (BX)(R8*2), Y4
-	VMULPS         (CX)(R8*4), Y4, Y4
-	VMOVUPS        Y4, (SP)
-	VMOVDQU        (AX)(R9*2), Y4
-	PREFETCHT0     (DI)(R9*1)
-	VBROADCASTI128 (DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   (SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        32(AX)(R9*2), Y4
-	PREFETCHT0     16(DI)(R9*1)
-	VBROADCASTI128 16(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   4(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        64(AX)(R9*2), Y4
-	PREFETCHT0     32(DI)(R9*1)
-	VBROADCASTI128 32(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   8(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        96(AX)(R9*2), Y4
-	PREFETCHT0     48(DI)(R9*1)
-	VBROADCASTI128 48(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   12(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        128(AX)(R9*2), Y4
-	PREFETCHT0     64(DI)(R9*1)
-	VBROADCASTI128 64(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   16(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        160(AX)(R9*2), Y4
-	PREFETCHT0     80(DI)(R9*1)
-	VBROADCASTI128 80(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   20(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        192(AX)(R9*2), Y4
-	PREFETCHT0     96(DI)(R9*1)
-	VBROADCASTI128 96(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   24(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	VMOVDQU        224(AX)(R9*2), Y4
-	PREFETCHT0     112(DI)(R9*1)
-	VBROADCASTI128 112(DX)(R9*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y1, Y5, Y5
-	VPMADDUBSW     Y4, Y5, Y4
-	VPMADDWD       Y0, Y4, Y4
-	VCVTDQ2PS      Y4, Y4
-	VBROADCASTSS   28(SP), Y5
-	VFMADD231PS    Y4, Y5, Y2
-	ADDQ           $0x08, R8
-	ADDQ           $0x00000080, R9
-	JMP            qdot4_1x1_loop8
-
-qdot4_1x1_loop:
-	CMPQ           R8, SI
-	JGE            qdot4_1x1_blocks_done
-	VBROADCASTSS   (CX)(R8*4), Y4
-	VMOVDQU        (AX)(R9*2), Y5
-	PREFETCHT0     (DI)(R9*1)
-	VBROADCASTI128 (DX)(R9*1), Y6
-	VPSRLVQ        Y3, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VPBROADCASTW   (BX)(R8*2), X6
-	VCVTPH2PS      X6, Y6
-	VMULPS         Y4, Y6, Y6
-	VFMADD231PS    Y5, Y6, Y2
-	INCQ           R8
-	ADDQ           $0x10, R9
-	JMP            qdot4_1x1_loop
-
-qdot4_1x1_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ xs+24(FP), CX
-	XORQ DX, DX
-
-qdot4_1x1_mloop:
-	CMPQ        DX, SI
-	JGE         qdot4_1x1_reduce
-	VMOVUPS     (CX)(DX*4), Y0
-	VCVTPH2PS   (AX)(DX*2), Y1
-	VFMADD231PS Y0, Y1, Y2
-	ADDQ        $0x08, DX
-	JMP         qdot4_1x1_mloop
-
-qdot4_1x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VZEROUPPER
-	RET
-
-// func qdot4_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·qdot4_1x2(SB), NOSPLIT, $64-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), BX
-	MOVQ         d+48(FP), SI
-	MOVQ         ldd+56(FP), DI
-	SHLQ         $0x01, DI
-	LEAQ         (SI)(DI*1), DI
-	MOVQ         nb+80(FP), R8
-	MOVQ         ldw+40(FP), R9
-	SHLQ         $0x01, R9
-	LEAQ         (DX)(R9*1), R9
-	MOVL         $0x00010001, R10
-	VMOVD        R10, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R10
-	VMOVD        R10, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	XORQ         R10, R10
-	XORQ         R11, R11
-	MOVQ         $0x0000000000000004, R12
-	VMOVQ        R12, X4
-	VPBROADCASTQ X4, Y4
-	VPXOR        X5, X5, X5
-	VINSERTI128  $0x00, X5, Y4, Y4
-	MOVQ         R8, R12
-	ANDQ         $-8, R12
-
-qdot4_1x2_loop8:
-	CMPQ           R10, R12
-	JGE            qdot4_1x2_loop
-	VCVTPH2PS      (SI)(R10*2), Y5
-	VMULPS         (CX)(R10*4), Y5, Y5
-	VMOVUPS        Y5, (SP)
-	VCVTPH2PS      (DI)(R10*2), Y5
-	VMULPS         (CX)(R10*4), Y5, Y5
-	VMOVUPS        Y5, 32(SP)
-	VMOVDQU        (AX)(R11*2), Y5
-	PREFETCHT0     (R9)(R11*2)
-	VBROADCASTI128 (DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   (SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 (BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   32(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        32(AX)(R11*2), Y5
-	PREFETCHT0     32(R9)(R11*2)
-	VBROADCASTI128 16(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   4(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 16(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   36(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        64(AX)(R11*2), Y5
-	PREFETCHT0     64(R9)(R11*2)
-	VBROADCASTI128 32(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   8(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 32(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   40(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        96(AX)(R11*2), Y5
-	PREFETCHT0     96(R9)(R11*2)
-	VBROADCASTI128 48(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   12(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 48(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   44(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        128(AX)(R11*2), Y5
-	PREFETCHT0     128(R9)(R11*2)
-	VBROADCASTI128 64(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   16(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 64(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   48(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        160(AX)(R11*2), Y5
-	PREFETCHT0     160(R9)(R11*2)
-	VBROADCASTI128 80(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   20(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 80(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   52(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        192(AX)(R11*2), Y5
-	PREFETCHT0     192(R9)(R11*2)
-	VBROADCASTI128 96(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   24(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 96(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   56(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	VMOVDQU        224(AX)(R11*2), Y5
-	PREFETCHT0     224(R9)(R11*2)
-	VBROADCASTI128 112(DX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   28(SP), Y7
-	VFMADD231PS    Y6, Y7, Y2
-	VBROADCASTI128 112(BX)(R11*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y1, Y6, Y6
-	VPMADDUBSW     Y5, Y6, Y5
-	VPMADDWD       Y0, Y5, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   60(SP), Y6
-	VFMADD231PS    Y5, Y6, Y3
-	ADDQ           $0x08, R10
-	ADDQ           $0x00000080, R11
-	JMP            qdot4_1x2_loop8
-
-qdot4_1x2_loop:
-	CMPQ           R10, R8
-	JGE            qdot4_1x2_blocks_done
-	VBROADCASTSS   (CX)(R10*4), Y5
-	VMOVDQU        (AX)(R11*2), Y6
-	PREFETCHT0     (R9)(R11*2)
-	VBROADCASTI128 (DX)(R11*1), Y7
-	VPSRLVQ        Y4, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (SI)(R10*2), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y5, Y8, Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 (BX)(R11*1), Y7
-	VPSRLVQ        Y4, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VPBROADCASTW   (DI)(R10*2), X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         Y5, Y7, Y7
-	VFMADD231PS    Y6, Y7, Y3
-	INCQ           R10
-	ADDQ           $0x10, R11
-	JMP            qdot4_1x2_loop
-
-qdot4_1x2_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), CX
-	MOVQ xs+24(FP), DX
-	XORQ BX, BX
-
-qdot4_1x2_mloop:
-	CMPQ        BX, R8
-	JGE         qdot4_1x2_reduce
-	VMOVUPS     (DX)(BX*4), Y0
-	VCVTPH2PS   (AX)(BX*2), Y1
-	VFMADD231PS Y0, Y1, Y2
-	VCVTPH2PS   (CX)(BX*2), Y1
-	VFMADD231PS Y0, Y1, Y3
-	ADDQ        $0x08, BX
-	JMP         qdot4_1x2_mloop
-
-qdot4_1x2_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VZEROUPPER
-	RET
-
-// func qdot4_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qdot4_1x3(SB), NOSPLIT, $96-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), SI
-	LEAQ         (SI)(BX*1), BX
-	MOVQ         d+48(FP), DI
-	MOVQ         ldd+56(FP), R8
-	SHLQ         $0x01, R8
-	LEAQ         (DI)(R8*1), R9
-	LEAQ         (R9)(R8*1), R8
-	MOVQ         nb+80(FP), R10
-	MOVL         $0x00010001, R11
+TEXT ·qg4_1x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         nb+104(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4_1x1_done
+	VMOVDQU      (AX), Y4
+	VPAND        Y0, Y4, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD (BX), Y5
+	VPMADDUBSW   Y5, Y3, Y3
+	VPBROADCASTD 16(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      32(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 4(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 20(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      64(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 8(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 24(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      96(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 12(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 28(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VCVTPH2PS    (CX), Y4
+	VPMADDWD     Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y5
+	VFMADD231PS  Y3, Y5, Y2
+	VCVTPH2PS    (DX), Y3
+	VBROADCASTSS (DI), Y4
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4_1x1_loop
+
+qg4_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y2, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·qg4_1x2(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         ldx+24(FP), R8
+	MOVQ         ldxd+48(FP), R9
+	SHLQ         $0x02, R9
+	MOVQ         nb+104(FP), R10
+	MOVL         $0x0f0f0f0f, R11
 	VMOVD        R11, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R11
+	MOVL         $0x00010001, R11
 	VMOVD        R11, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	XORQ         R11, R11
-	XORQ         R12, R12
-	MOVQ         $0x0000000000000004, R13
-	VMOVQ        R13, X5
-	VPBROADCASTQ X5, Y5
-	VPXOR        X6, X6, X6
-	VINSERTI128  $0x00, X6, Y5, Y5
-	MOVQ         R10, R13
-	ANDQ         $-8, R13
 
-qdot4_1x3_loop8:
-	CMPQ           R11, R13
-	JGE            qdot4_1x3_loop
-	VCVTPH2PS      (DI)(R11*2), Y6
-	VMULPS         (CX)(R11*4), Y6, Y6
-	VMOVUPS        Y6, (SP)
-	VCVTPH2PS      (R9)(R11*2), Y6
-	VMULPS         (CX)(R11*4), Y6, Y6
-	VMOVUPS        Y6, 32(SP)
-	VCVTPH2PS      (R8)(R11*2), Y6
-	VMULPS         (CX)(R11*4), Y6, Y6
-	VMOVUPS        Y6, 64(SP)
-	VMOVDQU        (AX)(R12*2), Y6
-	VBROADCASTI128 (DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 (SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   32(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 (BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   64(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        32(AX)(R12*2), Y6
-	VBROADCASTI128 16(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   4(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 16(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   36(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 16(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   68(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        64(AX)(R12*2), Y6
-	VBROADCASTI128 32(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   8(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 32(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   40(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 32(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   72(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        96(AX)(R12*2), Y6
-	VBROADCASTI128 48(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   12(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 48(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   44(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 48(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   76(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        128(AX)(R12*2), Y6
-	VBROADCASTI128 64(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   16(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 64(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   48(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 64(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   80(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        160(AX)(R12*2), Y6
-	VBROADCASTI128 80(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   20(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 80(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   52(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 80(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   84(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        192(AX)(R12*2), Y6
-	VBROADCASTI128 96(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   24(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 96(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   56(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 96(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   88(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	VMOVDQU        224(AX)(R12*2), Y6
-	VBROADCASTI128 112(DX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   28(SP), Y8
-	VFMADD231PS    Y7, Y8, Y2
-	VBROADCASTI128 112(SI)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   60(SP), Y8
-	VFMADD231PS    Y7, Y8, Y3
-	VBROADCASTI128 112(BX)(R12*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     Y6, Y7, Y6
-	VPMADDWD       Y0, Y6, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   92(SP), Y7
-	VFMADD231PS    Y6, Y7, Y4
-	ADDQ           $0x08, R11
-	ADDQ           $0x00000080, R12
-	JMP            qdot4_1x3_loop8
-
-qdot4_1x3_loop:
-	CMPQ           R11, R10
-	JGE            qdot4_1x3_blocks_done
-	VBROADCASTSS   (CX)(R11*4), Y6
-	VMOVDQU        (AX)(R12*2), Y7
-	VBROADCASTI128 (DX)(R12*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (DI)(R11*2), X9
-	VCVTPH2PS      X9, Y9
-	VMULPS         Y6, Y9, Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 (SI)(R12*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (R9)(R11*2), X9
-	VCVTPH2PS      X9, Y9
-	VMULPS         Y6, Y9, Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 (BX)(R12*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (R8)(R11*2), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y7, Y8, Y4
-	INCQ           R11
-	ADDQ           $0x10, R12
-	JMP            qdot4_1x3_loop
-
-qdot4_1x3_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), DX
-	LEAQ (DX)(CX*1), CX
-	MOVQ xs+24(FP), BX
-	XORQ SI, SI
-
-qdot4_1x3_mloop:
-	CMPQ        SI, R10
-	JGE         qdot4_1x3_reduce
-	VMOVUPS     (BX)(SI*4), Y0
-	VCVTPH2PS   (AX)(SI*2), Y1
-	VFMADD231PS Y0, Y1, Y2
-	VCVTPH2PS   (DX)(SI*2), Y1
-	VFMADD231PS Y0, Y1, Y3
-	VCVTPH2PS   (CX)(SI*2), Y1
-	VFMADD231PS Y0, Y1, Y4
-	ADDQ        $0x08, SI
-	JMP         qdot4_1x3_mloop
-
-qdot4_1x3_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VZEROUPPER
-	RET
-
-// func qdot4_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·qdot4_1x4(SB), NOSPLIT, $128-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), SI
-	LEAQ         (SI)(BX*1), DI
-	LEAQ         (DI)(BX*1), BX
-	MOVQ         d+48(FP), R8
-	MOVQ         ldd+56(FP), R9
-	SHLQ         $0x01, R9
-	LEAQ         (R8)(R9*1), R10
-	LEAQ         (R10)(R9*1), R11
-	LEAQ         (R11)(R9*1), R9
-	MOVQ         nb+80(FP), R12
-	MOVQ         ldw+40(FP), R13
-	SHLQ         $0x02, R13
-	LEAQ         (DX)(R13*1), R13
-	MOVL         $0x00010001, R14
-	VMOVD        R14, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R14
-	VMOVD        R14, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	XORQ         R14, R14
-	XORQ         R15, R15
-	MOVQ         $0x0000000000000004, BP
-	VMOVQ        BP, X6
-	VPBROADCASTQ X6, Y6
-	VPXOR        X7, X7, X7
-	VINSERTI128  $0x00, X7, Y6, Y6
-	MOVQ         R12, BP
-	ANDQ         $-8, BP
-
-qdot4_1x4_loop8:
-	CMPQ           R14, BP
-	JGE            qdot4_1x4_loop
-	VCVTPH2PS      (R8)(R14*2), Y7
-	VMULPS         (CX)(R14*4), Y7, Y7
-	VMOVUPS        Y7, (SP)
-	VCVTPH2PS      (R10)(R14*2), Y7
-	VMULPS         (CX)(R14*4), Y7, Y7
-	VMOVUPS        Y7, 32(SP)
-	VCVTPH2PS      (R11)(R14*2), Y7
-	VMULPS         (CX)(R14*4), Y7, Y7
-	VMOVUPS        Y7, 64(SP)
-	VCVTPH2PS      (R9)(R14*2), Y7
-	VMULPS         (CX)(R14*4), Y7, Y7
-	VMOVUPS        Y7, 96(SP)
-	VMOVDQU        (AX)(R15*2), Y7
-	PREFETCHT0     (R13)(R15*4)
-	VBROADCASTI128 (DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   (SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 (SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   32(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 (DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   64(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 (BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   96(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        32(AX)(R15*2), Y7
-	PREFETCHT0     64(R13)(R15*4)
-	VBROADCASTI128 16(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   4(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 16(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   36(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 16(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   68(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 16(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   100(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        64(AX)(R15*2), Y7
-	PREFETCHT0     128(R13)(R15*4)
-	VBROADCASTI128 32(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   8(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 32(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   40(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 32(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   72(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 32(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   104(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        96(AX)(R15*2), Y7
-	PREFETCHT0     192(R13)(R15*4)
-	VBROADCASTI128 48(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   12(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 48(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   44(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 48(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   76(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 48(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   108(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        128(AX)(R15*2), Y7
-	PREFETCHT0     256(R13)(R15*4)
-	VBROADCASTI128 64(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   16(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 64(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   48(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 64(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   80(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 64(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   112(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        160(AX)(R15*2), Y7
-	PREFETCHT0     320(R13)(R15*4)
-	VBROADCASTI128 80(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   20(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 80(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   52(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 80(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   84(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 80(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   116(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        192(AX)(R15*2), Y7
-	PREFETCHT0     384(R13)(R15*4)
-	VBROADCASTI128 96(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   24(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 96(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   56(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 96(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   88(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 96(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   120(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	VMOVDQU        224(AX)(R15*2), Y7
-	PREFETCHT0     448(R13)(R15*4)
-	VBROADCASTI128 112(DX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   28(SP), Y9
-	VFMADD231PS    Y8, Y9, Y2
-	VBROADCASTI128 112(SI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   60(SP), Y9
-	VFMADD231PS    Y8, Y9, Y3
-	VBROADCASTI128 112(DI)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   92(SP), Y9
-	VFMADD231PS    Y8, Y9, Y4
-	VBROADCASTI128 112(BX)(R15*1), Y8
-	VPSRLVQ        Y6, Y8, Y8
-	VPAND          Y1, Y8, Y8
-	VPMADDUBSW     Y7, Y8, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   124(SP), Y8
-	VFMADD231PS    Y7, Y8, Y5
-	ADDQ           $0x08, R14
-	ADDQ           $0x00000080, R15
-	JMP            qdot4_1x4_loop8
-
-qdot4_1x4_loop:
-	CMPQ           R14, R12
-	JGE            qdot4_1x4_blocks_done
-	VBROADCASTSS   (CX)(R14*4), Y7
-	VMOVDQU        (AX)(R15*2), Y8
-	PREFETCHT0     (R13)(R15*4)
-	VBROADCASTI128 (DX)(R15*1), Y9
-	VPSRLVQ        Y6, Y9, Y9
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     Y8, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R8)(R14*2), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y7, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y2
-	VBROADCASTI128 (SI)(R15*1), Y9
-	VPSRLVQ        Y6, Y9, Y9
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     Y8, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R10)(R14*2), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y7, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y3
-	VBROADCASTI128 (DI)(R15*1), Y9
-	VPSRLVQ        Y6, Y9, Y9
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     Y8, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R11)(R14*2), X10
-	VCVTPH2PS      X10, Y10
-	VMULPS         Y7, Y10, Y10
-	VFMADD231PS    Y9, Y10, Y4
-	VBROADCASTI128 (BX)(R15*1), Y9
-	VPSRLVQ        Y6, Y9, Y9
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     Y8, Y9, Y8
-	VPMADDWD       Y0, Y8, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (R9)(R14*2), X9
-	VCVTPH2PS      X9, Y9
-	VMULPS         Y7, Y9, Y9
-	VFMADD231PS    Y8, Y9, Y5
-	INCQ           R14
-	ADDQ           $0x10, R15
-	JMP            qdot4_1x4_loop
-
-qdot4_1x4_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), DX
-	LEAQ (DX)(CX*1), BX
-	LEAQ (BX)(CX*1), CX
-	MOVQ xs+24(FP), SI
-	XORQ DI, DI
-
-qdot4_1x4_mloop:
-	CMPQ        DI, R12
-	JGE         qdot4_1x4_reduce
-	VMOVUPS     (SI)(DI*4), Y0
-	VCVTPH2PS   (AX)(DI*2), Y1
-	VFMADD231PS Y0, Y1, Y2
-	VCVTPH2PS   (DX)(DI*2), Y1
-	VFMADD231PS Y0, Y1, Y3
-	VCVTPH2PS   (BX)(DI*2), Y1
-	VFMADD231PS Y0, Y1, Y4
-	VCVTPH2PS   (CX)(DI*2), Y1
-	VFMADD231PS Y0, Y1, Y5
-	ADDQ        $0x08, DI
-	JMP         qdot4_1x4_mloop
-
-qdot4_1x4_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VZEROUPPER
-	RET
-
-// func qmm4_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_1x1(SB), NOSPLIT, $32-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), CX
-	MOVQ         ldd+80(FP), DX
-	SHLQ         $0x01, DX
-	MOVQ         xq+16(FP), DX
-	MOVQ         xd+32(FP), BX
-	MOVQ         nb+104(FP), SI
-	MOVL         $0x00010001, DI
-	VMOVD        DI, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, DI
-	VMOVD        DI, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-
-qmm4_1x1_loop8:
-	CMPQ         SI, $0x08
-	JL           qmm4_1x1_loop
-	VCVTPH2PS    (CX), Y3
-	VMULPS       (BX), Y3, Y3
-	VMOVUPS      Y3, (SP)
-	VMOVDQU      (AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   (DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS (SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      16(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   32(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 4(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      32(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   64(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 8(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      48(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   96(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 12(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      64(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   128(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 16(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      80(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   160(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 20(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      96(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   192(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 24(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	VMOVDQU      112(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   224(DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS 28(SP), Y5
-	VFMADD231PS  Y3, Y5, Y2
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, CX
-	ADDQ         $0x00000100, DX
-	ADDQ         $0x20, BX
-	SUBQ         $0x08, SI
-	JMP          qmm4_1x1_loop8
-
-qmm4_1x1_loop:
-	TESTQ        SI, SI
-	JZ           qmm4_1x1_blocks_done
-	VMOVDQU      (AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y1, Y3, Y3
-	VPMADDUBSW   (DX), Y3, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VPBROADCASTW (CX), X5
-	VCVTPH2PS    X5, Y5
-	VBROADCASTSS (BX), Y6
-	VMULPS       Y6, Y5, Y6
-	VFMADD231PS  Y3, Y6, Y2
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, CX
-	ADDQ         $0x20, DX
-	ADDQ         $0x04, BX
-	DECQ         SI
-	JMP          qmm4_1x1_loop
-
-qmm4_1x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), CX
-	MOVQ nb+104(FP), DX
-
-qmm4_1x1_mloop:
-	CMPQ        DX, $0x00
-	JLE         qmm4_1x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (CX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
-	JMP         qmm4_1x1_mloop
-
-qmm4_1x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VZEROUPPER
-	RET
-
-// func qmm4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_1x2(SB), NOSPLIT, $64-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), CX
-	MOVQ         ldd+80(FP), DX
-	SHLQ         $0x01, DX
-	MOVQ         xq+16(FP), DX
-	MOVQ         xd+32(FP), BX
-	MOVQ         ldx+24(FP), SI
-	MOVQ         ldxd+48(FP), DI
-	SHLQ         $0x02, DI
-	MOVQ         nb+104(FP), R8
-	MOVL         $0x00010001, R9
-	VMOVD        R9, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-
-qmm4_1x2_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4_1x2_loop
-	VCVTPH2PS    (CX), Y4
-	VMULPS       (BX), Y4, Y5
-	VMOVUPS      Y5, (SP)
-	VMULPS       (BX)(DI*1), Y4, Y4
-	VMOVUPS      Y4, 32(SP)
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   (DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
+qg4_1x2_loop:
+	TESTQ        R10, R10
+	JZ           qg4_1x2_done
+	VMOVDQU      (AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        Y0, Y6, Y6
+	VPBROADCASTD (BX), Y4
+	VPMADDUBSW   Y4, Y5, Y4
+	VPBROADCASTD 16(BX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y4, Y4
+	VPBROADCASTD (BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y5, Y5
+	VPBROADCASTD 16(BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      32(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPBROADCASTD 4(BX), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 20(BX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 4(BX)(R8*1), Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 20(BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      64(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPBROADCASTD 8(BX), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 24(BX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 8(BX)(R8*1), Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 24(BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      96(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPBROADCASTD 12(BX), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 28(BX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPADDW       Y8, Y4, Y4
+	VPBROADCASTD 12(BX)(R8*1), Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 28(BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y5, Y5
+	VCVTPH2PS    (CX), Y6
+	VPMADDWD     Y1, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 32(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      16(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   32(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 4(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   32(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 36(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      32(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   64(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 8(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   64(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 40(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      48(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   96(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 12(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   96(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 44(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      64(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   128(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 16(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   128(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 48(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      80(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   160(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 20(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   160(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 52(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      96(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   192(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 24(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   192(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 56(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VMOVDQU      112(AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   224(DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 28(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VPMADDUBSW   224(DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 60(SP), Y5
-	VFMADD231PS  Y4, Y5, Y3
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, CX
-	ADDQ         $0x00000100, DX
-	ADDQ         $0x20, BX
-	SUBQ         $0x08, R8
-	JMP          qmm4_1x2_loop8
-
-qmm4_1x2_loop:
-	TESTQ        R8, R8
-	JZ           qmm4_1x2_blocks_done
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X4
-	VINSERTI128  $0x01, X4, Y6, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (DX), Y4, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (CX), X7
-	VCVTPH2PS    X7, Y7
-	VBROADCASTSS (BX), Y8
-	VMULPS       Y8, Y7, Y8
-	VFMADD231PS  Y5, Y8, Y2
-	VPMADDUBSW   (DX)(SI*1), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (BX)(DI*1), Y5
-	VMULPS       Y5, Y7, Y5
-	VFMADD231PS  Y4, Y5, Y3
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, CX
-	ADDQ         $0x20, DX
-	ADDQ         $0x04, BX
-	DECQ         R8
-	JMP          qmm4_1x2_loop
-
-qmm4_1x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), CX
-	MOVQ nb+104(FP), DX
-
-qmm4_1x2_mloop:
-	CMPQ        DX, $0x00
-	JLE         qmm4_1x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (CX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VMOVUPS     (CX)(DI*1), Y1
-	VFMADD231PS Y1, Y0, Y3
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
-	JMP         qmm4_1x2_mloop
-
-qmm4_1x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_2x1(SB), NOSPLIT, $64-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
-	MOVQ         nb+104(FP), R8
-	MOVL         $0x00010001, R9
-	VMOVD        R9, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-
-qmm4_2x1_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4_2x1_loop
-	VCVTPH2PS    (DX), Y4
-	VMULPS       (DI), Y4, Y4
-	VMOVUPS      Y4, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y4
-	VMULPS       (DI), Y4, Y4
-	VMOVUPS      Y4, 32(SP)
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      (AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 32(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      16(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   32(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 4(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      16(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   32(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 36(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      32(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   64(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 8(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      32(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   64(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 40(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      48(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   96(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 12(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      48(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   96(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 44(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      64(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   128(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 16(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      64(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   128(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 48(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      80(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   160(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 20(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      80(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   160(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 52(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      96(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   192(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 24(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      96(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   192(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 56(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	VMOVDQU      112(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   224(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 28(SP), Y6
-	VFMADD231PS  Y4, Y6, Y2
-	VMOVDQU      112(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   224(SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 60(SP), Y6
-	VFMADD231PS  Y4, Y6, Y3
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R8
-	JMP          qmm4_2x1_loop8
-
-qmm4_2x1_loop:
-	TESTQ        R8, R8
-	JZ           qmm4_2x1_blocks_done
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VPBROADCASTW (DX), X6
-	VCVTPH2PS    X6, Y6
-	VBROADCASTSS (DI), Y7
+	VBROADCASTSS (SI), Y7
 	VMULPS       Y7, Y6, Y7
 	VFMADD231PS  Y4, Y7, Y2
-	VMOVDQU      (AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y1, Y4, Y4
-	VPMADDUBSW   (SI), Y4, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VPBROADCASTW (DX)(BX*1), X6
-	VCVTPH2PS    X6, Y6
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y7, Y6, Y7
-	VFMADD231PS  Y4, Y7, Y3
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (SI)(R9*1), Y4
+	VMULPS       Y4, Y6, Y4
+	VFMADD231PS  Y5, Y4, Y3
+	VCVTPH2PS    (DX), Y4
+	VBROADCASTSS (DI), Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (DI)(R9*1), Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
 	ADDQ         $0x04, DI
-	DECQ         R8
-	JMP          qmm4_2x1_loop
+	DECQ         R10
+	JMP          qg4_1x2_loop
 
-qmm4_2x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4_2x1_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4_2x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y3
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4_2x1_mloop
-
-qmm4_2x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
+qg4_1x2_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, (AX)(CX*1)
 	VZEROUPPER
 	RET
 
-// func qmm4_2x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_2x2(SB), NOSPLIT, $128-112
+TEXT ·qg4_1x3(SB), NOSPLIT, $0-112
 	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
 	MOVQ         ldx+24(FP), R8
 	MOVQ         ldxd+48(FP), R9
 	SHLQ         $0x02, R9
 	MOVQ         nb+104(FP), R10
-	MOVL         $0x00010001, R11
+	MOVL         $0x0f0f0f0f, R11
 	VMOVD        R11, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R11
+	MOVL         $0x00010001, R11
 	VMOVD        R11, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
 
-qmm4_2x2_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4_2x2_loop
-	VCVTPH2PS    (DX), Y6
-	VMULPS       (DI), Y6, Y7
-	VMOVUPS      Y7, (SP)
-	VMULPS       (DI)(R9*1), Y6, Y6
-	VMOVUPS      Y6, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y6
-	VMULPS       (DI), Y6, Y7
-	VMOVUPS      Y7, 64(SP)
-	VMULPS       (DI)(R9*1), Y6, Y6
-	VMOVUPS      Y6, 96(SP)
-	VMOVDQU      (AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   (SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      (AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 64(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   (SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 96(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      16(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 4(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   32(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 36(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      16(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 68(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   32(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 100(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      32(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 8(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   64(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 40(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      32(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 72(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   64(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 104(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      48(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 12(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   96(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 44(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      48(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 76(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   96(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 108(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      64(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 16(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   128(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 48(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      64(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 80(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   128(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 112(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      80(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 20(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   160(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 52(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      80(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 84(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   160(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 116(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      96(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 24(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   192(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 56(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      96(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 88(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   192(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 120(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	VMOVDQU      112(AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 28(SP), Y9
-	VFMADD231PS  Y7, Y9, Y2
-	VPMADDUBSW   224(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 60(SP), Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      112(AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 92(SP), Y9
-	VFMADD231PS  Y7, Y9, Y4
-	VPMADDUBSW   224(SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 124(SP), Y7
-	VFMADD231PS  Y6, Y7, Y5
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R10
-	JMP          qmm4_2x2_loop8
-
-qmm4_2x2_loop:
+qg4_1x3_loop:
 	TESTQ        R10, R10
-	JZ           qmm4_2x2_blocks_done
-	VMOVDQU      (AX), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX), X9
-	VCVTPH2PS    X9, Y9
-	VBROADCASTSS (DI), Y10
-	VMULPS       Y10, Y9, Y10
-	VFMADD231PS  Y7, Y10, Y2
-	VPMADDUBSW   (SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
+	JZ           qg4_1x3_done
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y7
+	VPSRLW       $0x04, Y5, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD (BX), Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPBROADCASTD 16(BX), Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD (BX)(R8*1), Y6
+	VPMADDUBSW   Y6, Y7, Y6
+	VPBROADCASTD 16(BX)(R8*1), Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD (BX)(R8*2), Y9
+	VPMADDUBSW   Y9, Y7, Y7
+	VPBROADCASTD 16(BX)(R8*2), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPADDW       Y8, Y7, Y7
+	VMOVDQU      32(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 4(BX), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 20(BX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 4(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 20(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 4(BX)(R8*2), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 20(BX)(R8*2), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPADDW       Y8, Y7, Y7
+	VMOVDQU      64(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 8(BX), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 24(BX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 8(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 24(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 8(BX)(R8*2), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 24(BX)(R8*2), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPADDW       Y8, Y7, Y7
+	VMOVDQU      96(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 12(BX), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 28(BX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y5, Y5
+	VPBROADCASTD 12(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 28(BX)(R8*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPADDW       Y10, Y6, Y6
+	VPBROADCASTD 12(BX)(R8*2), Y10
+	VPMADDUBSW   Y10, Y9, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 28(BX)(R8*2), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPADDW       Y8, Y7, Y7
+	VCVTPH2PS    (CX), Y8
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (SI), Y9
+	VMULPS       Y9, Y8, Y9
+	VFMADD231PS  Y5, Y9, Y2
+	VPMADDWD     Y1, Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (DI)(R9*1), Y7
-	VMULPS       Y7, Y9, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	VMOVDQU      (AX)(CX*1), X8
-	VPSRLW       $0x04, X8, X6
-	VINSERTI128  $0x01, X6, Y8, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (SI), Y6, Y7
-	VPMADDWD     Y0, Y7, Y7
+	VBROADCASTSS (SI)(R9*1), Y5
+	VMULPS       Y5, Y8, Y5
+	VFMADD231PS  Y6, Y5, Y3
+	VPMADDWD     Y1, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX)(BX*1), X9
-	VCVTPH2PS    X9, Y9
-	VBROADCASTSS (DI), Y10
-	VMULPS       Y10, Y9, Y10
-	VFMADD231PS  Y7, Y10, Y4
-	VPMADDUBSW   (SI)(R8*1), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (DI)(R9*1), Y7
-	VMULPS       Y7, Y9, Y7
-	VFMADD231PS  Y6, Y7, Y5
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, DI
-	DECQ         R10
-	JMP          qmm4_2x2_loop
-
-qmm4_2x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4_2x2_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4_2x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VMOVUPS     (DX)(R9*1), Y1
-	VFMADD231PS Y1, Y0, Y3
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y4
-	VMOVUPS     (DX)(R9*1), Y1
-	VFMADD231PS Y1, Y0, Y5
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4_2x2_mloop
-
-qmm4_2x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4_3x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_3x1(SB), NOSPLIT, $96-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
-	MOVQ         nb+104(FP), R8
-	MOVL         $0x00010001, R9
-	VMOVD        R9, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-
-qmm4_3x1_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4_3x1_loop
+	VBROADCASTSS (SI)(R9*2), Y5
+	VMULPS       Y5, Y8, Y5
+	VFMADD231PS  Y7, Y5, Y4
 	VCVTPH2PS    (DX), Y5
-	VMULPS       (DI), Y5, Y5
-	VMOVUPS      Y5, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y5
-	VMULPS       (DI), Y5, Y5
-	VMOVUPS      Y5, 32(SP)
-	VCVTPH2PS    (DX)(BX*2), Y5
-	VMULPS       (DI), Y5, Y5
-	VMOVUPS      Y5, 64(SP)
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      (AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 32(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      (AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 64(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      16(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 4(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      16(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 36(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      16(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 68(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      32(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   64(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 8(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      32(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   64(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 40(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      32(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   64(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 72(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      48(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   96(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 12(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      48(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   96(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 44(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      48(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   96(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 76(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      64(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   128(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 16(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      64(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   128(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 48(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      64(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   128(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 80(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      80(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 20(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      80(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 52(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      80(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 84(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      96(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   192(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 24(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      96(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   192(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 56(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      96(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   192(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 88(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
-	VMOVDQU      112(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   224(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 28(SP), Y7
-	VFMADD231PS  Y5, Y7, Y2
-	VMOVDQU      112(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   224(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 60(SP), Y7
-	VFMADD231PS  Y5, Y7, Y3
-	VMOVDQU      112(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   224(SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 92(SP), Y7
-	VFMADD231PS  Y5, Y7, Y4
+	VBROADCASTSS (DI), Y6
+	VFMADD231PS  Y5, Y6, Y2
+	VBROADCASTSS (DI)(R9*1), Y6
+	VFMADD231PS  Y5, Y6, Y3
+	VBROADCASTSS (DI)(R9*2), Y6
+	VFMADD231PS  Y5, Y6, Y4
 	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
 	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R8
-	JMP          qmm4_3x1_loop8
-
-qmm4_3x1_loop:
-	TESTQ        R8, R8
-	JZ           qmm4_3x1_blocks_done
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (DX), X7
-	VCVTPH2PS    X7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y8, Y7, Y8
-	VFMADD231PS  Y5, Y8, Y2
-	VMOVDQU      (AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (DX)(BX*1), X7
-	VCVTPH2PS    X7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y8, Y7, Y8
-	VFMADD231PS  Y5, Y8, Y3
-	VMOVDQU      (AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y1, Y5, Y5
-	VPMADDUBSW   (SI), Y5, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (DX)(BX*2), X7
-	VCVTPH2PS    X7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y8, Y7, Y8
-	VFMADD231PS  Y5, Y8, Y4
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
 	ADDQ         $0x04, DI
-	DECQ         R8
-	JMP          qmm4_3x1_loop
+	DECQ         R10
+	JMP          qg4_1x3_loop
 
-qmm4_3x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4_3x1_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4_3x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y3
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y4
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4_3x1_mloop
-
-qmm4_3x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
+qg4_1x3_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, (AX)(CX*1)
+	VMOVUPS Y4, (AX)(CX*2)
 	VZEROUPPER
 	RET
 
-// func qmm4_3x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_3x2(SB), NOSPLIT, $192-112
+TEXT ·qg4_1x4(SB), NOSPLIT, $0-112
 	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
 	MOVQ         ldx+24(FP), R8
 	MOVQ         ldxd+48(FP), R9
 	SHLQ         $0x02, R9
-	MOVQ         nb+104(FP), R10
-	MOVL         $0x00010001, R11
-	VMOVD        R11, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R11
-	VMOVD        R11, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-
-qmm4_3x2_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4_3x2_loop
-	VCVTPH2PS    (DX), Y8
-	VMULPS       (DI), Y8, Y9
-	VMOVUPS      Y9, (SP)
-	VMULPS       (DI)(R9*1), Y8, Y8
-	VMOVUPS      Y8, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y8
-	VMULPS       (DI), Y8, Y9
-	VMOVUPS      Y9, 64(SP)
-	VMULPS       (DI)(R9*1), Y8, Y8
-	VMOVUPS      Y8, 96(SP)
-	VCVTPH2PS    (DX)(BX*2), Y8
-	VMULPS       (DI), Y8, Y9
-	VMOVUPS      Y9, 128(SP)
-	VMULPS       (DI)(R9*1), Y8, Y8
-	VMOVUPS      Y8, 160(SP)
-	VMOVDQU      (AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS (SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 32(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      (AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 64(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 96(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      (AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 128(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 160(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      16(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   32(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 4(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   32(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 36(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      16(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   32(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 68(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   32(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 100(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      16(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   32(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 132(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   32(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 164(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      32(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   64(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 8(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   64(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 40(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      32(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   64(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 72(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   64(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 104(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      32(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   64(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 136(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   64(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 168(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      48(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   96(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 12(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   96(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 44(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      48(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   96(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 76(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   96(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 108(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      48(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   96(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 140(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   96(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 172(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      64(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   128(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 16(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   128(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 48(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      64(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   128(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 80(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   128(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 112(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      64(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   128(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 144(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   128(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 176(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      80(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   160(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 20(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   160(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 52(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      80(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   160(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 84(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   160(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 116(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      80(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   160(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 148(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   160(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 180(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      96(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   192(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 24(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   192(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 56(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      96(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   192(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 88(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   192(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 120(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      96(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   192(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 152(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   192(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 184(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	VMOVDQU      112(AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   224(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 28(SP), Y11
-	VFMADD231PS  Y9, Y11, Y2
-	VPMADDUBSW   224(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 60(SP), Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      112(AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   224(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 92(SP), Y11
-	VFMADD231PS  Y9, Y11, Y4
-	VPMADDUBSW   224(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 124(SP), Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      112(AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   224(SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VBROADCASTSS 156(SP), Y11
-	VFMADD231PS  Y9, Y11, Y6
-	VPMADDUBSW   224(SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 188(SP), Y9
-	VFMADD231PS  Y8, Y9, Y7
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R10
-	JMP          qmm4_3x2_loop8
-
-qmm4_3x2_loop:
-	TESTQ        R10, R10
-	JZ           qmm4_3x2_blocks_done
-	VMOVDQU      (AX), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (DX), X11
-	VCVTPH2PS    X11, Y11
-	VBROADCASTSS (DI), Y12
-	VMULPS       Y12, Y11, Y12
-	VFMADD231PS  Y9, Y12, Y2
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y9
-	VMULPS       Y9, Y11, Y9
-	VFMADD231PS  Y8, Y9, Y3
-	VMOVDQU      (AX)(CX*1), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (DX)(BX*1), X11
-	VCVTPH2PS    X11, Y11
-	VBROADCASTSS (DI), Y12
-	VMULPS       Y12, Y11, Y12
-	VFMADD231PS  Y9, Y12, Y4
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y9
-	VMULPS       Y9, Y11, Y9
-	VFMADD231PS  Y8, Y9, Y5
-	VMOVDQU      (AX)(CX*2), X10
-	VPSRLW       $0x04, X10, X8
-	VINSERTI128  $0x01, X8, Y10, Y8
-	VPAND        Y1, Y8, Y8
-	VPMADDUBSW   (SI), Y8, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VPBROADCASTW (DX)(BX*2), X11
-	VCVTPH2PS    X11, Y11
-	VBROADCASTSS (DI), Y12
-	VMULPS       Y12, Y11, Y12
-	VFMADD231PS  Y9, Y12, Y6
-	VPMADDUBSW   (SI)(R8*1), Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y9
-	VMULPS       Y9, Y11, Y9
-	VFMADD231PS  Y8, Y9, Y7
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, DI
-	DECQ         R10
-	JMP          qmm4_3x2_loop
-
-qmm4_3x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4_3x2_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4_3x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VMOVUPS     (DX)(R9*1), Y1
-	VFMADD231PS Y1, Y0, Y3
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y4
-	VMOVUPS     (DX)(R9*1), Y1
-	VFMADD231PS Y1, Y0, Y5
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (DX), Y1
-	VFMADD231PS Y1, Y0, Y6
-	VMOVUPS     (DX)(R9*1), Y1
-	VFMADD231PS Y1, Y0, Y7
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4_3x2_mloop
-
-qmm4_3x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y7, X0
-	VADDPS       X0, X7, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_4x1(SB), NOSPLIT, $128-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	LEAQ         (CX)(CX*2), SI
-	LEAQ         (BX)(BX*2), DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         nb+104(FP), R10
-	MOVL         $0x00010001, R11
-	VMOVD        R11, X0
-	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R11
-	VMOVD        R11, X1
-	VPBROADCASTD X1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-
-qmm4_4x1_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4_4x1_loop
-	VCVTPH2PS    (DX), Y6
-	VMULPS       (R9), Y6, Y6
-	VMOVUPS      Y6, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y6
-	VMULPS       (R9), Y6, Y6
-	VMOVUPS      Y6, 32(SP)
-	VCVTPH2PS    (DX)(BX*2), Y6
-	VMULPS       (R9), Y6, Y6
-	VMOVUPS      Y6, 64(SP)
-	VCVTPH2PS    (DX)(DI*1), Y6
-	VMULPS       (R9), Y6, Y6
-	VMOVUPS      Y6, 96(SP)
-	VMOVDQU      (AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      (AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      (AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 64(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      (AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 96(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      16(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 4(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      16(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 36(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      16(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 68(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      16(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   32(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 100(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      32(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 8(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      32(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 40(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      32(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 72(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      32(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   64(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 104(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      48(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 12(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      48(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 44(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      48(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 76(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      48(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   96(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 108(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      64(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 16(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      64(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 48(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      64(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 80(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      64(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   128(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 112(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      80(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 20(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      80(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 52(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      80(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 84(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      80(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   160(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 116(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      96(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 24(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      96(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 56(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      96(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 88(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      96(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   192(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 120(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	VMOVDQU      112(AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 28(SP), Y8
-	VFMADD231PS  Y6, Y8, Y2
-	VMOVDQU      112(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 60(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VMOVDQU      112(AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 92(SP), Y8
-	VFMADD231PS  Y6, Y8, Y4
-	VMOVDQU      112(AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   224(R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 124(SP), Y8
-	VFMADD231PS  Y6, Y8, Y5
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, R8
-	ADDQ         $0x20, R9
-	SUBQ         $0x08, R10
-	JMP          qmm4_4x1_loop8
-
-qmm4_4x1_loop:
-	TESTQ        R10, R10
-	JZ           qmm4_4x1_blocks_done
-	VMOVDQU      (AX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (R9), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y2
-	VMOVDQU      (AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(BX*1), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (R9), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y3
-	VMOVDQU      (AX)(CX*2), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(BX*2), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (R9), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y4
-	VMOVDQU      (AX)(SI*1), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        Y1, Y6, Y6
-	VPMADDUBSW   (R8), Y6, Y6
-	VPMADDWD     Y0, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(DI*1), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (R9), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y5
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, R8
-	ADDQ         $0x04, R9
-	DECQ         R10
-	JMP          qmm4_4x1_loop
-
-qmm4_4x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (CX)(CX*2), DX
-	MOVQ xs+40(FP), BX
-	MOVQ nb+104(FP), SI
-
-qmm4_4x1_mloop:
-	CMPQ        SI, $0x00
-	JLE         qmm4_4x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y3
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y4
-	VCVTPH2PS   (AX)(DX*1), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y5
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, BX
-	SUBQ        $0x08, SI
-	JMP         qmm4_4x1_mloop
-
-qmm4_4x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VZEROUPPER
-	RET
-
-// func qmm4_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, F16C, FMA3
-TEXT ·qmm4_4x2(SB), NOSPLIT, $256-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	LEAQ         (CX)(CX*2), SI
-	LEAQ         (BX)(BX*2), DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         ldx+24(FP), R10
-	MOVQ         ldxd+48(FP), R11
-	SHLQ         $0x02, R11
+	LEAQ         (R8)(R8*2), R10
+	LEAQ         (R9)(R9*2), R11
 	MOVQ         nb+104(FP), R12
-	MOVL         $0x00010001, R13
+	MOVL         $0x0f0f0f0f, R13
 	VMOVD        R13, X0
 	VPBROADCASTD X0, Y0
-	MOVL         $0x0f0f0f0f, R13
+	MOVL         $0x00010001, R13
 	VMOVD        R13, X1
 	VPBROADCASTD X1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
 	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
-	VXORPS       Y9, Y9, Y9
 
-qmm4_4x2_loop8:
-	CMPQ         R12, $0x08
-	JL           qmm4_4x2_loop
-	VCVTPH2PS    (DX), Y10
-	VMULPS       (R9), Y10, Y11
-	VMOVUPS      Y11, (SP)
-	VMULPS       (R9)(R11*1), Y10, Y10
-	VMOVUPS      Y10, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y10
-	VMULPS       (R9), Y10, Y11
-	VMOVUPS      Y11, 64(SP)
-	VMULPS       (R9)(R11*1), Y10, Y10
-	VMOVUPS      Y10, 96(SP)
-	VCVTPH2PS    (DX)(BX*2), Y10
-	VMULPS       (R9), Y10, Y11
-	VMOVUPS      Y11, 128(SP)
-	VMULPS       (R9)(R11*1), Y10, Y10
-	VMOVUPS      Y10, 160(SP)
-	VCVTPH2PS    (DX)(DI*1), Y10
-	VMULPS       (R9), Y10, Y11
-	VMOVUPS      Y11, 192(SP)
-	VMULPS       (R9)(R11*1), Y10, Y10
-	VMOVUPS      Y10, 224(SP)
-	VMOVDQU      (AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 32(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      (AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 64(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 96(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      (AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 128(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 160(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      (AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 192(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 224(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      16(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   32(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 4(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   32(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 36(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      16(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   32(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 68(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   32(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 100(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      16(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   32(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 132(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   32(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 164(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      16(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   32(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 196(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   32(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 228(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      32(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   64(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 8(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   64(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 40(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      32(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   64(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 72(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   64(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 104(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      32(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   64(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 136(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   64(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 168(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      32(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   64(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 200(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   64(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 232(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      48(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   96(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 12(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   96(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 44(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      48(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   96(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 76(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   96(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 108(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      48(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   96(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 140(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   96(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 172(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      48(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   96(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 204(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   96(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 236(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      64(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   128(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 16(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   128(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 48(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      64(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   128(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 80(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   128(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 112(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      64(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   128(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 144(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   128(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 176(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      64(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   128(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 208(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   128(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 240(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      80(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   160(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 20(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   160(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 52(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      80(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   160(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 84(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   160(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 116(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      80(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   160(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 148(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   160(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 180(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      80(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   160(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 212(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   160(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 244(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      96(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   192(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 24(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   192(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 56(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      96(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   192(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 88(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   192(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 120(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      96(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   192(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 152(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   192(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 184(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      96(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   192(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 216(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   192(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 248(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	VMOVDQU      112(AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   224(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 28(SP), Y13
-	VFMADD231PS  Y11, Y13, Y2
-	VPMADDUBSW   224(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 60(SP), Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      112(AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   224(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 92(SP), Y13
-	VFMADD231PS  Y11, Y13, Y4
-	VPMADDUBSW   224(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 124(SP), Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      112(AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   224(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 156(SP), Y13
-	VFMADD231PS  Y11, Y13, Y6
-	VPMADDUBSW   224(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 188(SP), Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      112(AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   224(R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS 220(SP), Y13
-	VFMADD231PS  Y11, Y13, Y8
-	VPMADDUBSW   224(R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 252(SP), Y11
-	VFMADD231PS  Y10, Y11, Y9
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, R8
-	ADDQ         $0x20, R9
-	SUBQ         $0x08, R12
-	JMP          qmm4_4x2_loop8
-
-qmm4_4x2_loop:
+qg4_1x4_loop:
 	TESTQ        R12, R12
-	JZ           qmm4_4x2_blocks_done
-	VMOVDQU      (AX), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VPBROADCASTW (DX), X13
-	VCVTPH2PS    X13, Y13
-	VBROADCASTSS (R9), Y14
-	VMULPS       Y14, Y13, Y14
-	VFMADD231PS  Y11, Y14, Y2
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y11
-	VMULPS       Y11, Y13, Y11
-	VFMADD231PS  Y10, Y11, Y3
-	VMOVDQU      (AX)(CX*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VPBROADCASTW (DX)(BX*1), X13
-	VCVTPH2PS    X13, Y13
-	VBROADCASTSS (R9), Y14
-	VMULPS       Y14, Y13, Y14
-	VFMADD231PS  Y11, Y14, Y4
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y11
-	VMULPS       Y11, Y13, Y11
-	VFMADD231PS  Y10, Y11, Y5
-	VMOVDQU      (AX)(CX*2), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VPBROADCASTW (DX)(BX*2), X13
-	VCVTPH2PS    X13, Y13
-	VBROADCASTSS (R9), Y14
-	VMULPS       Y14, Y13, Y14
-	VFMADD231PS  Y11, Y14, Y6
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y11
-	VMULPS       Y11, Y13, Y11
-	VFMADD231PS  Y10, Y11, Y7
-	VMOVDQU      (AX)(SI*1), X12
-	VPSRLW       $0x04, X12, X10
-	VINSERTI128  $0x01, X10, Y12, Y10
-	VPAND        Y1, Y10, Y10
-	VPMADDUBSW   (R8), Y10, Y11
-	VPMADDWD     Y0, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VPBROADCASTW (DX)(DI*1), X13
-	VCVTPH2PS    X13, Y13
-	VBROADCASTSS (R9), Y14
-	VMULPS       Y14, Y13, Y14
-	VFMADD231PS  Y11, Y14, Y8
-	VPMADDUBSW   (R8)(R10*1), Y10, Y10
-	VPMADDWD     Y0, Y10, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y11
-	VMULPS       Y11, Y13, Y11
-	VFMADD231PS  Y10, Y11, Y9
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
+	JZ           qg4_1x4_done
+	VMOVDQU      (AX), Y6
+	VPAND        Y0, Y6, Y9
+	VPSRLW       $0x04, Y6, Y10
+	VPAND        Y0, Y10, Y10
+	VPBROADCASTD (BX), Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPBROADCASTD 16(BX), Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (BX)(R8*1), Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPBROADCASTD 16(BX)(R8*1), Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (BX)(R8*2), Y8
+	VPMADDUBSW   Y8, Y9, Y8
+	VPBROADCASTD 16(BX)(R8*2), Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD (BX)(R10*1), Y11
+	VPMADDUBSW   Y11, Y9, Y9
+	VPBROADCASTD 16(BX)(R10*1), Y11
+	VPMADDUBSW   Y11, Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VMOVDQU      32(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        Y0, Y10, Y10
+	VPBROADCASTD 4(BX), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 20(BX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 4(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 20(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 4(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 20(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 4(BX)(R10*1), Y12
+	VPMADDUBSW   Y12, Y11, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 20(BX)(R10*1), Y11
+	VPMADDUBSW   Y11, Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VMOVDQU      64(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        Y0, Y10, Y10
+	VPBROADCASTD 8(BX), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 24(BX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 8(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 24(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 8(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 24(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 8(BX)(R10*1), Y12
+	VPMADDUBSW   Y12, Y11, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 24(BX)(R10*1), Y11
+	VPMADDUBSW   Y11, Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VMOVDQU      96(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        Y0, Y10, Y10
+	VPBROADCASTD 12(BX), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 28(BX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y6, Y6
+	VPBROADCASTD 12(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 28(BX)(R8*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y7, Y7
+	VPBROADCASTD 12(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 28(BX)(R8*2), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 12(BX)(R10*1), Y12
+	VPMADDUBSW   Y12, Y11, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 28(BX)(R10*1), Y11
+	VPMADDUBSW   Y11, Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VCVTPH2PS    (CX), Y10
+	VPMADDWD     Y1, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (SI), Y11
+	VMULPS       Y11, Y10, Y11
+	VFMADD231PS  Y6, Y11, Y2
+	VPMADDWD     Y1, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (SI)(R9*1), Y6
+	VMULPS       Y6, Y10, Y6
+	VFMADD231PS  Y7, Y6, Y3
+	VPMADDWD     Y1, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (SI)(R9*2), Y6
+	VMULPS       Y6, Y10, Y6
+	VFMADD231PS  Y8, Y6, Y4
+	VPMADDWD     Y1, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS (SI)(R11*1), Y6
+	VMULPS       Y6, Y10, Y6
+	VFMADD231PS  Y9, Y6, Y5
+	VCVTPH2PS    (DX), Y6
+	VBROADCASTSS (DI), Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VBROADCASTSS (DI)(R9*1), Y7
+	VFMADD231PS  Y6, Y7, Y3
+	VBROADCASTSS (DI)(R9*2), Y7
+	VFMADD231PS  Y6, Y7, Y4
+	VBROADCASTSS (DI)(R11*1), Y7
+	VFMADD231PS  Y6, Y7, Y5
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R12
+	JMP          qg4_1x4_loop
+
+qg4_1x4_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, (AX)(CX*1)
+	VMOVUPS Y4, (AX)(CX*2)
+	VMOVUPS Y5, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func qg4P2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qg4P2048_1x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         nb+104(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4P2048_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4P2048_1x1_done
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	VMOVDQU      (AX), Y4
+	VPAND        Y0, Y4, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD (BX), Y5
+	VPMADDUBSW   Y5, Y3, Y3
+	VPBROADCASTD 16(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      32(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 4(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 20(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      64(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 8(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 24(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VMOVDQU      96(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPBROADCASTD 12(BX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPADDW       Y5, Y3, Y3
+	VPBROADCASTD 28(BX), Y5
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VCVTPH2PS    (CX), Y4
+	VPMADDWD     Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y5
+	VFMADD231PS  Y3, Y5, Y2
+	VCVTPH2PS    (DX), Y3
+	VBROADCASTSS (DI), Y4
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4P2048_1x1_loop
+
+qg4P2048_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y2, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4P2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·qg4P2048_2x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         ldw+64(FP), BX
+	MOVQ         ldd+80(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldm+96(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         xq+16(FP), R8
+	MOVQ         xd+32(FP), R9
+	MOVQ         xs+40(FP), R10
+	MOVQ         nb+104(FP), R11
+	MOVL         $0x0f0f0f0f, R12
+	VMOVD        R12, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00010001, R12
+	VMOVD        R12, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+qg4P2048_2x1_loop:
+	TESTQ        R11, R11
+	JZ           qg4P2048_2x1_done
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	PREFETCHT0   2048(AX)(BX*1)
+	PREFETCHT0   2112(AX)(BX*1)
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y4
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      (AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y5
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD (R8), Y8
+	VPMADDUBSW   Y8, Y4, Y4
+	VPMADDUBSW   Y8, Y5, Y5
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y8, Y7, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      32(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      32(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 20(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      64(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      64(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 24(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VMOVDQU      96(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VMOVDQU      96(AX)(BX*1), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y7, Y7
+	VPADDW       Y7, Y4, Y4
+	VPMADDUBSW   Y10, Y9, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 28(R8), Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPADDW       Y6, Y4, Y4
+	VPMADDUBSW   Y7, Y8, Y6
+	VPADDW       Y6, Y5, Y5
+	VCVTPH2PS    (CX), Y6
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y7
+	VMULPS       Y7, Y6, Y7
+	VFMADD231PS  Y4, Y7, Y2
+	VCVTPH2PS    (DX), Y4
+	VBROADCASTSS (R10), Y6
+	VFMADD231PS  Y4, Y6, Y2
+	VCVTPH2PS    (CX)(SI*1), Y4
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y6, Y4, Y6
+	VFMADD231PS  Y5, Y6, Y3
+	VCVTPH2PS    (DX)(DI*1), Y4
+	VBROADCASTSS (R10), Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
 	ADDQ         $0x20, R8
 	ADDQ         $0x04, R9
-	DECQ         R12
-	JMP          qmm4_4x2_loop
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JMP          qg4P2048_2x1_loop
 
-qmm4_4x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (CX)(CX*2), DX
-	MOVQ xs+40(FP), BX
-	MOVQ nb+104(FP), SI
-
-qmm4_4x2_mloop:
-	CMPQ        SI, $0x00
-	JLE         qmm4_4x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y2
-	VMOVUPS     (BX)(R11*1), Y1
-	VFMADD231PS Y1, Y0, Y3
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y4
-	VMOVUPS     (BX)(R11*1), Y1
-	VFMADD231PS Y1, Y0, Y5
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y6
-	VMOVUPS     (BX)(R11*1), Y1
-	VFMADD231PS Y1, Y0, Y7
-	VCVTPH2PS   (AX)(DX*1), Y0
-	VMOVUPS     (BX), Y1
-	VFMADD231PS Y1, Y0, Y8
-	VMOVUPS     (BX)(R11*1), Y1
-	VFMADD231PS Y1, Y0, Y9
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, BX
-	SUBQ        $0x08, SI
-	JMP         qmm4_4x2_mloop
-
-qmm4_4x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPS       X0, X8, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y7, X0
-	VADDPS       X0, X7, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y9, X0
-	VADDPS       X0, X9, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)(CX*1)
+qg4P2048_2x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y2, (AX)
+	VMOVUPS Y3, 32(AX)
 	VZEROUPPER
 	RET
 
@@ -11616,1793 +8187,193 @@ qmm8V_4x2_blocks_done:
 	VZEROUPPER
 	RET
 
-// func qdot4V_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
-TEXT ·qdot4V_1x1(SB), NOSPLIT, $32-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         d+48(FP), BX
-	MOVQ         nb+80(FP), SI
-	MOVQ         ldw+40(FP), DI
-	SHLQ         $0x00, DI
-	LEAQ         (DX)(DI*1), DI
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	XORQ         R8, R8
-	XORQ         R9, R9
-	MOVQ         $0x0000000000000004, R10
-	VMOVQ        R10, X2
-	VPBROADCASTQ X2, Y2
-	VPXOR        X3, X3, X3
-	VINSERTI128  $0x00, X3, Y2, Y2
-	MOVQ         SI, R10
-	ANDQ         $-8, R10
-
-qdot4V_1x1_loop8:
-	CMPQ           R8, R10
-	JGE            qdot4V_1x1_loop
-	VCVTPH2PS      (BX)(R8*2), Y3
-	VMULPS         (CX)(R8*4), Y3, Y3
-	VMOVUPS        Y3, (SP)
-	VMOVDQU        (AX)(R9*2), Y3
-	PREFETCHT0     (DI)(R9*1)
-	VBROADCASTI128 (DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   (SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        32(AX)(R9*2), Y3
-	PREFETCHT0     16(DI)(R9*1)
-	VBROADCASTI128 16(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   4(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        64(AX)(R9*2), Y3
-	PREFETCHT0     32(DI)(R9*1)
-	VBROADCASTI128 32(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   8(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        96(AX)(R9*2), Y3
-	PREFETCHT0     48(DI)(R9*1)
-	VBROADCASTI128 48(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   12(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        128(AX)(R9*2), Y3
-	PREFETCHT0     64(DI)(R9*1)
-	VBROADCASTI128 64(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   16(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        160(AX)(R9*2), Y3
-	PREFETCHT0     80(DI)(R9*1)
-	VBROADCASTI128 80(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   20(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        192(AX)(R9*2), Y3
-	PREFETCHT0     96(DI)(R9*1)
-	VBROADCASTI128 96(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   24(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	VMOVDQU        224(AX)(R9*2), Y3
-	PREFETCHT0     112(DI)(R9*1)
-	VBROADCASTI128 112(DX)(R9*1), Y4
-	VPSRLVQ        Y2, Y4, Y4
-	VPAND          Y0, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPDPBUSD       Y3, Y4, Y5
-	VCVTDQ2PS      Y5, Y5
-	VBROADCASTSS   28(SP), Y3
-	VFMADD231PS    Y5, Y3, Y1
-	ADDQ           $0x08, R8
-	ADDQ           $0x00000080, R9
-	JMP            qdot4V_1x1_loop8
-
-qdot4V_1x1_loop:
-	CMPQ           R8, SI
-	JGE            qdot4V_1x1_blocks_done
-	VBROADCASTSS   (CX)(R8*4), Y3
-	VMOVDQU        (AX)(R9*2), Y4
-	PREFETCHT0     (DI)(R9*1)
-	VBROADCASTI128 (DX)(R9*1), Y5
-	VPSRLVQ        Y2, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VPBROADCASTW   (BX)(R8*2), X4
-	VCVTPH2PS      X4, Y4
-	VMULPS         Y3, Y4, Y4
-	VFMADD231PS    Y6, Y4, Y1
-	INCQ           R8
-	ADDQ           $0x10, R9
-	JMP            qdot4V_1x1_loop
-
-qdot4V_1x1_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ xs+24(FP), CX
-	XORQ DX, DX
-
-qdot4V_1x1_mloop:
-	CMPQ        DX, SI
-	JGE         qdot4V_1x1_reduce
-	VMOVUPS     (CX)(DX*4), Y0
-	VCVTPH2PS   (AX)(DX*2), Y2
-	VFMADD231PS Y0, Y2, Y1
-	ADDQ        $0x08, DX
-	JMP         qdot4V_1x1_mloop
-
-qdot4V_1x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VZEROUPPER
-	RET
-
-// func qdot4V_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
-TEXT ·qdot4V_1x2(SB), NOSPLIT, $64-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), BX
-	MOVQ         d+48(FP), SI
-	MOVQ         ldd+56(FP), DI
-	SHLQ         $0x01, DI
-	LEAQ         (SI)(DI*1), DI
-	MOVQ         nb+80(FP), R8
-	MOVQ         ldw+40(FP), R9
-	SHLQ         $0x01, R9
-	LEAQ         (DX)(R9*1), R9
-	MOVL         $0x0f0f0f0f, R10
-	VMOVD        R10, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	XORQ         R10, R10
-	XORQ         R11, R11
-	MOVQ         $0x0000000000000004, R12
-	VMOVQ        R12, X3
-	VPBROADCASTQ X3, Y3
-	VPXOR        X4, X4, X4
-	VINSERTI128  $0x00, X4, Y3, Y3
-	MOVQ         R8, R12
-	ANDQ         $-8, R12
-
-qdot4V_1x2_loop8:
-	CMPQ           R10, R12
-	JGE            qdot4V_1x2_loop
-	VCVTPH2PS      (SI)(R10*2), Y4
-	VMULPS         (CX)(R10*4), Y4, Y4
-	VMOVUPS        Y4, (SP)
-	VCVTPH2PS      (DI)(R10*2), Y4
-	VMULPS         (CX)(R10*4), Y4, Y4
-	VMOVUPS        Y4, 32(SP)
-	VMOVDQU        (AX)(R11*2), Y4
-	PREFETCHT0     (R9)(R11*2)
-	VBROADCASTI128 (DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   (SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 (BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   32(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        32(AX)(R11*2), Y4
-	PREFETCHT0     32(R9)(R11*2)
-	VBROADCASTI128 16(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   4(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 16(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   36(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        64(AX)(R11*2), Y4
-	PREFETCHT0     64(R9)(R11*2)
-	VBROADCASTI128 32(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   8(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 32(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   40(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        96(AX)(R11*2), Y4
-	PREFETCHT0     96(R9)(R11*2)
-	VBROADCASTI128 48(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   12(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 48(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   44(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        128(AX)(R11*2), Y4
-	PREFETCHT0     128(R9)(R11*2)
-	VBROADCASTI128 64(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   16(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 64(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   48(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        160(AX)(R11*2), Y4
-	PREFETCHT0     160(R9)(R11*2)
-	VBROADCASTI128 80(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   20(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 80(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   52(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        192(AX)(R11*2), Y4
-	PREFETCHT0     192(R9)(R11*2)
-	VBROADCASTI128 96(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   24(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 96(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   56(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	VMOVDQU        224(AX)(R11*2), Y4
-	PREFETCHT0     224(R9)(R11*2)
-	VBROADCASTI128 112(DX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   28(SP), Y5
-	VFMADD231PS    Y6, Y5, Y1
-	VBROADCASTI128 112(BX)(R11*1), Y5
-	VPSRLVQ        Y3, Y5, Y5
-	VPAND          Y0, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPDPBUSD       Y4, Y5, Y6
-	VCVTDQ2PS      Y6, Y6
-	VBROADCASTSS   60(SP), Y4
-	VFMADD231PS    Y6, Y4, Y2
-	ADDQ           $0x08, R10
-	ADDQ           $0x00000080, R11
-	JMP            qdot4V_1x2_loop8
-
-qdot4V_1x2_loop:
-	CMPQ           R10, R8
-	JGE            qdot4V_1x2_blocks_done
-	VBROADCASTSS   (CX)(R10*4), Y4
-	VMOVDQU        (AX)(R11*2), Y5
-	PREFETCHT0     (R9)(R11*2)
-	VBROADCASTI128 (DX)(R11*1), Y6
-	VPSRLVQ        Y3, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (SI)(R10*2), X6
-	VCVTPH2PS      X6, Y6
-	VMULPS         Y4, Y6, Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 (BX)(R11*1), Y6
-	VPSRLVQ        Y3, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VPBROADCASTW   (DI)(R10*2), X5
-	VCVTPH2PS      X5, Y5
-	VMULPS         Y4, Y5, Y5
-	VFMADD231PS    Y7, Y5, Y2
-	INCQ           R10
-	ADDQ           $0x10, R11
-	JMP            qdot4V_1x2_loop
-
-qdot4V_1x2_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), CX
-	MOVQ xs+24(FP), DX
-	XORQ BX, BX
-
-qdot4V_1x2_mloop:
-	CMPQ        BX, R8
-	JGE         qdot4V_1x2_reduce
-	VMOVUPS     (DX)(BX*4), Y0
-	VCVTPH2PS   (AX)(BX*2), Y3
-	VFMADD231PS Y0, Y3, Y1
-	VCVTPH2PS   (CX)(BX*2), Y3
-	VFMADD231PS Y0, Y3, Y2
-	ADDQ        $0x08, BX
-	JMP         qdot4V_1x2_mloop
-
-qdot4V_1x2_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VZEROUPPER
-	RET
-
-// func qdot4V_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4V_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qdot4V_1x3(SB), NOSPLIT, $96-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), SI
-	LEAQ         (SI)(BX*1), BX
-	MOVQ         d+48(FP), DI
-	MOVQ         ldd+56(FP), R8
-	SHLQ         $0x01, R8
-	LEAQ         (DI)(R8*1), R9
-	LEAQ         (R9)(R8*1), R8
-	MOVQ         nb+80(FP), R10
-	MOVL         $0x0f0f0f0f, R11
-	VMOVD        R11, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	XORQ         R11, R11
-	XORQ         R12, R12
-	MOVQ         $0x0000000000000004, R13
-	VMOVQ        R13, X4
-	VPBROADCASTQ X4, Y4
-	VPXOR        X5, X5, X5
-	VINSERTI128  $0x00, X5, Y4, Y4
-	MOVQ         R10, R13
-	ANDQ         $-8, R13
-
-qdot4V_1x3_loop8:
-	CMPQ           R11, R13
-	JGE            qdot4V_1x3_loop
-	VCVTPH2PS      (DI)(R11*2), Y5
-	VMULPS         (CX)(R11*4), Y5, Y5
-	VMOVUPS        Y5, (SP)
-	VCVTPH2PS      (R9)(R11*2), Y5
-	VMULPS         (CX)(R11*4), Y5, Y5
-	VMOVUPS        Y5, 32(SP)
-	VCVTPH2PS      (R8)(R11*2), Y5
-	VMULPS         (CX)(R11*4), Y5, Y5
-	VMOVUPS        Y5, 64(SP)
-	VMOVDQU        (AX)(R12*2), Y5
-	VBROADCASTI128 (DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   (SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 (SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   32(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 (BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   64(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        32(AX)(R12*2), Y5
-	VBROADCASTI128 16(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   4(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 16(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   36(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 16(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   68(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        64(AX)(R12*2), Y5
-	VBROADCASTI128 32(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   8(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 32(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   40(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 32(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   72(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        96(AX)(R12*2), Y5
-	VBROADCASTI128 48(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   12(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 48(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   44(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 48(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   76(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        128(AX)(R12*2), Y5
-	VBROADCASTI128 64(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   16(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 64(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   48(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 64(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   80(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        160(AX)(R12*2), Y5
-	VBROADCASTI128 80(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   20(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 80(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   52(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 80(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   84(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        192(AX)(R12*2), Y5
-	VBROADCASTI128 96(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   24(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 96(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   56(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 96(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   88(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	VMOVDQU        224(AX)(R12*2), Y5
-	VBROADCASTI128 112(DX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   28(SP), Y6
-	VFMADD231PS    Y7, Y6, Y1
-	VBROADCASTI128 112(SI)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   60(SP), Y6
-	VFMADD231PS    Y7, Y6, Y2
-	VBROADCASTI128 112(BX)(R12*1), Y6
-	VPSRLVQ        Y4, Y6, Y6
-	VPAND          Y0, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPDPBUSD       Y5, Y6, Y7
-	VCVTDQ2PS      Y7, Y7
-	VBROADCASTSS   92(SP), Y5
-	VFMADD231PS    Y7, Y5, Y3
-	ADDQ           $0x08, R11
-	ADDQ           $0x00000080, R12
-	JMP            qdot4V_1x3_loop8
-
-qdot4V_1x3_loop:
-	CMPQ           R11, R10
-	JGE            qdot4V_1x3_blocks_done
-	VBROADCASTSS   (CX)(R11*4), Y5
-	VMOVDQU        (AX)(R12*2), Y6
-	VBROADCASTI128 (DX)(R12*1), Y7
-	VPSRLVQ        Y4, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (DI)(R11*2), X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         Y5, Y7, Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 (SI)(R12*1), Y7
-	VPSRLVQ        Y4, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (R9)(R11*2), X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         Y5, Y7, Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 (BX)(R12*1), Y7
-	VPSRLVQ        Y4, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VPBROADCASTW   (R8)(R11*2), X6
-	VCVTPH2PS      X6, Y6
-	VMULPS         Y5, Y6, Y6
-	VFMADD231PS    Y8, Y6, Y3
-	INCQ           R11
-	ADDQ           $0x10, R12
-	JMP            qdot4V_1x3_loop
-
-qdot4V_1x3_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), DX
-	LEAQ (DX)(CX*1), CX
-	MOVQ xs+24(FP), BX
-	XORQ SI, SI
-
-qdot4V_1x3_mloop:
-	CMPQ        SI, R10
-	JGE         qdot4V_1x3_reduce
-	VMOVUPS     (BX)(SI*4), Y0
-	VCVTPH2PS   (AX)(SI*2), Y4
-	VFMADD231PS Y0, Y4, Y1
-	VCVTPH2PS   (DX)(SI*2), Y4
-	VFMADD231PS Y0, Y4, Y2
-	VCVTPH2PS   (CX)(SI*2), Y4
-	VFMADD231PS Y0, Y4, Y3
-	ADDQ        $0x08, SI
-	JMP         qdot4V_1x3_mloop
-
-qdot4V_1x3_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VZEROUPPER
-	RET
-
-// func qdot4V_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
-TEXT ·qdot4V_1x4(SB), NOSPLIT, $128-88
-	MOVQ         xq+8(FP), AX
-	MOVQ         xd+16(FP), CX
-	MOVQ         w+32(FP), DX
-	MOVQ         ldw+40(FP), BX
-	LEAQ         (DX)(BX*1), SI
-	LEAQ         (SI)(BX*1), DI
-	LEAQ         (DI)(BX*1), BX
-	MOVQ         d+48(FP), R8
-	MOVQ         ldd+56(FP), R9
-	SHLQ         $0x01, R9
-	LEAQ         (R8)(R9*1), R10
-	LEAQ         (R10)(R9*1), R11
-	LEAQ         (R11)(R9*1), R9
-	MOVQ         nb+80(FP), R12
-	MOVQ         ldw+40(FP), R13
-	SHLQ         $0x02, R13
-	LEAQ         (DX)(R13*1), R13
-	MOVL         $0x0f0f0f0f, R14
-	VMOVD        R14, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	XORQ         R14, R14
-	XORQ         R15, R15
-	MOVQ         $0x0000000000000004, BP
-	VMOVQ        BP, X5
-	VPBROADCASTQ X5, Y5
-	VPXOR        X6, X6, X6
-	VINSERTI128  $0x00, X6, Y5, Y5
-	MOVQ         R12, BP
-	ANDQ         $-8, BP
-
-qdot4V_1x4_loop8:
-	CMPQ           R14, BP
-	JGE            qdot4V_1x4_loop
-	VCVTPH2PS      (R8)(R14*2), Y6
-	VMULPS         (CX)(R14*4), Y6, Y6
-	VMOVUPS        Y6, (SP)
-	VCVTPH2PS      (R10)(R14*2), Y6
-	VMULPS         (CX)(R14*4), Y6, Y6
-	VMOVUPS        Y6, 32(SP)
-	VCVTPH2PS      (R11)(R14*2), Y6
-	VMULPS         (CX)(R14*4), Y6, Y6
-	VMOVUPS        Y6, 64(SP)
-	VCVTPH2PS      (R9)(R14*2), Y6
-	VMULPS         (CX)(R14*4), Y6, Y6
-	VMOVUPS        Y6, 96(SP)
-	VMOVDQU        (AX)(R15*2), Y6
-	PREFETCHT0     (R13)(R15*4)
-	VBROADCASTI128 (DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   (SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 (SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   32(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 (DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   64(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 (BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   96(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        32(AX)(R15*2), Y6
-	PREFETCHT0     64(R13)(R15*4)
-	VBROADCASTI128 16(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   4(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 16(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   36(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 16(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   68(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 16(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   100(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        64(AX)(R15*2), Y6
-	PREFETCHT0     128(R13)(R15*4)
-	VBROADCASTI128 32(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   8(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 32(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   40(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 32(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   72(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 32(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   104(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        96(AX)(R15*2), Y6
-	PREFETCHT0     192(R13)(R15*4)
-	VBROADCASTI128 48(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   12(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 48(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   44(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 48(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   76(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 48(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   108(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        128(AX)(R15*2), Y6
-	PREFETCHT0     256(R13)(R15*4)
-	VBROADCASTI128 64(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   16(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 64(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   48(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 64(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   80(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 64(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   112(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        160(AX)(R15*2), Y6
-	PREFETCHT0     320(R13)(R15*4)
-	VBROADCASTI128 80(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   20(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 80(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   52(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 80(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   84(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 80(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   116(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        192(AX)(R15*2), Y6
-	PREFETCHT0     384(R13)(R15*4)
-	VBROADCASTI128 96(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   24(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 96(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   56(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 96(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   88(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 96(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   120(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	VMOVDQU        224(AX)(R15*2), Y6
-	PREFETCHT0     448(R13)(R15*4)
-	VBROADCASTI128 112(DX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   28(SP), Y7
-	VFMADD231PS    Y8, Y7, Y1
-	VBROADCASTI128 112(SI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   60(SP), Y7
-	VFMADD231PS    Y8, Y7, Y2
-	VBROADCASTI128 112(DI)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   92(SP), Y7
-	VFMADD231PS    Y8, Y7, Y3
-	VBROADCASTI128 112(BX)(R15*1), Y7
-	VPSRLVQ        Y5, Y7, Y7
-	VPAND          Y0, Y7, Y7
-	VPXOR          Y8, Y8, Y8
-	VPDPBUSD       Y6, Y7, Y8
-	VCVTDQ2PS      Y8, Y8
-	VBROADCASTSS   124(SP), Y6
-	VFMADD231PS    Y8, Y6, Y4
-	ADDQ           $0x08, R14
-	ADDQ           $0x00000080, R15
-	JMP            qdot4V_1x4_loop8
-
-qdot4V_1x4_loop:
-	CMPQ           R14, R12
-	JGE            qdot4V_1x4_blocks_done
-	VBROADCASTSS   (CX)(R14*4), Y6
-	VMOVDQU        (AX)(R15*2), Y7
-	PREFETCHT0     (R13)(R15*4)
-	VBROADCASTI128 (DX)(R15*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y0, Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       Y7, Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R8)(R14*2), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y9, Y8, Y1
-	VBROADCASTI128 (SI)(R15*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y0, Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       Y7, Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R10)(R14*2), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y9, Y8, Y2
-	VBROADCASTI128 (DI)(R15*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y0, Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       Y7, Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R11)(R14*2), X8
-	VCVTPH2PS      X8, Y8
-	VMULPS         Y6, Y8, Y8
-	VFMADD231PS    Y9, Y8, Y3
-	VBROADCASTI128 (BX)(R15*1), Y8
-	VPSRLVQ        Y5, Y8, Y8
-	VPAND          Y0, Y8, Y8
-	VPXOR          Y9, Y9, Y9
-	VPDPBUSD       Y7, Y8, Y9
-	VCVTDQ2PS      Y9, Y9
-	VPBROADCASTW   (R9)(R14*2), X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         Y6, Y7, Y7
-	VFMADD231PS    Y9, Y7, Y4
-	INCQ           R14
-	ADDQ           $0x10, R15
-	JMP            qdot4V_1x4_loop
-
-qdot4V_1x4_blocks_done:
-	MOVQ m+64(FP), AX
-	MOVQ ldm+72(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (AX)(CX*1), DX
-	LEAQ (DX)(CX*1), BX
-	LEAQ (BX)(CX*1), CX
-	MOVQ xs+24(FP), SI
-	XORQ DI, DI
-
-qdot4V_1x4_mloop:
-	CMPQ        DI, R12
-	JGE         qdot4V_1x4_reduce
-	VMOVUPS     (SI)(DI*4), Y0
-	VCVTPH2PS   (AX)(DI*2), Y5
-	VFMADD231PS Y0, Y5, Y1
-	VCVTPH2PS   (DX)(DI*2), Y5
-	VFMADD231PS Y0, Y5, Y2
-	VCVTPH2PS   (BX)(DI*2), Y5
-	VFMADD231PS Y0, Y5, Y3
-	VCVTPH2PS   (CX)(DI*2), Y5
-	VFMADD231PS Y0, Y5, Y4
-	ADDQ        $0x08, DI
-	JMP         qdot4V_1x4_mloop
-
-qdot4V_1x4_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VZEROUPPER
-	RET
-
-// func qmm4V_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_1x1(SB), NOSPLIT, $32-112
+TEXT ·qg4V_1x1(SB), NOSPLIT, $0-112
 	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
 	MOVQ         d+72(FP), CX
-	MOVQ         ldd+80(FP), DX
-	SHLQ         $0x01, DX
-	MOVQ         xq+16(FP), DX
-	MOVQ         xd+32(FP), BX
-	MOVQ         nb+104(FP), SI
-	MOVL         $0x0f0f0f0f, DI
-	VMOVD        DI, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-
-qmm4V_1x1_loop8:
-	CMPQ         SI, $0x08
-	JL           qmm4V_1x1_loop
-	VCVTPH2PS    (CX), Y2
-	VMULPS       (BX), Y2, Y2
-	VMOVUPS      Y2, (SP)
-	VMOVDQU      (AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      16(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     32(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 4(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      32(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     64(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 8(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      48(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     96(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 12(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      64(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     128(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 16(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      80(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     160(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 20(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      96(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     192(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 24(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	VMOVDQU      112(AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     224(DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 28(SP), Y2
-	VFMADD231PS  Y4, Y2, Y1
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, CX
-	ADDQ         $0x00000100, DX
-	ADDQ         $0x20, BX
-	SUBQ         $0x08, SI
-	JMP          qmm4V_1x1_loop8
-
-qmm4V_1x1_loop:
-	TESTQ        SI, SI
-	JZ           qmm4V_1x1_blocks_done
-	VMOVDQU      (AX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        Y0, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VPBROADCASTW (CX), X2
-	VCVTPH2PS    X2, Y2
-	VBROADCASTSS (BX), Y5
-	VMULPS       Y5, Y2, Y5
-	VFMADD231PS  Y4, Y5, Y1
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, CX
-	ADDQ         $0x20, DX
-	ADDQ         $0x04, BX
-	DECQ         SI
-	JMP          qmm4V_1x1_loop
-
-qmm4V_1x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), CX
-	MOVQ nb+104(FP), DX
-
-qmm4V_1x1_mloop:
-	CMPQ        DX, $0x00
-	JLE         qmm4V_1x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (CX), Y2
-	VFMADD231PS Y2, Y0, Y1
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
-	JMP         qmm4V_1x1_mloop
-
-qmm4V_1x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VZEROUPPER
-	RET
-
-// func qmm4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_1x2(SB), NOSPLIT, $64-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), CX
-	MOVQ         ldd+80(FP), DX
-	SHLQ         $0x01, DX
-	MOVQ         xq+16(FP), DX
-	MOVQ         xd+32(FP), BX
-	MOVQ         ldx+24(FP), SI
-	MOVQ         ldxd+48(FP), DI
-	SHLQ         $0x02, DI
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
 	MOVQ         nb+104(FP), R8
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X0
 	VPBROADCASTD X0, Y0
 	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
 
-qmm4V_1x2_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4V_1x2_loop
+qg4V_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4V_1x1_done
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      (AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD (BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 16(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      32(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 4(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 20(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      64(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 8(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 24(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      96(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 12(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 28(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
 	VCVTPH2PS    (CX), Y3
-	VMULPS       (BX), Y3, Y4
-	VMOVUPS      Y4, (SP)
-	VMULPS       (BX)(DI*1), Y3, Y3
-	VMOVUPS      Y3, 32(SP)
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 32(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      16(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     32(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 4(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     32(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 36(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      32(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     64(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 8(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     64(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 40(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      48(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     96(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 12(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     96(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 44(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      64(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     128(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 16(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     128(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 48(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      80(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     160(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 20(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     160(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 52(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      96(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     192(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 24(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     192(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 56(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
-	VMOVDQU      112(AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     224(DX), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 28(SP), Y6
-	VFMADD231PS  Y4, Y6, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     224(DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 60(SP), Y3
-	VFMADD231PS  Y4, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS (SI), Y4
+	VMULPS       Y4, Y3, Y4
+	VFMADD231PS  Y2, Y4, Y1
+	VCVTPH2PS    (DX), Y2
+	VBROADCASTSS (DI), Y3
+	VFMADD231PS  Y2, Y3, Y1
 	ADDQ         $0x00000080, AX
 	ADDQ         $0x10, CX
-	ADDQ         $0x00000100, DX
+	ADDQ         $0x10, DX
 	ADDQ         $0x20, BX
-	SUBQ         $0x08, R8
-	JMP          qmm4V_1x2_loop8
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4V_1x1_loop
 
-qmm4V_1x2_loop:
-	TESTQ        R8, R8
-	JZ           qmm4V_1x2_blocks_done
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X3
-	VINSERTI128  $0x01, X3, Y5, Y3
-	VPAND        Y0, Y3, Y3
+qg4V_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y1, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·qg4V_1x2(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         ldx+24(FP), R8
+	MOVQ         ldxd+48(FP), R9
+	SHLQ         $0x02, R9
+	MOVQ         nb+104(FP), R10
+	MOVL         $0x0f0f0f0f, R11
+	VMOVD        R11, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4V_1x2_loop:
+	TESTQ        R10, R10
+	JZ           qg4V_1x2_done
+	VPXOR        Y3, Y3, Y3
 	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX), Y3, Y4
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPBROADCASTD (BX), Y7
+	VPDPBUSD     Y7, Y6, Y3
+	VPBROADCASTD 16(BX), Y7
+	VPDPBUSD     Y7, Y5, Y3
+	VPBROADCASTD (BX)(R8*1), Y7
+	VPDPBUSD     Y7, Y6, Y4
+	VPBROADCASTD 16(BX)(R8*1), Y6
+	VPDPBUSD     Y6, Y5, Y4
+	VMOVDQU      32(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPBROADCASTD 4(BX), Y7
+	VPDPBUSD     Y7, Y6, Y3
+	VPBROADCASTD 20(BX), Y7
+	VPDPBUSD     Y7, Y5, Y3
+	VPBROADCASTD 4(BX)(R8*1), Y7
+	VPDPBUSD     Y7, Y6, Y4
+	VPBROADCASTD 20(BX)(R8*1), Y6
+	VPDPBUSD     Y6, Y5, Y4
+	VMOVDQU      64(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPBROADCASTD 8(BX), Y7
+	VPDPBUSD     Y7, Y6, Y3
+	VPBROADCASTD 24(BX), Y7
+	VPDPBUSD     Y7, Y5, Y3
+	VPBROADCASTD 8(BX)(R8*1), Y7
+	VPDPBUSD     Y7, Y6, Y4
+	VPBROADCASTD 24(BX)(R8*1), Y6
+	VPDPBUSD     Y6, Y5, Y4
+	VMOVDQU      96(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPBROADCASTD 12(BX), Y7
+	VPDPBUSD     Y7, Y6, Y3
+	VPBROADCASTD 28(BX), Y7
+	VPDPBUSD     Y7, Y5, Y3
+	VPBROADCASTD 12(BX)(R8*1), Y7
+	VPDPBUSD     Y7, Y6, Y4
+	VPBROADCASTD 28(BX)(R8*1), Y6
+	VPDPBUSD     Y6, Y5, Y4
+	VCVTPH2PS    (CX), Y5
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (SI), Y6
+	VMULPS       Y6, Y5, Y6
+	VFMADD231PS  Y3, Y6, Y1
 	VCVTDQ2PS    Y4, Y4
-	VPBROADCASTW (CX), X6
-	VCVTPH2PS    X6, Y6
-	VBROADCASTSS (BX), Y7
-	VMULPS       Y7, Y6, Y7
-	VFMADD231PS  Y4, Y7, Y1
-	VPXOR        Y4, Y4, Y4
-	VPDPBUSD     (DX)(SI*1), Y3, Y4
-	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (BX)(DI*1), Y3
-	VMULPS       Y3, Y6, Y3
+	VBROADCASTSS (SI)(R9*1), Y3
+	VMULPS       Y3, Y5, Y3
 	VFMADD231PS  Y4, Y3, Y2
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, CX
-	ADDQ         $0x20, DX
-	ADDQ         $0x04, BX
-	DECQ         R8
-	JMP          qmm4V_1x2_loop
-
-qmm4V_1x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), CX
-	MOVQ nb+104(FP), DX
-
-qmm4V_1x2_mloop:
-	CMPQ        DX, $0x00
-	JLE         qmm4V_1x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (CX), Y3
-	VFMADD231PS Y3, Y0, Y1
-	VMOVUPS     (CX)(DI*1), Y3
-	VFMADD231PS Y3, Y0, Y2
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, CX
-	SUBQ        $0x08, DX
-	JMP         qmm4V_1x2_mloop
-
-qmm4V_1x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4V_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_2x1(SB), NOSPLIT, $64-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
-	MOVQ         nb+104(FP), R8
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-
-qmm4V_2x1_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4V_2x1_loop
 	VCVTPH2PS    (DX), Y3
-	VMULPS       (DI), Y3, Y3
-	VMOVUPS      Y3, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y3
-	VMULPS       (DI), Y3, Y3
-	VMOVUPS      Y3, 32(SP)
-	VMOVDQU      (AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      (AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 32(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      16(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     32(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 4(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      16(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     32(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 36(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      32(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     64(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 8(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      32(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     64(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 40(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      48(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     96(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 12(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      48(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     96(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 44(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      64(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     128(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 16(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      64(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     128(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 48(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      80(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     160(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 20(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      80(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     160(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 52(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      96(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     192(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 24(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      96(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     192(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 56(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
-	VMOVDQU      112(AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     224(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 28(SP), Y3
-	VFMADD231PS  Y5, Y3, Y1
-	VMOVDQU      112(AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     224(SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 60(SP), Y3
-	VFMADD231PS  Y5, Y3, Y2
+	VBROADCASTSS (DI), Y4
+	VFMADD231PS  Y3, Y4, Y1
+	VBROADCASTSS (DI)(R9*1), Y4
+	VFMADD231PS  Y3, Y4, Y2
 	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
 	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R8
-	JMP          qmm4V_2x1_loop8
-
-qmm4V_2x1_loop:
-	TESTQ        R8, R8
-	JZ           qmm4V_2x1_blocks_done
-	VMOVDQU      (AX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (DX), X3
-	VCVTPH2PS    X3, Y3
-	VBROADCASTSS (DI), Y6
-	VMULPS       Y6, Y3, Y6
-	VFMADD231PS  Y5, Y6, Y1
-	VMOVDQU      (AX)(CX*1), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        Y0, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VPBROADCASTW (DX)(BX*1), X3
-	VCVTPH2PS    X3, Y3
-	VBROADCASTSS (DI), Y6
-	VMULPS       Y6, Y3, Y6
-	VFMADD231PS  Y5, Y6, Y2
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
 	ADDQ         $0x04, DI
-	DECQ         R8
-	JMP          qmm4V_2x1_loop
+	DECQ         R10
+	JMP          qg4V_1x2_loop
 
-qmm4V_2x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4V_2x1_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4V_2x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y3
-	VFMADD231PS Y3, Y0, Y1
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y3
-	VFMADD231PS Y3, Y0, Y2
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4V_2x1_mloop
-
-qmm4V_2x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
+qg4V_1x2_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, (AX)(CX*1)
 	VZEROUPPER
 	RET
 
-// func qmm4V_2x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4V_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_2x2(SB), NOSPLIT, $128-112
+TEXT ·qg4V_1x3(SB), NOSPLIT, $0-112
 	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
 	MOVQ         ldx+24(FP), R8
 	MOVQ         ldxd+48(FP), R9
 	SHLQ         $0x02, R9
@@ -13413,1666 +8384,130 @@ TEXT ·qmm4V_2x2(SB), NOSPLIT, $128-112
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
 
-qmm4V_2x2_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4V_2x2_loop
-	VCVTPH2PS    (DX), Y5
-	VMULPS       (DI), Y5, Y6
-	VMOVUPS      Y6, (SP)
-	VMULPS       (DI)(R9*1), Y5, Y5
-	VMOVUPS      Y5, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y5
-	VMULPS       (DI), Y5, Y6
-	VMOVUPS      Y6, 64(SP)
-	VMULPS       (DI)(R9*1), Y5, Y5
-	VMOVUPS      Y5, 96(SP)
-	VMOVDQU      (AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      (AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 64(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 96(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      16(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 4(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 36(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      16(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 68(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 100(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      32(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 8(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 40(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      32(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 72(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 104(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      48(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 12(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 44(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      48(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 76(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 108(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      64(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 16(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 48(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      64(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 80(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 112(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      80(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 20(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 52(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      80(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 84(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 116(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      96(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 24(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 56(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      96(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 88(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 120(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	VMOVDQU      112(AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 28(SP), Y8
-	VFMADD231PS  Y6, Y8, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 60(SP), Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      112(AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 92(SP), Y8
-	VFMADD231PS  Y6, Y8, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 124(SP), Y5
-	VFMADD231PS  Y6, Y5, Y4
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R10
-	JMP          qmm4V_2x2_loop8
-
-qmm4V_2x2_loop:
+qg4V_1x3_loop:
 	TESTQ        R10, R10
-	JZ           qmm4V_2x2_blocks_done
-	VMOVDQU      (AX), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
+	JZ           qg4V_1x3_done
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
 	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y5, Y6
+	VMOVDQU      (AX), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD (BX), Y9
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 16(BX), Y9
+	VPDPBUSD     Y9, Y7, Y4
+	VPBROADCASTD (BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y8, Y5
+	VPBROADCASTD 16(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y7, Y5
+	VPBROADCASTD (BX)(R8*2), Y9
+	VPDPBUSD     Y9, Y8, Y6
+	VPBROADCASTD 16(BX)(R8*2), Y8
+	VPDPBUSD     Y8, Y7, Y6
+	VMOVDQU      32(AX), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 4(BX), Y9
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 20(BX), Y9
+	VPDPBUSD     Y9, Y7, Y4
+	VPBROADCASTD 4(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y8, Y5
+	VPBROADCASTD 20(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y7, Y5
+	VPBROADCASTD 4(BX)(R8*2), Y9
+	VPDPBUSD     Y9, Y8, Y6
+	VPBROADCASTD 20(BX)(R8*2), Y8
+	VPDPBUSD     Y8, Y7, Y6
+	VMOVDQU      64(AX), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 8(BX), Y9
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 24(BX), Y9
+	VPDPBUSD     Y9, Y7, Y4
+	VPBROADCASTD 8(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y8, Y5
+	VPBROADCASTD 24(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y7, Y5
+	VPBROADCASTD 8(BX)(R8*2), Y9
+	VPDPBUSD     Y9, Y8, Y6
+	VPBROADCASTD 24(BX)(R8*2), Y8
+	VPDPBUSD     Y8, Y7, Y6
+	VMOVDQU      96(AX), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 12(BX), Y9
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 28(BX), Y9
+	VPDPBUSD     Y9, Y7, Y4
+	VPBROADCASTD 12(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y8, Y5
+	VPBROADCASTD 28(BX)(R8*1), Y9
+	VPDPBUSD     Y9, Y7, Y5
+	VPBROADCASTD 12(BX)(R8*2), Y9
+	VPDPBUSD     Y9, Y8, Y6
+	VPBROADCASTD 28(BX)(R8*2), Y8
+	VPDPBUSD     Y8, Y7, Y6
+	VCVTPH2PS    (CX), Y7
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (SI), Y8
+	VMULPS       Y8, Y7, Y8
+	VFMADD231PS  Y4, Y8, Y1
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (SI)(R9*1), Y4
+	VMULPS       Y4, Y7, Y4
+	VFMADD231PS  Y5, Y4, Y2
 	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (DI), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y1
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (DI)(R9*1), Y5
-	VMULPS       Y5, Y8, Y5
-	VFMADD231PS  Y6, Y5, Y2
-	VMOVDQU      (AX)(CX*1), X7
-	VPSRLW       $0x04, X7, X5
-	VINSERTI128  $0x01, X5, Y7, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(BX*1), X8
-	VCVTPH2PS    X8, Y8
-	VBROADCASTSS (DI), Y9
-	VMULPS       Y9, Y8, Y9
-	VFMADD231PS  Y6, Y9, Y3
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI)(R8*1), Y5, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (DI)(R9*1), Y5
-	VMULPS       Y5, Y8, Y5
-	VFMADD231PS  Y6, Y5, Y4
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, DI
-	DECQ         R10
-	JMP          qmm4V_2x2_loop
-
-qmm4V_2x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4V_2x2_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4V_2x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y5
-	VFMADD231PS Y5, Y0, Y1
-	VMOVUPS     (DX)(R9*1), Y5
-	VFMADD231PS Y5, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y5
-	VFMADD231PS Y5, Y0, Y3
-	VMOVUPS     (DX)(R9*1), Y5
-	VFMADD231PS Y5, Y0, Y4
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4V_2x2_mloop
-
-qmm4V_2x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4V_3x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_3x1(SB), NOSPLIT, $96-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
-	MOVQ         nb+104(FP), R8
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-
-qmm4V_3x1_loop8:
-	CMPQ         R8, $0x08
-	JL           qmm4V_3x1_loop
+	VBROADCASTSS (SI)(R9*2), Y4
+	VMULPS       Y4, Y7, Y4
+	VFMADD231PS  Y6, Y4, Y3
 	VCVTPH2PS    (DX), Y4
-	VMULPS       (DI), Y4, Y4
-	VMOVUPS      Y4, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y4
-	VMULPS       (DI), Y4, Y4
-	VMOVUPS      Y4, 32(SP)
-	VCVTPH2PS    (DX)(BX*2), Y4
-	VMULPS       (DI), Y4, Y4
-	VMOVUPS      Y4, 64(SP)
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      (AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 32(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      (AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 64(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      16(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 4(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      16(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 36(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      16(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     32(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 68(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      32(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 8(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      32(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 40(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      32(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     64(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 72(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      48(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 12(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      48(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 44(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      48(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     96(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 76(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      64(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 16(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      64(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 48(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      64(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     128(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 80(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      80(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 20(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      80(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 52(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      80(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     160(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 84(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      96(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 24(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      96(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 56(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      96(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     192(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 88(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
-	VMOVDQU      112(AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 28(SP), Y4
-	VFMADD231PS  Y6, Y4, Y1
-	VMOVDQU      112(AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 60(SP), Y4
-	VFMADD231PS  Y6, Y4, Y2
-	VMOVDQU      112(AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     224(SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS 92(SP), Y4
-	VFMADD231PS  Y6, Y4, Y3
+	VBROADCASTSS (DI), Y5
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS (DI)(R9*1), Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (DI)(R9*2), Y5
+	VFMADD231PS  Y4, Y5, Y3
 	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
 	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R8
-	JMP          qmm4V_3x1_loop8
-
-qmm4V_3x1_loop:
-	TESTQ        R8, R8
-	JZ           qmm4V_3x1_blocks_done
-	VMOVDQU      (AX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX), X4
-	VCVTPH2PS    X4, Y4
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y7, Y4, Y7
-	VFMADD231PS  Y6, Y7, Y1
-	VMOVDQU      (AX)(CX*1), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(BX*1), X4
-	VCVTPH2PS    X4, Y4
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y7, Y4, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VMOVDQU      (AX)(CX*2), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        Y0, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VPBROADCASTW (DX)(BX*2), X4
-	VCVTPH2PS    X4, Y4
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y7, Y4, Y7
-	VFMADD231PS  Y6, Y7, Y3
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
 	ADDQ         $0x04, DI
-	DECQ         R8
-	JMP          qmm4V_3x1_loop
+	DECQ         R10
+	JMP          qg4V_1x3_loop
 
-qmm4V_3x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4V_3x1_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4V_3x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y4
-	VFMADD231PS Y4, Y0, Y1
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y4
-	VFMADD231PS Y4, Y0, Y2
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (DX), Y4
-	VFMADD231PS Y4, Y0, Y3
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4V_3x1_mloop
-
-qmm4V_3x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
+qg4V_1x3_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, (AX)(CX*1)
+	VMOVUPS Y3, (AX)(CX*2)
 	VZEROUPPER
 	RET
 
-// func qmm4V_3x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// func qg4V_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 // Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_3x2(SB), NOSPLIT, $192-112
+TEXT ·qg4V_1x4(SB), NOSPLIT, $0-112
 	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	MOVQ         xq+16(FP), SI
-	MOVQ         xd+32(FP), DI
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
 	MOVQ         ldx+24(FP), R8
 	MOVQ         ldxd+48(FP), R9
 	SHLQ         $0x02, R9
-	MOVQ         nb+104(FP), R10
-	MOVL         $0x0f0f0f0f, R11
-	VMOVD        R11, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-
-qmm4V_3x2_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4V_3x2_loop
-	VCVTPH2PS    (DX), Y7
-	VMULPS       (DI), Y7, Y8
-	VMOVUPS      Y8, (SP)
-	VMULPS       (DI)(R9*1), Y7, Y7
-	VMOVUPS      Y7, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y7
-	VMULPS       (DI), Y7, Y8
-	VMOVUPS      Y8, 64(SP)
-	VMULPS       (DI)(R9*1), Y7, Y7
-	VMOVUPS      Y7, 96(SP)
-	VCVTPH2PS    (DX)(BX*2), Y7
-	VMULPS       (DI), Y7, Y8
-	VMOVUPS      Y8, 128(SP)
-	VMULPS       (DI)(R9*1), Y7, Y7
-	VMOVUPS      Y7, 160(SP)
-	VMOVDQU      (AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 32(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      (AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 64(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 96(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      (AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 128(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 160(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      16(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 4(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 36(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      16(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 68(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 100(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      16(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 132(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     32(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 164(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      32(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 8(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 40(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      32(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 72(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 104(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      32(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 136(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     64(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 168(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      48(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 12(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 44(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      48(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 76(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 108(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      48(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 140(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     96(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 172(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      64(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 16(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 48(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      64(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 80(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 112(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      64(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 144(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     128(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 176(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      80(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 20(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 52(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      80(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 84(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 116(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      80(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 148(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     160(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 180(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      96(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 24(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 56(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      96(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 88(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 120(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      96(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 152(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     192(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 184(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	VMOVDQU      112(AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 28(SP), Y10
-	VFMADD231PS  Y8, Y10, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 60(SP), Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      112(AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 92(SP), Y10
-	VFMADD231PS  Y8, Y10, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 124(SP), Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      112(AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 156(SP), Y10
-	VFMADD231PS  Y8, Y10, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     224(SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 188(SP), Y7
-	VFMADD231PS  Y8, Y7, Y6
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x08, R10
-	JMP          qmm4V_3x2_loop8
-
-qmm4V_3x2_loop:
-	TESTQ        R10, R10
-	JZ           qmm4V_3x2_blocks_done
-	VMOVDQU      (AX), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (DX), X10
-	VCVTPH2PS    X10, Y10
-	VBROADCASTSS (DI), Y11
-	VMULPS       Y11, Y10, Y11
-	VFMADD231PS  Y8, Y11, Y1
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y7
-	VMULPS       Y7, Y10, Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      (AX)(CX*1), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (DX)(BX*1), X10
-	VCVTPH2PS    X10, Y10
-	VBROADCASTSS (DI), Y11
-	VMULPS       Y11, Y10, Y11
-	VFMADD231PS  Y8, Y11, Y3
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y7
-	VMULPS       Y7, Y10, Y7
-	VFMADD231PS  Y8, Y7, Y4
-	VMOVDQU      (AX)(CX*2), X9
-	VPSRLW       $0x04, X9, X7
-	VINSERTI128  $0x01, X7, Y9, Y7
-	VPAND        Y0, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VPBROADCASTW (DX)(BX*2), X10
-	VCVTPH2PS    X10, Y10
-	VBROADCASTSS (DI), Y11
-	VMULPS       Y11, Y10, Y11
-	VFMADD231PS  Y8, Y11, Y5
-	VPXOR        Y8, Y8, Y8
-	VPDPBUSD     (SI)(R8*1), Y7, Y8
-	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (DI)(R9*1), Y7
-	VMULPS       Y7, Y10, Y7
-	VFMADD231PS  Y8, Y7, Y6
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, DI
-	DECQ         R10
-	JMP          qmm4V_3x2_loop
-
-qmm4V_3x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	MOVQ xs+40(FP), DX
-	MOVQ nb+104(FP), BX
-
-qmm4V_3x2_mloop:
-	CMPQ        BX, $0x00
-	JLE         qmm4V_3x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (DX), Y7
-	VFMADD231PS Y7, Y0, Y1
-	VMOVUPS     (DX)(R9*1), Y7
-	VFMADD231PS Y7, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (DX), Y7
-	VFMADD231PS Y7, Y0, Y3
-	VMOVUPS     (DX)(R9*1), Y7
-	VFMADD231PS Y7, Y0, Y4
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (DX), Y7
-	VFMADD231PS Y7, Y0, Y5
-	VMOVUPS     (DX)(R9*1), Y7
-	VFMADD231PS Y7, Y0, Y6
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, DX
-	SUBQ        $0x08, BX
-	JMP         qmm4V_3x2_mloop
-
-qmm4V_3x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)(CX*1)
-	VZEROUPPER
-	RET
-
-// func qmm4V_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_4x1(SB), NOSPLIT, $128-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	LEAQ         (CX)(CX*2), SI
-	LEAQ         (BX)(BX*2), DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         nb+104(FP), R10
-	MOVL         $0x0f0f0f0f, R11
-	VMOVD        R11, X0
-	VPBROADCASTD X0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-
-qmm4V_4x1_loop8:
-	CMPQ         R10, $0x08
-	JL           qmm4V_4x1_loop
-	VCVTPH2PS    (DX), Y5
-	VMULPS       (R9), Y5, Y5
-	VMOVUPS      Y5, (SP)
-	VCVTPH2PS    (DX)(BX*1), Y5
-	VMULPS       (R9), Y5, Y5
-	VMOVUPS      Y5, 32(SP)
-	VCVTPH2PS    (DX)(BX*2), Y5
-	VMULPS       (R9), Y5, Y5
-	VMOVUPS      Y5, 64(SP)
-	VCVTPH2PS    (DX)(DI*1), Y5
-	VMULPS       (R9), Y5, Y5
-	VMOVUPS      Y5, 96(SP)
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      (AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 32(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      (AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 64(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      (AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 96(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      16(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     32(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 4(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      16(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     32(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 36(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      16(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     32(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 68(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      16(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     32(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 100(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      32(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     64(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 8(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      32(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     64(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 40(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      32(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     64(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 72(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      32(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     64(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 104(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      48(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     96(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 12(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      48(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     96(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 44(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      48(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     96(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 76(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      48(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     96(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 108(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      64(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     128(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 16(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      64(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     128(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 48(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      64(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     128(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 80(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      64(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     128(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 112(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      80(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     160(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 20(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      80(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     160(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 52(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      80(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     160(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 84(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      80(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     160(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 116(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      96(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     192(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 24(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      96(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     192(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 56(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      96(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     192(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 88(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      96(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     192(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 120(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	VMOVDQU      112(AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     224(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 28(SP), Y5
-	VFMADD231PS  Y7, Y5, Y1
-	VMOVDQU      112(AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     224(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 60(SP), Y5
-	VFMADD231PS  Y7, Y5, Y2
-	VMOVDQU      112(AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     224(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 92(SP), Y5
-	VFMADD231PS  Y7, Y5, Y3
-	VMOVDQU      112(AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     224(R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 124(SP), Y5
-	VFMADD231PS  Y7, Y5, Y4
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, R8
-	ADDQ         $0x20, R9
-	SUBQ         $0x08, R10
-	JMP          qmm4V_4x1_loop8
-
-qmm4V_4x1_loop:
-	TESTQ        R10, R10
-	JZ           qmm4V_4x1_blocks_done
-	VMOVDQU      (AX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX), X5
-	VCVTPH2PS    X5, Y5
-	VBROADCASTSS (R9), Y8
-	VMULPS       Y8, Y5, Y8
-	VFMADD231PS  Y7, Y8, Y1
-	VMOVDQU      (AX)(CX*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX)(BX*1), X5
-	VCVTPH2PS    X5, Y5
-	VBROADCASTSS (R9), Y8
-	VMULPS       Y8, Y5, Y8
-	VFMADD231PS  Y7, Y8, Y2
-	VMOVDQU      (AX)(CX*2), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX)(BX*2), X5
-	VCVTPH2PS    X5, Y5
-	VBROADCASTSS (R9), Y8
-	VMULPS       Y8, Y5, Y8
-	VFMADD231PS  Y7, Y8, Y3
-	VMOVDQU      (AX)(SI*1), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        Y0, Y5, Y5
-	VPXOR        Y7, Y7, Y7
-	VPDPBUSD     (R8), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VPBROADCASTW (DX)(DI*1), X5
-	VCVTPH2PS    X5, Y5
-	VBROADCASTSS (R9), Y8
-	VMULPS       Y8, Y5, Y8
-	VFMADD231PS  Y7, Y8, Y4
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
-	ADDQ         $0x20, R8
-	ADDQ         $0x04, R9
-	DECQ         R10
-	JMP          qmm4V_4x1_loop
-
-qmm4V_4x1_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (CX)(CX*2), DX
-	MOVQ xs+40(FP), BX
-	MOVQ nb+104(FP), SI
-
-qmm4V_4x1_mloop:
-	CMPQ        SI, $0x00
-	JLE         qmm4V_4x1_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (BX), Y5
-	VFMADD231PS Y5, Y0, Y1
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (BX), Y5
-	VFMADD231PS Y5, Y0, Y2
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (BX), Y5
-	VFMADD231PS Y5, Y0, Y3
-	VCVTPH2PS   (AX)(DX*1), Y0
-	VMOVUPS     (BX), Y5
-	VFMADD231PS Y5, Y0, Y4
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, BX
-	SUBQ        $0x08, SI
-	JMP         qmm4V_4x1_mloop
-
-qmm4V_4x1_reduce:
-	MOVQ         out+0(FP), AX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VZEROUPPER
-	RET
-
-// func qmm4V_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3
-TEXT ·qmm4V_4x2(SB), NOSPLIT, $256-112
-	MOVQ         w+56(FP), AX
-	MOVQ         ldw+64(FP), CX
-	MOVQ         d+72(FP), DX
-	MOVQ         ldd+80(FP), BX
-	SHLQ         $0x01, BX
-	LEAQ         (CX)(CX*2), SI
-	LEAQ         (BX)(BX*2), DI
-	MOVQ         xq+16(FP), R8
-	MOVQ         xd+32(FP), R9
-	MOVQ         ldx+24(FP), R10
-	MOVQ         ldxd+48(FP), R11
-	SHLQ         $0x02, R11
+	LEAQ         (R8)(R8*2), R10
+	LEAQ         (R9)(R9*2), R11
 	MOVQ         nb+104(FP), R12
 	MOVL         $0x0f0f0f0f, R13
 	VMOVD        R13, X0
@@ -15081,650 +8516,331 @@ TEXT ·qmm4V_4x2(SB), NOSPLIT, $256-112
 	VXORPS       Y2, Y2, Y2
 	VXORPS       Y3, Y3, Y3
 	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
 
-qmm4V_4x2_loop8:
-	CMPQ         R12, $0x08
-	JL           qmm4V_4x2_loop
-	VCVTPH2PS    (DX), Y9
-	VMULPS       (R9), Y9, Y10
-	VMOVUPS      Y10, (SP)
-	VMULPS       (R9)(R11*1), Y9, Y9
-	VMOVUPS      Y9, 32(SP)
-	VCVTPH2PS    (DX)(BX*1), Y9
-	VMULPS       (R9), Y9, Y10
-	VMOVUPS      Y10, 64(SP)
-	VMULPS       (R9)(R11*1), Y9, Y9
-	VMOVUPS      Y9, 96(SP)
-	VCVTPH2PS    (DX)(BX*2), Y9
-	VMULPS       (R9), Y9, Y10
-	VMOVUPS      Y10, 128(SP)
-	VMULPS       (R9)(R11*1), Y9, Y9
-	VMOVUPS      Y9, 160(SP)
-	VCVTPH2PS    (DX)(DI*1), Y9
-	VMULPS       (R9), Y9, Y10
-	VMOVUPS      Y10, 192(SP)
-	VMULPS       (R9)(R11*1), Y9, Y9
-	VMOVUPS      Y9, 224(SP)
-	VMOVDQU      (AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 32(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      (AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 64(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 96(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      (AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 128(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 160(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      (AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 192(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 224(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      16(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 4(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 36(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      16(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 68(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 100(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      16(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 132(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 164(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      16(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 196(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     32(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 228(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      32(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 8(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 40(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      32(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 72(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 104(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      32(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 136(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 168(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      32(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 200(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     64(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 232(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      48(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 12(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 44(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      48(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 76(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 108(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      48(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 140(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 172(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      48(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 204(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     96(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 236(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      64(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 16(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 48(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      64(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 80(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 112(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      64(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 144(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 176(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      64(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 208(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     128(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 240(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      80(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 20(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 52(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      80(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 84(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 116(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      80(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 148(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 180(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      80(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 212(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     160(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 244(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      96(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 24(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 56(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      96(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 88(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 120(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      96(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 152(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 184(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      96(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 216(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     192(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 248(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	VMOVDQU      112(AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 28(SP), Y12
-	VFMADD231PS  Y10, Y12, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 60(SP), Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      112(AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 92(SP), Y12
-	VFMADD231PS  Y10, Y12, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 124(SP), Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      112(AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 156(SP), Y12
-	VFMADD231PS  Y10, Y12, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 188(SP), Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      112(AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
-	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 220(SP), Y12
-	VFMADD231PS  Y10, Y12, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     224(R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS 252(SP), Y9
-	VFMADD231PS  Y10, Y9, Y8
-	ADDQ         $0x00000080, AX
-	ADDQ         $0x10, DX
-	ADDQ         $0x00000100, R8
-	ADDQ         $0x20, R9
-	SUBQ         $0x08, R12
-	JMP          qmm4V_4x2_loop8
-
-qmm4V_4x2_loop:
+qg4V_1x4_loop:
 	TESTQ        R12, R12
-	JZ           qmm4V_4x2_blocks_done
-	VMOVDQU      (AX), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
+	JZ           qg4V_1x4_done
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VMOVDQU      (AX), Y9
+	VPAND        Y0, Y9, Y10
+	VPSRLW       $0x04, Y9, Y9
 	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (DX), X12
-	VCVTPH2PS    X12, Y12
-	VBROADCASTSS (R9), Y13
-	VMULPS       Y13, Y12, Y13
-	VFMADD231PS  Y10, Y13, Y1
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y9
-	VMULPS       Y9, Y12, Y9
-	VFMADD231PS  Y10, Y9, Y2
-	VMOVDQU      (AX)(CX*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
+	VPBROADCASTD (BX), Y11
+	VPDPBUSD     Y11, Y10, Y5
+	VPBROADCASTD 16(BX), Y11
+	VPDPBUSD     Y11, Y9, Y5
+	VPBROADCASTD (BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y10, Y6
+	VPBROADCASTD 16(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y9, Y6
+	VPBROADCASTD (BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y10, Y7
+	VPBROADCASTD 16(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y9, Y7
+	VPBROADCASTD (BX)(R10*1), Y11
+	VPDPBUSD     Y11, Y10, Y8
+	VPBROADCASTD 16(BX)(R10*1), Y10
+	VPDPBUSD     Y10, Y9, Y8
+	VMOVDQU      32(AX), Y9
+	VPAND        Y0, Y9, Y10
+	VPSRLW       $0x04, Y9, Y9
 	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (DX)(BX*1), X12
-	VCVTPH2PS    X12, Y12
-	VBROADCASTSS (R9), Y13
-	VMULPS       Y13, Y12, Y13
-	VFMADD231PS  Y10, Y13, Y3
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y9
-	VMULPS       Y9, Y12, Y9
-	VFMADD231PS  Y10, Y9, Y4
-	VMOVDQU      (AX)(CX*2), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
+	VPBROADCASTD 4(BX), Y11
+	VPDPBUSD     Y11, Y10, Y5
+	VPBROADCASTD 20(BX), Y11
+	VPDPBUSD     Y11, Y9, Y5
+	VPBROADCASTD 4(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y10, Y6
+	VPBROADCASTD 20(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y9, Y6
+	VPBROADCASTD 4(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y10, Y7
+	VPBROADCASTD 20(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y9, Y7
+	VPBROADCASTD 4(BX)(R10*1), Y11
+	VPDPBUSD     Y11, Y10, Y8
+	VPBROADCASTD 20(BX)(R10*1), Y10
+	VPDPBUSD     Y10, Y9, Y8
+	VMOVDQU      64(AX), Y9
+	VPAND        Y0, Y9, Y10
+	VPSRLW       $0x04, Y9, Y9
 	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (DX)(BX*2), X12
-	VCVTPH2PS    X12, Y12
-	VBROADCASTSS (R9), Y13
-	VMULPS       Y13, Y12, Y13
-	VFMADD231PS  Y10, Y13, Y5
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y9
-	VMULPS       Y9, Y12, Y9
-	VFMADD231PS  Y10, Y9, Y6
-	VMOVDQU      (AX)(SI*1), X11
-	VPSRLW       $0x04, X11, X9
-	VINSERTI128  $0x01, X9, Y11, Y9
+	VPBROADCASTD 8(BX), Y11
+	VPDPBUSD     Y11, Y10, Y5
+	VPBROADCASTD 24(BX), Y11
+	VPDPBUSD     Y11, Y9, Y5
+	VPBROADCASTD 8(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y10, Y6
+	VPBROADCASTD 24(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y9, Y6
+	VPBROADCASTD 8(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y10, Y7
+	VPBROADCASTD 24(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y9, Y7
+	VPBROADCASTD 8(BX)(R10*1), Y11
+	VPDPBUSD     Y11, Y10, Y8
+	VPBROADCASTD 24(BX)(R10*1), Y10
+	VPDPBUSD     Y10, Y9, Y8
+	VMOVDQU      96(AX), Y9
+	VPAND        Y0, Y9, Y10
+	VPSRLW       $0x04, Y9, Y9
 	VPAND        Y0, Y9, Y9
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VPBROADCASTW (DX)(DI*1), X12
-	VCVTPH2PS    X12, Y12
-	VBROADCASTSS (R9), Y13
-	VMULPS       Y13, Y12, Y13
-	VFMADD231PS  Y10, Y13, Y7
-	VPXOR        Y10, Y10, Y10
-	VPDPBUSD     (R8)(R10*1), Y9, Y10
-	VCVTDQ2PS    Y10, Y10
-	VBROADCASTSS (R9)(R11*1), Y9
-	VMULPS       Y9, Y12, Y9
-	VFMADD231PS  Y10, Y9, Y8
-	ADDQ         $0x10, AX
-	ADDQ         $0x02, DX
+	VPBROADCASTD 12(BX), Y11
+	VPDPBUSD     Y11, Y10, Y5
+	VPBROADCASTD 28(BX), Y11
+	VPDPBUSD     Y11, Y9, Y5
+	VPBROADCASTD 12(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y10, Y6
+	VPBROADCASTD 28(BX)(R8*1), Y11
+	VPDPBUSD     Y11, Y9, Y6
+	VPBROADCASTD 12(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y10, Y7
+	VPBROADCASTD 28(BX)(R8*2), Y11
+	VPDPBUSD     Y11, Y9, Y7
+	VPBROADCASTD 12(BX)(R10*1), Y11
+	VPDPBUSD     Y11, Y10, Y8
+	VPBROADCASTD 28(BX)(R10*1), Y10
+	VPDPBUSD     Y10, Y9, Y8
+	VCVTPH2PS    (CX), Y9
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (SI), Y10
+	VMULPS       Y10, Y9, Y10
+	VFMADD231PS  Y5, Y10, Y1
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (SI)(R9*1), Y5
+	VMULPS       Y5, Y9, Y5
+	VFMADD231PS  Y6, Y5, Y2
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (SI)(R9*2), Y5
+	VMULPS       Y5, Y9, Y5
+	VFMADD231PS  Y7, Y5, Y3
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (SI)(R11*1), Y5
+	VMULPS       Y5, Y9, Y5
+	VFMADD231PS  Y8, Y5, Y4
+	VCVTPH2PS    (DX), Y5
+	VBROADCASTSS (DI), Y6
+	VFMADD231PS  Y5, Y6, Y1
+	VBROADCASTSS (DI)(R9*1), Y6
+	VFMADD231PS  Y5, Y6, Y2
+	VBROADCASTSS (DI)(R9*2), Y6
+	VFMADD231PS  Y5, Y6, Y3
+	VBROADCASTSS (DI)(R11*1), Y6
+	VFMADD231PS  Y5, Y6, Y4
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R12
+	JMP          qg4V_1x4_loop
+
+qg4V_1x4_done:
+	MOVQ    out+0(FP), AX
+	MOVQ    ldo+8(FP), CX
+	SHLQ    $0x02, CX
+	LEAQ    (CX)(CX*2), DX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, (AX)(CX*1)
+	VMOVUPS Y3, (AX)(CX*2)
+	VMOVUPS Y4, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func qg4VP2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qg4VP2048_1x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         xq+16(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         nb+104(FP), R8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+
+qg4VP2048_1x1_loop:
+	TESTQ        R8, R8
+	JZ           qg4VP2048_1x1_done
+	VPXOR        Y2, Y2, Y2
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	VMOVDQU      (AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD (BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 16(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      32(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 4(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 20(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      64(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 8(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 24(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VMOVDQU      96(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPBROADCASTD 12(BX), Y5
+	VPDPBUSD     Y5, Y4, Y2
+	VPBROADCASTD 28(BX), Y4
+	VPDPBUSD     Y4, Y3, Y2
+	VCVTPH2PS    (CX), Y3
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS (SI), Y4
+	VMULPS       Y4, Y3, Y4
+	VFMADD231PS  Y2, Y4, Y1
+	VCVTPH2PS    (DX), Y2
+	VBROADCASTSS (DI), Y3
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
+	ADDQ         $0x20, BX
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JMP          qg4VP2048_1x1_loop
+
+qg4VP2048_1x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y1, (AX)
+	VZEROUPPER
+	RET
+
+// func qg4VP2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// Requires: AVX, AVX2, AVX512VL, AVX512_VNNI, F16C, FMA3, MMX+
+TEXT ·qg4VP2048_2x1(SB), NOSPLIT, $0-112
+	MOVQ         w+56(FP), AX
+	MOVQ         d+72(FP), CX
+	MOVQ         m+88(FP), DX
+	MOVQ         ldw+64(FP), BX
+	MOVQ         ldd+80(FP), SI
+	SHLQ         $0x01, SI
+	MOVQ         ldm+96(FP), DI
+	SHLQ         $0x01, DI
+	MOVQ         xq+16(FP), R8
+	MOVQ         xd+32(FP), R9
+	MOVQ         xs+40(FP), R10
+	MOVQ         nb+104(FP), R11
+	MOVL         $0x0f0f0f0f, R12
+	VMOVD        R12, X0
+	VPBROADCASTD X0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+
+qg4VP2048_2x1_loop:
+	TESTQ        R11, R11
+	JZ           qg4VP2048_2x1_done
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	PREFETCHT0   2048(AX)
+	PREFETCHT0   2112(AX)
+	PREFETCHT0   2048(AX)(BX*1)
+	PREFETCHT0   2112(AX)(BX*1)
+	VMOVDQU      (AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      (AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD (R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 16(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      32(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      32(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 4(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 20(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      64(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      64(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 8(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 24(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VMOVDQU      96(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQU      96(AX)(BX*1), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPBROADCASTD 12(R8), Y9
+	VPDPBUSD     Y9, Y6, Y3
+	VPDPBUSD     Y9, Y8, Y4
+	VPBROADCASTD 28(R8), Y6
+	VPDPBUSD     Y6, Y5, Y3
+	VPDPBUSD     Y6, Y7, Y4
+	VCVTPH2PS    (CX), Y5
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y6, Y5, Y6
+	VFMADD231PS  Y3, Y6, Y1
+	VCVTPH2PS    (DX), Y3
+	VBROADCASTSS (R10), Y5
+	VFMADD231PS  Y3, Y5, Y1
+	VCVTPH2PS    (CX)(SI*1), Y3
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y5
+	VMULPS       Y5, Y3, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VCVTPH2PS    (DX)(DI*1), Y3
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x10, CX
+	ADDQ         $0x10, DX
 	ADDQ         $0x20, R8
 	ADDQ         $0x04, R9
-	DECQ         R12
-	JMP          qmm4V_4x2_loop
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JMP          qg4VP2048_2x1_loop
 
-qmm4V_4x2_blocks_done:
-	MOVQ m+88(FP), AX
-	MOVQ ldm+96(FP), CX
-	SHLQ $0x01, CX
-	LEAQ (CX)(CX*2), DX
-	MOVQ xs+40(FP), BX
-	MOVQ nb+104(FP), SI
-
-qmm4V_4x2_mloop:
-	CMPQ        SI, $0x00
-	JLE         qmm4V_4x2_reduce
-	VCVTPH2PS   (AX), Y0
-	VMOVUPS     (BX), Y9
-	VFMADD231PS Y9, Y0, Y1
-	VMOVUPS     (BX)(R11*1), Y9
-	VFMADD231PS Y9, Y0, Y2
-	VCVTPH2PS   (AX)(CX*1), Y0
-	VMOVUPS     (BX), Y9
-	VFMADD231PS Y9, Y0, Y3
-	VMOVUPS     (BX)(R11*1), Y9
-	VFMADD231PS Y9, Y0, Y4
-	VCVTPH2PS   (AX)(CX*2), Y0
-	VMOVUPS     (BX), Y9
-	VFMADD231PS Y9, Y0, Y5
-	VMOVUPS     (BX)(R11*1), Y9
-	VFMADD231PS Y9, Y0, Y6
-	VCVTPH2PS   (AX)(DX*1), Y0
-	VMOVUPS     (BX), Y9
-	VFMADD231PS Y9, Y0, Y7
-	VMOVUPS     (BX)(R11*1), Y9
-	VFMADD231PS Y9, Y0, Y8
-	ADDQ        $0x10, AX
-	ADDQ        $0x20, BX
-	SUBQ        $0x08, SI
-	JMP         qmm4V_4x2_mloop
-
-qmm4V_4x2_reduce:
-	MOVQ         out+0(FP), AX
-	MOVQ         ldo+8(FP), CX
-	SHLQ         $0x02, CX
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)
-	VEXTRACTF128 $0x01, Y5, X0
-	VADDPS       X0, X5, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)
-	VEXTRACTF128 $0x01, Y7, X0
-	VADDPS       X0, X7, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, (AX)(CX*1)
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 4(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y6, X0
-	VADDPS       X0, X6, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 8(AX)(CX*1)
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPS       X0, X8, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	VMOVSS       X0, 12(AX)(CX*1)
+qg4VP2048_2x1_done:
+	MOVQ    out+0(FP), AX
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, 32(AX)
 	VZEROUPPER
 	RET

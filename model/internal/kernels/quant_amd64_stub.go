@@ -10,9 +10,6 @@ func quantX(q *int8, d *float32, s *float32, x *float32, nb int)
 // dequant8 widens nb blocks of 8-bit weights to float32 (see dequant in asm/quant/main.go).
 func dequant8(dst *float32, q *byte, d *uint16, nb int)
 
-// dequant4 widens nb blocks of 4-bit weights to float32 (see dequant in asm/quant/main.go).
-func dequant4(dst *float32, q *byte, d *uint16, m *uint16, nb int)
-
 // qdot8_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX2 (see qdot in asm/quant/main.go).
 func qdot8_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
 
@@ -49,41 +46,23 @@ func qmm8_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w
 // qmm8_4x2 computes 4 weight rows × 2 activation rows of 8-bit blocks with AVX2 (see qmm in asm/quant/main.go).
 func qmm8_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, nb int)
 
-// qdot4_1x1 computes 1 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/quant/main.go).
-func qdot4_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4_1x2 computes 2 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/quant/main.go).
-func qdot4_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4_1x2 computes 1 groups of 8 weight rows × 2 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4_1x3 computes 3 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/quant/main.go).
-func qdot4_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4_1x3 computes 1 groups of 8 weight rows × 3 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4_1x4 computes 4 rows of 4-bit blocks · int8 x with AVX2 (see qdot in asm/quant/main.go).
-func qdot4_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4_1x4 computes 1 groups of 8 weight rows × 4 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qmm4_1x1 computes 1 weight rows × 1 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4P2048_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4P2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qmm4_1x2 computes 1 weight rows × 2 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_2x1 computes 2 weight rows × 1 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_2x2 computes 2 weight rows × 2 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_2x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_3x1 computes 3 weight rows × 1 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_3x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_3x2 computes 3 weight rows × 2 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_3x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_4x1 computes 4 weight rows × 1 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4_4x2 computes 4 weight rows × 2 activation rows of 4-bit blocks with AVX2 (see qmm in asm/quant/main.go).
-func qmm4_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4P2048_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX2 (see qg4 in asm/quant/main.go).
+func qg4P2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
 // qdot8V_1x1 computes 1 rows of 8-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
 func qdot8V_1x1(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)
@@ -121,38 +100,20 @@ func qmm8V_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, 
 // qmm8V_4x2 computes 4 weight rows × 2 activation rows of 8-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
 func qmm8V_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, nb int)
 
-// qdot4V_1x1 computes 1 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
-func qdot4V_1x1(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4V_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4V_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4V_1x2 computes 2 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
-func qdot4V_1x2(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4V_1x2 computes 1 groups of 8 weight rows × 2 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4V_1x3 computes 3 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
-func qdot4V_1x3(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4V_1x3 computes 1 groups of 8 weight rows × 3 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4V_1x3(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qdot4V_1x4 computes 4 rows of 4-bit blocks · int8 x with AVX-512 VNNI (see qdot in asm/quant/main.go).
-func qdot4V_1x4(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4V_1x4 computes 1 groups of 8 weight rows × 4 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4V_1x4(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qmm4V_1x1 computes 1 weight rows × 1 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4VP2048_1x1 computes 1 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4VP2048_1x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
 
-// qmm4V_1x2 computes 1 weight rows × 2 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_1x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_2x1 computes 2 weight rows × 1 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_2x2 computes 2 weight rows × 2 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_2x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_3x1 computes 3 weight rows × 1 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_3x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_3x2 computes 3 weight rows × 2 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_3x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_4x1 computes 4 weight rows × 1 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_4x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
-
-// qmm4V_4x2 computes 4 weight rows × 2 activation rows of 4-bit blocks with AVX-512 VNNI (see qmm in asm/quant/main.go).
-func qmm4V_4x2(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)
+// qg4VP2048_2x1 computes 2 groups of 8 weight rows × 1 activation rows of interleaved 4-bit blocks with AVX-512 VNNI (see qg4 in asm/quant/main.go).
+func qg4VP2048_2x1(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)

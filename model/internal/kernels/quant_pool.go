@@ -46,7 +46,7 @@ func (p *Pool) MatVecQ(dst []float32, w *Quant, x []float32) {
 	if w.Rows*w.Cols < minParallelMatVec || p.threads == 1 {
 		p.lockOpen()
 		quantizeX(&p.qx, x, w.Cols)
-		matVecQRows(dst, w, &p.qx, 0, w.Rows)
+		matVecQRows(dst, w, &p.qx, 0, w.Rows, p.scratch[0])
 		p.mu.Unlock()
 		return
 	}
@@ -54,7 +54,7 @@ func (p *Pool) MatVecQ(dst []float32, w *Quant, x []float32) {
 	defer p.mu.Unlock()
 	quantizeX(&p.qx, x, w.Cols)
 	p.set(job{op: opMatVecQ, dst: dst, wq: w, qx: &p.qx, rows: w.Rows, cols: w.Cols})
-	p.dispatch(w.Rows, 16, 4)
+	p.dispatch(w.Rows, 16, 8)
 }
 
 // MatMulQ is MatMul with quantized weights w (x [n][w.Cols], dst [n][w.Rows]): each row of
@@ -100,7 +100,7 @@ func (p *Pool) matMulsQ(name string, x []float32, n, cols int, ps *[MaxProducts]
 		p.lockOpen()
 		p.qx.grow(n, cols)
 		quantizeXRows(&p.qx, x, cols, 0, n)
-		matMulsQRows(ps, &p.qx, n, 0, total)
+		matMulsQRows(ps, &p.qx, n, 0, total, p.scratch[0])
 		p.mu.Unlock()
 		return
 	}
@@ -110,28 +110,29 @@ func (p *Pool) matMulsQ(name string, x []float32, n, cols int, ps *[MaxProducts]
 	p.set(job{op: opQuantX, x: x, qx: &p.qx, cols: cols})
 	p.dispatch(n, 4, 1)
 	p.set(job{op: opMatMulQ, qx: &p.qx, n: n, cols: cols, prods: *ps})
-	p.dispatch(total, (total+p.threads*4-1)/(p.threads*4), 4)
+	p.dispatch(total, (total+p.threads*4-1)/(p.threads*4), 8)
 }
 
-// matVecQRows computes rows [r0, r1) of MatVecQ.
-func matVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) {
+// matVecQRows computes rows [r0, r1) of MatVecQ; scratch holds at least 32 values (the
+// worker's tile buffer).
+func matVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int, scratch []float32) {
 	if useAsm {
-		asmMatVecQRows(dst, w, x, r0, r1)
+		asmMatVecQRows(dst, w, x, r0, r1, scratch)
 		return
 	}
 	goMatVecQRows(dst, w, x, r0, r1)
 }
 
 // matMulsQRows computes rows [r0, r1) of the products ps (rows counted through the
-// products in order) for the n quantized rows of x.
-func matMulsQRows(ps *[MaxProducts]Product, x *QX, n, r0, r1 int) {
+// products in order) for the n quantized rows of x; scratch as for matVecQRows.
+func matMulsQRows(ps *[MaxProducts]Product, x *QX, n, r0, r1 int, scratch []float32) {
 	base := 0
 	for i := range ps {
 		pr := &ps[i]
 		lo, hi := max(r0-base, 0), min(r1-base, pr.Rows)
 		if lo < hi {
 			if useAsm {
-				asmMatMulQRows(pr.Dst, pr.WQ, x, n, lo, hi)
+				asmMatMulQRows(pr.Dst, pr.WQ, x, n, lo, hi, scratch)
 			} else {
 				goMatMulQRows(pr.Dst, pr.WQ, x, n, lo, hi)
 			}

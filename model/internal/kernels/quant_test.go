@@ -35,19 +35,16 @@ func naiveMatVecQ(w *Quant, x []float32) (out, mag []float64) {
 		for c := 0; c < nb*QBlock; c++ {
 			b, j := c/QBlock, c%QBlock
 			xd := float64(qx.Q[c]) * float64(qx.D[b])
-			d := float64(f16.ToFloat32(w.D[r*nb+b]))
+			d := float64(f16.ToFloat32(w.D[w.dAt(r, b)]))
 			var wd, wm float64
 			if w.Bits == 8 {
 				wd = d * float64(int8(w.Q[(r*nb+b)*QBlock+j]))
 				wm = math.Abs(wd)
 			} else {
-				v := w.Q[(r*nb+b)*16+j%16]
-				if j >= 16 {
-					v >>= 4
-				}
-				m := float64(f16.ToFloat32(w.M[r*w.MStride()+b]))
-				wd = d*float64(v&15) + m
-				wm = math.Abs(d*float64(v&15)) + math.Abs(m)
+				v := float64(w.level(r, b, j))
+				m := float64(f16.ToFloat32(w.M[w.mAt(r, b)]))
+				wd = d*v + m
+				wm = math.Abs(d*v) + math.Abs(m)
 			}
 			out[r] += wd * xd
 			mag[r] += wm * math.Abs(xd)
@@ -472,12 +469,11 @@ func TestDequantRoutes(t *testing.T) {
 					want = got
 					continue
 				}
-				nb := q.Blocks()
 				for i := range got {
-					b := (i/cols)*nb + (i%cols)/QBlock
+					row, b := i/cols, (i%cols)/QBlock
 					tol := 0.0
 					if bits == 4 {
-						tol = 1e-7 * (15*math.Abs(float64(f16.ToFloat32(q.D[b]))) + math.Abs(float64(f16.ToFloat32(q.M[(i/cols)*q.MStride()+(i%cols)/QBlock]))))
+						tol = 1e-7 * (15*math.Abs(float64(f16.ToFloat32(q.D[q.dAt(row, b)]))) + math.Abs(float64(f16.ToFloat32(q.M[q.mAt(row, b)]))))
 					}
 					if math.Abs(float64(got[i]-want[i])) > tol {
 						t.Fatalf("%s bits %d cols %d: [%d] %v, go %v", r.name, bits, cols, i, got[i], want[i])
@@ -589,6 +585,39 @@ func TestQuantBlock8Special(t *testing.T) {
 				first = q
 			} else if !bytes.Equal(q, first) {
 				t.Fatalf("%s: route %s stores %v, go %v", name, r.name, q, first)
+			}
+		}
+	}
+}
+
+// TestQ4Layout pins the documented 4-bit storage: rows 0..7 interleaved (group 0's block b is
+// the 128 bytes at 128b, piece k holding bytes 4k..4k+3 of each row's 16-byte block in row
+// order; scales at D[8b+i], offsets at M[8·b+i]), the last 3 rows one by one.
+func TestQ4Layout(t *testing.T) {
+	rows, cols := 11, 64
+	w := make([]float32, rows*cols)
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			w[r*cols+c] = float32((r*7+c*3)%16) + 0.25*float32(r)
+		}
+	}
+	q, _ := quantized(w, rows, cols, 4, Q4Nearest)
+	nb, ms := q.Blocks(), q.MStride()
+	for r := 0; r < rows; r++ {
+		for b := 0; b < nb; b++ {
+			row := NewQuant(4, 1, cols) // the row quantized alone: one-by-one layout
+			row.QuantizeRow(0, w[r*cols:(r+1)*cols], Q4Nearest)
+			for j := 0; j < 16; j++ {
+				want := row.Q[b*16+j]
+				var at, di, mi int
+				if r < 8 {
+					at, di, mi = 128*b+32*(j/4)+4*r+j%4, 8*b+r, 8*b+r
+				} else {
+					at, di, mi = (r*nb+b)*16+j, r*nb+b, r*ms+b
+				}
+				if q.Q[at] != want || q.D[di] != row.D[b] || q.M[mi] != row.M[b] {
+					t.Fatalf("row %d block %d byte %d: Q[%d]=%#x D=%#x M=%#x, want %#x %#x %#x", r, b, j, at, q.Q[at], q.D[di], q.M[mi], want, row.D[b], row.M[b])
+				}
 			}
 		}
 	}

@@ -231,3 +231,15 @@ func asmMatMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, 
 		}
 	}
 }
+
+// asmSiLUMul runs siluMul over the longest multiple of 8 elements and returns that count
+// (0 on the Go route).
+func asmSiLUMul(dst, gate, up []float32) int {
+	n := len(gate) &^ 7
+	if !useAsm || n == 0 {
+		return 0
+	}
+	_, _ = dst[n-1], up[n-1]
+	siluMul(&dst[0], &gate[0], &up[0], n)
+	return n
+}

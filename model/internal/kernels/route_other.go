@@ -31,7 +31,9 @@ func asmMatMulBF16Rows(dst, x []float32, w []uint16, n, rows, cols, r0, r1 int, 
 	panic("kernels: no asm route")
 }
 
-func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int) { panic("kernels: no asm route") }
+func asmMatVecQRows(dst []float32, w *Quant, x *QX, r0, r1 int, scratch []float32) {
+	panic("kernels: no asm route")
+}
 
 func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, klen int, acc bool) {
 	panic("kernels: no asm route")
@@ -40,3 +42,5 @@ func asmTile(dst, x []float32, wr []float32, ldw, T, R, t, rows, cols, r, kb, kl
 func tileHeight() int { return 3 }
 
 func asmDequant(dst []float32, w *Quant, r, b0, n int) bool { return false }
+
+func asmSiLUMul(dst, gate, up []float32) int { return 0 }

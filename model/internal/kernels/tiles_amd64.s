@@ -4052,3 +4052,170 @@ widen_loop8:
 widen_done:
 	VZEROUPPER
 	RET
+
+// func siluMul(dst *float32, gate *float32, up *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·siluMul(SB), NOSPLIT, $0-32
+	MOVQ    dst+0(FP), AX
+	MOVQ    gate+8(FP), CX
+	MOVQ    up+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVUPS siluc<>+0(SB), Y0
+	VMOVUPS siluc<>+416(SB), Y1
+	XORQ    SI, SI
+
+silu_loop:
+	CMPQ      SI, BX
+	JGE       silu_done
+	VMOVUPS   (CX)(SI*4), Y2
+	VXORPS    siluc<>+352(SB), Y2, Y3
+	VMINPS    Y3, Y0, Y3
+	VMAXPS    Y3, Y1, Y3
+	VMULPS    siluc<>+32(SB), Y3, Y4
+	VROUNDPS  $0x00, Y4, Y4
+	VMULPS    siluc<>+64(SB), Y4, Y5
+	VSUBPS    Y5, Y3, Y3
+	VMULPS    siluc<>+96(SB), Y4, Y5
+	VSUBPS    Y5, Y3, Y3
+	VMULPS    siluc<>+128(SB), Y3, Y5
+	VADDPS    siluc<>+160(SB), Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    siluc<>+192(SB), Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    siluc<>+224(SB), Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    siluc<>+256(SB), Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    siluc<>+288(SB), Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VMULPS    Y3, Y5, Y5
+	VADDPS    Y3, Y5, Y5
+	VADDPS    siluc<>+320(SB), Y5, Y5
+	VCVTPS2DQ Y4, Y4
+	VPADDD    siluc<>+384(SB), Y4, Y4
+	VPSLLD    $0x17, Y4, Y4
+	VMULPS    Y4, Y5, Y5
+	VADDPS    siluc<>+320(SB), Y5, Y5
+	VDIVPS    Y5, Y2, Y2
+	VMULPS    (DX)(SI*4), Y2, Y2
+	VMOVUPS   Y2, (AX)(SI*4)
+	ADDQ      $0x08, SI
+	JMP       silu_loop
+
+silu_done:
+	VZEROUPPER
+	RET
+
+DATA siluc<>+0(SB)/4, $0x42b00000
+DATA siluc<>+4(SB)/4, $0x42b00000
+DATA siluc<>+8(SB)/4, $0x42b00000
+DATA siluc<>+12(SB)/4, $0x42b00000
+DATA siluc<>+16(SB)/4, $0x42b00000
+DATA siluc<>+20(SB)/4, $0x42b00000
+DATA siluc<>+24(SB)/4, $0x42b00000
+DATA siluc<>+28(SB)/4, $0x42b00000
+DATA siluc<>+32(SB)/4, $0x3fb8aa3b
+DATA siluc<>+36(SB)/4, $0x3fb8aa3b
+DATA siluc<>+40(SB)/4, $0x3fb8aa3b
+DATA siluc<>+44(SB)/4, $0x3fb8aa3b
+DATA siluc<>+48(SB)/4, $0x3fb8aa3b
+DATA siluc<>+52(SB)/4, $0x3fb8aa3b
+DATA siluc<>+56(SB)/4, $0x3fb8aa3b
+DATA siluc<>+60(SB)/4, $0x3fb8aa3b
+DATA siluc<>+64(SB)/4, $0x3f318000
+DATA siluc<>+68(SB)/4, $0x3f318000
+DATA siluc<>+72(SB)/4, $0x3f318000
+DATA siluc<>+76(SB)/4, $0x3f318000
+DATA siluc<>+80(SB)/4, $0x3f318000
+DATA siluc<>+84(SB)/4, $0x3f318000
+DATA siluc<>+88(SB)/4, $0x3f318000
+DATA siluc<>+92(SB)/4, $0x3f318000
+DATA siluc<>+96(SB)/4, $0xb95e8083
+DATA siluc<>+100(SB)/4, $0xb95e8083
+DATA siluc<>+104(SB)/4, $0xb95e8083
+DATA siluc<>+108(SB)/4, $0xb95e8083
+DATA siluc<>+112(SB)/4, $0xb95e8083
+DATA siluc<>+116(SB)/4, $0xb95e8083
+DATA siluc<>+120(SB)/4, $0xb95e8083
+DATA siluc<>+124(SB)/4, $0xb95e8083
+DATA siluc<>+128(SB)/4, $0x39506967
+DATA siluc<>+132(SB)/4, $0x39506967
+DATA siluc<>+136(SB)/4, $0x39506967
+DATA siluc<>+140(SB)/4, $0x39506967
+DATA siluc<>+144(SB)/4, $0x39506967
+DATA siluc<>+148(SB)/4, $0x39506967
+DATA siluc<>+152(SB)/4, $0x39506967
+DATA siluc<>+156(SB)/4, $0x39506967
+DATA siluc<>+160(SB)/4, $0x3ab743ce
+DATA siluc<>+164(SB)/4, $0x3ab743ce
+DATA siluc<>+168(SB)/4, $0x3ab743ce
+DATA siluc<>+172(SB)/4, $0x3ab743ce
+DATA siluc<>+176(SB)/4, $0x3ab743ce
+DATA siluc<>+180(SB)/4, $0x3ab743ce
+DATA siluc<>+184(SB)/4, $0x3ab743ce
+DATA siluc<>+188(SB)/4, $0x3ab743ce
+DATA siluc<>+192(SB)/4, $0x3c088908
+DATA siluc<>+196(SB)/4, $0x3c088908
+DATA siluc<>+200(SB)/4, $0x3c088908
+DATA siluc<>+204(SB)/4, $0x3c088908
+DATA siluc<>+208(SB)/4, $0x3c088908
+DATA siluc<>+212(SB)/4, $0x3c088908
+DATA siluc<>+216(SB)/4, $0x3c088908
+DATA siluc<>+220(SB)/4, $0x3c088908
+DATA siluc<>+224(SB)/4, $0x3d2aa9c1
+DATA siluc<>+228(SB)/4, $0x3d2aa9c1
+DATA siluc<>+232(SB)/4, $0x3d2aa9c1
+DATA siluc<>+236(SB)/4, $0x3d2aa9c1
+DATA siluc<>+240(SB)/4, $0x3d2aa9c1
+DATA siluc<>+244(SB)/4, $0x3d2aa9c1
+DATA siluc<>+248(SB)/4, $0x3d2aa9c1
+DATA siluc<>+252(SB)/4, $0x3d2aa9c1
+DATA siluc<>+256(SB)/4, $0x3e2aaaaa
+DATA siluc<>+260(SB)/4, $0x3e2aaaaa
+DATA siluc<>+264(SB)/4, $0x3e2aaaaa
+DATA siluc<>+268(SB)/4, $0x3e2aaaaa
+DATA siluc<>+272(SB)/4, $0x3e2aaaaa
+DATA siluc<>+276(SB)/4, $0x3e2aaaaa
+DATA siluc<>+280(SB)/4, $0x3e2aaaaa
+DATA siluc<>+284(SB)/4, $0x3e2aaaaa
+DATA siluc<>+288(SB)/4, $0x3f000000
+DATA siluc<>+292(SB)/4, $0x3f000000
+DATA siluc<>+296(SB)/4, $0x3f000000
+DATA siluc<>+300(SB)/4, $0x3f000000
+DATA siluc<>+304(SB)/4, $0x3f000000
+DATA siluc<>+308(SB)/4, $0x3f000000
+DATA siluc<>+312(SB)/4, $0x3f000000
+DATA siluc<>+316(SB)/4, $0x3f000000
+DATA siluc<>+320(SB)/4, $0x3f800000
+DATA siluc<>+324(SB)/4, $0x3f800000
+DATA siluc<>+328(SB)/4, $0x3f800000
+DATA siluc<>+332(SB)/4, $0x3f800000
+DATA siluc<>+336(SB)/4, $0x3f800000
+DATA siluc<>+340(SB)/4, $0x3f800000
+DATA siluc<>+344(SB)/4, $0x3f800000
+DATA siluc<>+348(SB)/4, $0x3f800000
+DATA siluc<>+352(SB)/4, $0x80000000
+DATA siluc<>+356(SB)/4, $0x80000000
+DATA siluc<>+360(SB)/4, $0x80000000
+DATA siluc<>+364(SB)/4, $0x80000000
+DATA siluc<>+368(SB)/4, $0x80000000
+DATA siluc<>+372(SB)/4, $0x80000000
+DATA siluc<>+376(SB)/4, $0x80000000
+DATA siluc<>+380(SB)/4, $0x80000000
+DATA siluc<>+384(SB)/4, $0x0000007f
+DATA siluc<>+388(SB)/4, $0x0000007f
+DATA siluc<>+392(SB)/4, $0x0000007f
+DATA siluc<>+396(SB)/4, $0x0000007f
+DATA siluc<>+400(SB)/4, $0x0000007f
+DATA siluc<>+404(SB)/4, $0x0000007f
+DATA siluc<>+408(SB)/4, $0x0000007f
+DATA siluc<>+412(SB)/4, $0x0000007f
+DATA siluc<>+416(SB)/4, $0xc2b00000
+DATA siluc<>+420(SB)/4, $0xc2b00000
+DATA siluc<>+424(SB)/4, $0xc2b00000
+DATA siluc<>+428(SB)/4, $0xc2b00000
+DATA siluc<>+432(SB)/4, $0xc2b00000
+DATA siluc<>+436(SB)/4, $0xc2b00000
+DATA siluc<>+440(SB)/4, $0xc2b00000
+DATA siluc<>+444(SB)/4, $0xc2b00000
+GLOBL siluc<>(SB), RODATA|NOPTR, $448

@@ -108,3 +108,6 @@ func tileZ_4x4(out *float32, ldo int, x *float32, ldx int, w *float32, ldw int, 
 
 // widenBF16 widens n bf16 values to float32 (n a multiple of 8).
 func widenBF16(dst *float32, src *uint16, n int)
+
+// siluMul sets dst[i] = silu(gate[i])·up[i] for n a multiple of 8 (see siluMul in asm/main.go).
+func siluMul(dst *float32, gate *float32, up *float32, n int)

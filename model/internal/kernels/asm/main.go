@@ -32,6 +32,7 @@ func main() {
 		}
 	}
 	widen()
+	siluMul()
 	Generate()
 }
 
@@ -372,6 +373,102 @@ func widen() {
 	ADDQ(U8(8), i)
 	JMP(LabelRef("widen_loop8"))
 	Label("widen_done")
+	VZEROUPPER()
+	RET()
+}
+
+// siluConsts are the float32 constants of siluMul (and of its Go twin siluMul1), in order:
+// the clamp of -g, log2(e), ln 2 split in a high part with few bits and the rest, and the
+// degree-5 polynomial p of exp(r) ≈ 1 + r + r²·p(r) on |r| ≤ ln2/2 (Cephes expf).
+var siluConsts = []struct {
+	name string
+	bits uint32
+}{
+	{"clamp", 0x42b00000}, // 88
+	{"log2e", 0x3fb8aa3b},
+	{"ln2hi", 0x3f318000}, // 0.693359375
+	{"ln2lo", 0xb95e8083}, // -2.12194440e-4
+	{"p0", 0x39506967},
+	{"p1", 0x3ab743ce},
+	{"p2", 0x3c088908},
+	{"p3", 0x3d2aa9c1},
+	{"p4", 0x3e2aaaaa},
+	{"p5", 0x3f000000},
+	{"one", 0x3f800000},
+}
+
+// siluMul emits siluMul: dst[i] = g/(1+e)·up[i] with g = gate[i] and e = exp(-g) computed
+// as siluMul1 does, one IEEE float32 operation at a time (no fused multiply-adds, so the Go
+// twin gives the same bits): x = -g clamped to [-88, 88] (NaN kept), k = round-to-even(x·log2e),
+// r = (x - k·ln2hi) - k·ln2lo, e = (((((p0·r+p1)·r+p2)·r+p3)·r+p4)·r+p5)·r·r + r + 1 scaled by
+// 2^k (k = -127 gives 0). n must be a multiple of 8; dst may alias gate or up.
+func siluMul() {
+	TEXT("siluMul", NOSPLIT, "func(dst *float32, gate *float32, up *float32, n int)")
+	Doc("siluMul sets dst[i] = silu(gate[i])·up[i] for n a multiple of 8 (see siluMul in asm/main.go).")
+	dst := Load(Param("dst"), GP64())
+	gate := Load(Param("gate"), GP64())
+	up := Load(Param("up"), GP64())
+	n := Load(Param("n"), GP64())
+	tab := GLOBL("siluc", RODATA|NOPTR)
+	c := map[string]Mem{}
+	consts := append(siluConsts, struct {
+		name string
+		bits uint32
+	}{"sign", 0x80000000}, struct {
+		name string
+		bits uint32
+	}{"bias", 127}, struct {
+		name string
+		bits uint32
+	}{"negclamp", 0xc2b00000})
+	for j, k := range consts {
+		for l := 0; l < 8; l++ {
+			DATA(32*j+4*l, U32(k.bits))
+		}
+		c[k.name] = tab.Offset(32 * j)
+	}
+	clamp, negClamp := YMM(), YMM()
+	VMOVUPS(c["clamp"], clamp)
+	VMOVUPS(c["negclamp"], negClamp)
+	i := GP64()
+	XORQ(i, i)
+	Label("silu_loop")
+	CMPQ(i, n)
+	JGE(LabelRef("silu_done"))
+	g, x := YMM(), YMM()
+	VMOVUPS(Mem{Base: gate, Index: i, Scale: 4}, g)
+	VXORPS(c["sign"], g, x) // x = -g
+	VMINPS(x, clamp, x)     // clamp < x ? clamp : x (NaN stays)
+	VMAXPS(x, negClamp, x)  // -clamp > x ? -clamp : x
+	k, t := YMM(), YMM()
+	VMULPS(c["log2e"], x, k)
+	VROUNDPS(U8(0), k, k) // to nearest, ties to even
+	VMULPS(c["ln2hi"], k, t)
+	VSUBPS(t, x, x)
+	VMULPS(c["ln2lo"], k, t)
+	VSUBPS(t, x, x) // r
+	p := YMM()
+	VMULPS(c["p0"], x, p)
+	for _, name := range []string{"p1", "p2", "p3", "p4"} {
+		VADDPS(c[name], p, p)
+		VMULPS(x, p, p)
+	}
+	VADDPS(c["p5"], p, p)
+	VMULPS(x, p, p)
+	VMULPS(x, p, p) // p·r·r
+	VADDPS(x, p, p)
+	VADDPS(c["one"], p, p)
+	VCVTPS2DQ(k, k) // k is integral: exact
+	VPADDD(c["bias"], k, k)
+	VPSLLD(U8(23), k, k) // 2^k
+	VMULPS(k, p, p)      // e
+	VADDPS(c["one"], p, p)
+	VDIVPS(p, g, g) // g/(1+e)
+	VMULPS(Mem{Base: up, Index: i, Scale: 4}, g, g)
+	VMOVUPS(g, Mem{Base: dst, Index: i, Scale: 4})
+	ADDQ(U8(8), i)
+	JMP(LabelRef("silu_loop"))
+	Label("silu_done")
 	VZEROUPPER()
 	RET()
 }

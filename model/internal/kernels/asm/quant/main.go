@@ -5,13 +5,16 @@
 //
 //	go generate ./model/internal/kernels
 //
-// Batch invariance. Every output of the matrix-vector tiles (qdot) and of the matrix-matrix
-// tiles (qmm) is computed by the same operations in the same order: per block of 32 an exact
-// int32 sum in each of 8 lanes (lane j holds columns 4j..4j+3), converted to float32 and
-// added to the lane's accumulator by one fused multiply-add with the float32 product of the
-// two block scales; for 4-bit weights then the offsets, 8 blocks per step, one fused
-// multiply-add per lane; finally the lanes are summed as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)).
-// So a row's result has the same bits whichever tile shape, tile position or batch computes it.
+// Batch invariance. Every output of the matrix-vector tiles (qdot, qg4) and of the
+// matrix-matrix tiles (qmm, qg4) is computed by the same operations in the same order
+// whatever the tile: for 8-bit weights, per block of 32 an exact int32 sum in each of 8
+// lanes (lane j holds columns 4j..4j+3), converted to float32 and added to the lane's
+// accumulator by one fused multiply-add with the float32 product of the two block scales,
+// the lanes finally summed as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)); for 4-bit weights
+// (interleaved groups of 8 rows, one output per lane) per block the exact int32 sum of the
+// block, added by one fused multiply-add with the product of the scales, then the block's
+// offset times the activation block's d·Σq by another. So a row's result has the same bits
+// whichever tile shape, tile position or batch computes it.
 package main
 
 import (
@@ -27,19 +30,22 @@ import (
 func main() {
 	ConstraintExpr("amd64,!purego")
 	quantX()
-	dequant(8)
-	dequant(4)
+	dequant()
 	for _, vnni := range []bool{false, true} {
-		for _, bits := range []int{8, 4} {
-			for r := 1; r <= 4; r++ {
-				qdot(bits, r, vnni)
-			}
-			for r := 1; r <= 4; r++ {
-				for t := 1; t <= 2; t++ {
-					qmm(bits, r, t, vnni)
-				}
+		for r := 1; r <= 4; r++ {
+			qdot(r, vnni)
+		}
+		for r := 1; r <= 4; r++ {
+			for t := 1; t <= 2; t++ {
+				qmm(r, t, vnni)
 			}
 		}
+		for _, gt := range q4Tiles {
+			qg4(gt[0], gt[1], 0, vnni)
+		}
+		// Decode: one or two groups, prefetching 2 KiB ahead on each group's stream.
+		qg4(1, 1, 2048, vnni)
+		qg4(2, 1, 2048, vnni)
 	}
 	Generate()
 }
@@ -54,7 +60,7 @@ func splat(v uint32) reg.VecVirtual {
 }
 
 // dot8 leaves in p the 8 int32 lane sums of u·s (u unsigned bytes, s signed bytes, both
-// exact: |u|,|s| ≤ 127 or u ≤ 15), with VPMADDUBSW+VPMADDWD or one VPDPBUSD.
+// exact: |u|,|s| ≤ 127), with VPMADDUBSW+VPMADDWD or one VPDPBUSD.
 func dot8(p reg.VecVirtual, u reg.VecVirtual, s Op, ones reg.VecVirtual, vnni bool) {
 	if vnni {
 		VPXOR(p, p, p)
@@ -181,35 +187,28 @@ func quantX() {
 	RET()
 }
 
-// qdot emits qdot{8,4}[V]_1xR, the quantized matrix-vector tile: for r < R
+// qdot emits qdot8[V]_1xR, the 8-bit matrix-vector tile: for r < R
 //
-//	out[r] = Σ_{b<nb} f16(d[r*ldd+b]) · xd[b] · Σ_{j<32} q(r, b, j) · xq[32b+j]   (+ Σ_b f16(m[r*ldm+b]) · xs[b] for 4 bits)
+//	out[r] = Σ_{b<nb} f16(d[r*ldd+b]) · xd[b] · Σ_{j<32} q(r, b, j) · xq[32b+j]
 //
-// over int8 activations xq (one float32 scale xd per block of 32, and xs = xd·Σxq per block)
-// and the rows' blocks at w (ldw bytes per row): 32 int8 per block for 8 bits; for 4 bits 16
-// bytes per block, low nibbles columns 0..15 and high nibbles 16..31, levels 0..15 with
-// the float16 offsets m (ldm per row, padded to multiples of 8 blocks, as xs). The AVX2
-// route multiplies bytes with VPMADDUBSW (unsigned × signed; 8-bit weights are made
-// unsigned by moving their signs onto x with VPSIGNB) and pairs with VPMADDWD; the VNNI
-// route (V, AVX-512 VNNI on ymm registers) does both with one VPDPBUSD. The arithmetic per
-// output is the canonical one of the package comment, while the next tile's rows are
-// prefetched.
-func qdot(bits, R int, vnni bool) {
+// over int8 activations xq (one float32 scale xd per block of 32) and the rows' blocks at w
+// (ldw bytes per row, 32 int8 per block). The AVX2 route multiplies bytes with VPMADDUBSW
+// (unsigned × signed: the weights are made unsigned by moving their signs onto x with
+// VPSIGNB) and pairs with VPMADDWD; the VNNI route (V, AVX-512 VNNI on ymm registers) does
+// both with one VPDPBUSD. The arithmetic per output is the canonical one of the package
+// comment, while the next tile's rows are prefetched.
+func qdot(R int, vnni bool) {
 	v := ""
 	if vnni {
 		v = "V"
 	}
-	name := fmt.Sprintf("qdot%d%s_1x%d", bits, v, R)
-	sig := "func(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)"
-	if bits == 4 {
-		sig = "func(out *float32, xq *int8, xd *float32, xs *float32, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)"
-	}
-	TEXT(name, NOSPLIT, sig)
+	name := fmt.Sprintf("qdot8%s_1x%d", v, R)
+	TEXT(name, NOSPLIT, "func(out *float32, xq *int8, xd *float32, w *byte, ldw int, d *uint16, ldd int, nb int)")
 	route := "AVX2"
 	if vnni {
 		route = "AVX-512 VNNI"
 	}
-	Doc(fmt.Sprintf("%s computes %d rows of %d-bit blocks · int8 x with %s (see qdot in asm/quant/main.go).", name, R, bits, route))
+	Doc(fmt.Sprintf("%s computes %d rows of 8-bit blocks · int8 x with %s (see qdot in asm/quant/main.go).", name, R, route))
 
 	rows := func(base, ld string) []reg.GPVirtual {
 		ps := make([]reg.GPVirtual, R)
@@ -242,64 +241,35 @@ func qdot(bits, R int, vnni bool) {
 		SHLQ(U8(map[int]uint8{1: 0, 2: 1, 4: 2}[R]), l)
 		LEAQ(Mem{Base: ws[0], Index: l, Scale: 1}, pfp)
 	}
-	var ones, mask reg.VecVirtual
+	var ones reg.VecVirtual
 	if !vnni {
 		ones = splat(0x00010001)
-	}
-	if bits == 4 {
-		mask = splat(0x0f0f0f0f)
 	}
 	acc := make([]reg.VecVirtual, R)
 	for r := range acc {
 		acc[r] = YMM()
 		VXORPS(acc[r], acc[r], acc[r])
 	}
-	b, i := GP64(), GP64() // block index; byte offset of the block in a row (32b or 16b)
+	b, i := GP64(), GP64() // block index; byte offset of the block in a row (32b)
 	XORQ(b, b)
 	XORQ(i, i)
-	xScale := uint8(1)
-	bpb := 32 // weight bytes per block
-	if bits == 4 {
-		xScale = 2 // i counts 16 bytes per block, x has 32
-		bpb = 16
-	}
-	var shifts reg.VecVirtual // 4 bits: qword shifts 0,0,4,4 move the high nibbles to the upper lane
-	if bits == 4 {
-		shifts = YMM()
-		t := GP64()
-		MOVQ(U64(4), t)
-		VMOVQ(t, shifts.AsX())
-		VPBROADCASTQ(shifts.AsX(), shifts)
-		z := XMM()
-		VPXOR(z, z, z)
-		VINSERTI128(U8(0), z, shifts, shifts)
-	}
+	const bpb = 32 // weight bytes per block
 	// block emits one block (j blocks past b and i) of every row; sc(r) gives its scale
 	// product dw·dx, as a memory broadcast or computed from the float16 scale.
 	block := func(j int, sc func(r int) reg.VecVirtual) {
 		xv := YMM()
-		VMOVDQU(Mem{Base: xq, Index: i, Scale: xScale, Disp: j * 32}, xv)
+		VMOVDQU(Mem{Base: xq, Index: i, Scale: 1, Disp: j * 32}, xv)
 		if pfp != nil {
 			PREFETCHT0(Mem{Base: pfp, Index: i, Scale: uint8(R), Disp: j * bpb * R})
-			if bits == 8 && R == 4 {
+			if R == 4 {
 				PREFETCHT0(Mem{Base: pfp, Index: i, Scale: 4, Disp: j*bpb*R + 64})
 			}
 		}
 		for r := 0; r < R; r++ {
-			var u, sgn reg.VecVirtual // unsigned and signed bytes
-			if bits == 8 {
-				wv, ax, sx := YMM(), YMM(), YMM()
-				VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 1, Disp: j * bpb}, wv)
-				VPABSB(wv, ax)
-				VPSIGNB(wv, xv, sx)
-				u, sgn = ax, sx
-			} else {
-				y := YMM()
-				VBROADCASTI128(Mem{Base: ws[r], Index: i, Scale: 1, Disp: j * bpb}, y)
-				VPSRLVQ(shifts, y, y)
-				VPAND(mask, y, y)
-				u, sgn = y, xv
-			}
+			wv, u, sgn := YMM(), YMM(), YMM() // the weights, |w| and x with the signs of w
+			VMOVDQU(Mem{Base: ws[r], Index: i, Scale: 1, Disp: j * bpb}, wv)
+			VPABSB(wv, u)
+			VPSIGNB(wv, xv, sgn)
 			p := YMM()
 			dot8(p, u, sgn, ones, vnni)
 			VCVTDQ2PS(p, p)
@@ -349,27 +319,6 @@ func qdot(bits, R int, vnni bool) {
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_blocks_done")
 
-	if bits == 4 {
-		// Offsets: Σ_b m[b]·xs[b], 8 blocks per step (both padded with zeros), into the same
-		// accumulators.
-		ms := rows("m", "ldm")
-		xs := Load(Param("xs"), GP64())
-		k := GP64()
-		XORQ(k, k)
-		Label(name + "_mloop")
-		CMPQ(k, nb)
-		JGE(LabelRef(name + "_reduce"))
-		xsv := YMM()
-		VMOVUPS(Mem{Base: xs, Index: k, Scale: 4}, xsv)
-		for r := 0; r < R; r++ {
-			mv := YMM()
-			VCVTPH2PS(Mem{Base: ms[r], Index: k, Scale: 2}, mv)
-			VFMADD231PS(xsv, mv, acc[r])
-		}
-		ADDQ(U8(8), k)
-		JMP(LabelRef(name + "_mloop"))
-		Label(name + "_reduce")
-	}
 	out := Load(Param("out"), GP64())
 	for r := range acc {
 		reduce1(acc[r], Mem{Base: out, Disp: 4 * r})
@@ -378,33 +327,28 @@ func qdot(bits, R int, vnni bool) {
 	RET()
 }
 
-// qmm emits qmm{8,4}[V]_RxT, the quantized matrix-matrix tile: for r < R and t < T
+// qmm emits qmm8[V]_RxT, the 8-bit matrix-matrix tile: for r < R and t < T
 //
 //	out[t*ldo+r] = qdot of weight row r with activation row t
 //
-// with T activation rows at xq (ldx bytes apart; their block scales xd and, for 4 bits, the
-// sums xs ldxd float32 apart) and R weight rows as for qdot. Each block's weights are read
-// once for the T rows and each activation block once for the R rows; every output gets
-// exactly qdot's operations (see the package comment), so a row's result does not depend on
-// the batch it is computed in. 8-bit weights keep their sign: the activations' signs move
-// onto them (VPSIGNB) and |x| is the unsigned factor, which gives the same integer sums as
-// qdot's |w|·sign(w)x.
-func qmm(bits, R, T int, vnni bool) {
+// with T activation rows at xq (ldx bytes apart; their block scales xd ldxd float32 apart)
+// and R weight rows as for qdot. Each block's weights are read once for the T rows and each
+// activation block once for the R rows; every output gets exactly qdot's operations (see
+// the package comment), so a row's result does not depend on the batch it is computed in.
+// The weights keep their sign: the activations' signs move onto them (VPSIGNB) and |x| is
+// the unsigned factor, which gives the same integer sums as qdot's |w|·sign(w)x.
+func qmm(R, T int, vnni bool) {
 	v := ""
 	if vnni {
 		v = "V"
 	}
-	name := fmt.Sprintf("qmm%d%s_%dx%d", bits, v, R, T)
-	sig := "func(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, nb int)"
-	if bits == 4 {
-		sig = "func(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)"
-	}
-	TEXT(name, NOSPLIT, sig)
+	name := fmt.Sprintf("qmm8%s_%dx%d", v, R, T)
+	TEXT(name, NOSPLIT, "func(out *float32, ldo int, xq *int8, ldx int, xd *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, nb int)")
 	route := "AVX2"
 	if vnni {
 		route = "AVX-512 VNNI"
 	}
-	Doc(fmt.Sprintf("%s computes %d weight rows × %d activation rows of %d-bit blocks with %s (see qmm in asm/quant/main.go).", name, R, T, bits, route))
+	Doc(fmt.Sprintf("%s computes %d weight rows × %d activation rows of 8-bit blocks with %s (see qmm in asm/quant/main.go).", name, R, T, route))
 
 	// Row pointers advance block by block; row r of w is wp + r·ldw (ldw3 = 3·ldw for r = 3),
 	// likewise the scales, and activation row t is xp + t·ldx.
@@ -446,12 +390,9 @@ func qmm(bits, R, T int, vnni bool) {
 	}
 	cnt := Load(Param("nb"), GP64())
 
-	var ones, mask reg.VecVirtual
+	var ones reg.VecVirtual
 	if !vnni {
 		ones = splat(0x00010001)
-	}
-	if bits == 4 {
-		mask = splat(0x0f0f0f0f)
 	}
 	acc := make([][]reg.VecVirtual, R)
 	for r := range acc {
@@ -461,44 +402,23 @@ func qmm(bits, R, T int, vnni bool) {
 			VXORPS(acc[r][t], acc[r][t], acc[r][t])
 		}
 	}
-	bpb := 32 // weight bytes per block
-	if bits == 4 {
-		bpb = 16
-	}
+	const bpb = 32 // weight bytes per block
 	at := func(m Mem, disp int) Mem { m.Disp += disp; return m }
 	// block emits block j (past the pointers) of every row pair; sc(r, t) gives its scale
 	// product dw·dx.
 	block := func(j int, sc func(r, t int) reg.VecVirtual) {
-		var ux []reg.VecVirtual // 8 bits: |x| of each activation row
-		if bits == 8 {
-			ux = make([]reg.VecVirtual, T)
-			for t := range ux {
-				ux[t] = YMM()
-				VPABSB(at(tokMem(xp, ldx, t), 32*j), ux[t])
-			}
+		ux := make([]reg.VecVirtual, T) // |x| of each activation row
+		for t := range ux {
+			ux[t] = YMM()
+			VPABSB(at(tokMem(xp, ldx, t), 32*j), ux[t])
 		}
 		for r := 0; r < R; r++ {
-			var wv reg.VecVirtual
-			if bits == 8 {
-				wv = YMM()
-				VMOVDQU(at(rowMem(wp, ldw, ldw3, r), bpb*j), wv)
-			} else {
-				raw, hi := XMM(), XMM()
-				wv = YMM()
-				VMOVDQU(at(rowMem(wp, ldw, ldw3, r), bpb*j), raw)
-				VPSRLW(U8(4), raw, hi)
-				VINSERTI128(U8(1), hi, raw.AsY(), wv)
-				VPAND(mask, wv, wv)
-			}
+			wv := YMM()
+			VMOVDQU(at(rowMem(wp, ldw, ldw3, r), bpb*j), wv)
 			for t := 0; t < T; t++ {
-				p := YMM()
-				if bits == 8 {
-					s := YMM()
-					VPSIGNB(at(tokMem(xp, ldx, t), 32*j), wv, s) // w with the sign of x
-					dot8(p, ux[t], s, ones, vnni)
-				} else {
-					dot8(p, wv, at(tokMem(xp, ldx, t), 32*j), ones, vnni)
-				}
+				p, s := YMM(), YMM()
+				VPSIGNB(at(tokMem(xp, ldx, t), 32*j), wv, s) // w with the sign of x
+				dot8(p, ux[t], s, ones, vnni)
 				VCVTDQ2PS(p, p)
 				VFMADD231PS(p, sc(r, t), acc[r][t])
 			}
@@ -556,36 +476,6 @@ func qmm(bits, R, T int, vnni bool) {
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_blocks_done")
 
-	if bits == 4 {
-		// Offsets, 8 blocks per step, into the same accumulators in qdot's order.
-		mp := Load(Param("m"), GP64())
-		ldm := Load(Param("ldm"), GP64())
-		SHLQ(U8(1), ldm)
-		var ldm3 reg.Register
-		if R == 4 {
-			ldm3 = GP64()
-			LEAQ(Mem{Base: ldm, Index: ldm, Scale: 2}, ldm3)
-		}
-		xsp := Load(Param("xs"), GP64())
-		k := Load(Param("nb"), GP64())
-		Label(name + "_mloop")
-		CMPQ(k, U8(0))
-		JLE(LabelRef(name + "_reduce"))
-		for r := 0; r < R; r++ {
-			mv := YMM()
-			VCVTPH2PS(rowMem(mp, ldm, ldm3, r), mv)
-			for t := 0; t < T; t++ {
-				xsv := YMM()
-				VMOVUPS(tokMem(xsp, ldxd, t), xsv)
-				VFMADD231PS(xsv, mv, acc[r][t])
-			}
-		}
-		ADDQ(U8(16), mp)
-		ADDQ(U8(32), xsp)
-		SUBQ(U8(8), k)
-		JMP(LabelRef(name + "_mloop"))
-		Label(name + "_reduce")
-	}
 	out := Load(Param("out"), GP64())
 	var ldo reg.Register
 	if T > 1 {
@@ -603,68 +493,227 @@ func qmm(bits, R, T int, vnni bool) {
 	RET()
 }
 
-// dequant emits dequant{8,4}: dst (nb·32 float32) = the nb quantized blocks at q widened, each
-// scaled by its float16 scale d[b] (4 bits: levels 0..15 times d[b] plus the offset m[b]).
-// The embedding lookup and DequantizeRow widen rows this way.
-func dequant(bits int) {
-	name := fmt.Sprintf("dequant%d", bits)
-	sig := "func(dst *float32, q *byte, d *uint16, nb int)"
-	if bits == 4 {
-		sig = "func(dst *float32, q *byte, d *uint16, m *uint16, nb int)"
-	}
-	TEXT(name, NOSPLIT, sig)
-	Doc(fmt.Sprintf("%s widens nb blocks of %d-bit weights to float32 (see dequant in asm/quant/main.go).", name, bits))
+// dequant emits dequant8: dst (nb·32 float32) = the nb 8-bit blocks at q widened, each
+// scaled by its float16 scale d[b]. The embedding lookup and DequantizeRow widen rows this
+// way (4-bit rows are widened in Go: they are interleaved by groups of 8).
+func dequant() {
+	TEXT("dequant8", NOSPLIT, "func(dst *float32, q *byte, d *uint16, nb int)")
+	Doc("dequant8 widens nb blocks of 8-bit weights to float32 (see dequant in asm/quant/main.go).")
 	dst := Load(Param("dst"), GP64())
 	q := Load(Param("q"), GP64())
 	d := Load(Param("d"), GP64())
-	var m reg.GPVirtual
-	if bits == 4 {
-		m = Load(Param("m"), GP64()).(reg.GPVirtual)
-	}
 	nb := Load(Param("nb"), GP64())
 	b := GP64()
 	XORQ(b, b)
-	var mask reg.VecVirtual
-	if bits == 4 {
-		mask = splat(15)
-	}
-	Label(name + "_loop")
+	Label("dequant8_loop")
 	CMPQ(b, nb)
-	JGE(LabelRef(name + "_done"))
+	JGE(LabelRef("dequant8_done"))
 	sc := YMM()
 	VPBROADCASTW(Mem{Base: d, Index: b, Scale: 2}, sc.AsX())
 	VCVTPH2PS(sc.AsX(), sc)
-	if bits == 8 {
-		for g := 0; g < 4; g++ {
-			v := YMM()
-			VPMOVSXBD(Mem{Base: q, Disp: 8 * g}, v)
-			VCVTDQ2PS(v, v)
-			VMULPS(sc, v, v)
-			VMOVUPS(v, Mem{Base: dst, Disp: 32 * g})
-		}
-		ADDQ(U8(32), q)
-	} else {
-		off := YMM()
-		VPBROADCASTW(Mem{Base: m, Index: b, Scale: 2}, off.AsX())
-		VCVTPH2PS(off.AsX(), off)
-		for h := 0; h < 2; h++ { // bytes 8h..8h+7: columns 8h.. (low nibbles), 16+8h.. (high)
-			t := YMM()
-			VPMOVZXBD(Mem{Base: q, Disp: 8 * h}, t)
-			lo, hi := YMM(), YMM()
-			VPAND(mask, t, lo)
-			VPSRLD(U8(4), t, hi)
-			for i, v := range []reg.VecVirtual{lo, hi} {
-				VCVTDQ2PS(v, v)
-				VFMADD213PS(off, sc, v) // v = v·d + m
-				VMOVUPS(v, Mem{Base: dst, Disp: 32*h + 64*i})
-			}
-		}
-		ADDQ(U8(16), q)
+	for g := 0; g < 4; g++ {
+		v := YMM()
+		VPMOVSXBD(Mem{Base: q, Disp: 8 * g}, v)
+		VCVTDQ2PS(v, v)
+		VMULPS(sc, v, v)
+		VMOVUPS(v, Mem{Base: dst, Disp: 32 * g})
 	}
+	ADDQ(U8(32), q)
 	ADDQ(U8(128), dst)
 	INCQ(b)
+	JMP(LabelRef("dequant8_loop"))
+	Label("dequant8_done")
+	VZEROUPPER()
+	RET()
+}
+
+// q4Tiles lists the 4-bit prefill tiles generated, {groups of 8 weight rows, activation
+// rows}: 1×4, and 1×1..1×3 for the last activation rows.
+var q4Tiles = [][2]int{{1, 1}, {1, 2}, {1, 3}, {1, 4}}
+
+// qg4 emits qg4[V][Ppf]_GxT, the 4-bit tile on interleaved groups of 8 weight rows: for
+// g < G, i < 8 and t < T
+//
+//	out[t*ldo+8g+i] = Σ_{b<nb} fma(m(g,b,i), xs[t,b], fma(float32(Σ_{j<32} q(g,b,i,j)·xq[t,32b+j]), f16(d(g,b,i))·xd[t,b], ·))
+//
+// block by block in order, each output in its own lane of one accumulator (no reduction).
+// Group g's block b is 128 bytes at w + g·ldw + 128b: four 32-byte pieces k, each the bytes
+// 4k..4k+3 of the rows' 16-byte blocks in row order (low nibbles columns 4k.., high nibbles
+// 16+4k..), so one VPAND gives columns 4k..4k+3 of all 8 rows and a VPSRLW+VPAND columns
+// 16+4k..; the activation's 4 bytes are broadcast against them. Its 8 float16 scales are at
+// d + g·ldd + 8b and offsets at m + g·ldm + 8b (elements). The block's integer sum is exact:
+// VPMADDUBSW pairs (levels ≤ 15, |x| ≤ 127: |pair| ≤ 3810) summed over the 8 pieces in int16
+// (|sum| ≤ 30480), then VPMADDWD with ones; the VNNI route accumulates the same sums with
+// VPDPBUSD. Every output gets these operations whatever the tile, so rows are batch-invariant.
+// With pf > 0 each block also prefetches the two cache lines pf bytes ahead on every group's
+// stream (the decode tiles).
+func qg4(G, T, pf int, vnni bool) {
+	v := ""
+	if vnni {
+		v = "V"
+	}
+	if pf > 0 {
+		v += fmt.Sprintf("P%d", pf)
+	}
+	name := fmt.Sprintf("qg4%s_%dx%d", v, G, T)
+	TEXT(name, NOSPLIT, "func(out *float32, ldo int, xq *int8, ldx int, xd *float32, xs *float32, ldxd int, w *byte, ldw int, d *uint16, ldd int, m *uint16, ldm int, nb int)")
+	route := "AVX2"
+	if vnni {
+		route = "AVX-512 VNNI"
+	}
+	Doc(fmt.Sprintf("%s computes %d groups of 8 weight rows × %d activation rows of interleaved 4-bit blocks with %s (see qg4 in asm/quant/main.go).", name, G, T, route))
+
+	wp := Load(Param("w"), GP64())
+	dp := Load(Param("d"), GP64())
+	mp := Load(Param("m"), GP64())
+	var ldw, ldd, ldm reg.Register
+	if G > 1 {
+		ldw = Load(Param("ldw"), GP64())
+		ldd = Load(Param("ldd"), GP64())
+		SHLQ(U8(1), ldd)
+		ldm = Load(Param("ldm"), GP64())
+		SHLQ(U8(1), ldm)
+	}
+	grp := func(base, ld reg.Register, g, disp int) Mem {
+		if g == 0 {
+			return Mem{Base: base, Disp: disp}
+		}
+		return Mem{Base: base, Index: ld, Scale: 1, Disp: disp}
+	}
+	xp := Load(Param("xq"), GP64())
+	xdp := Load(Param("xd"), GP64())
+	xsp := Load(Param("xs"), GP64())
+	var ldx, ldxd, ldx3, ldxd3 reg.Register
+	if T > 1 {
+		ldx = Load(Param("ldx"), GP64())
+		ldxd = Load(Param("ldxd"), GP64())
+		SHLQ(U8(2), ldxd)
+	}
+	if T > 3 {
+		ldx3, ldxd3 = GP64(), GP64()
+		LEAQ(Mem{Base: ldx, Index: ldx, Scale: 2}, ldx3)
+		LEAQ(Mem{Base: ldxd, Index: ldxd, Scale: 2}, ldxd3)
+	}
+	tok := func(base, ld, ld3 reg.Register, t, disp int) Mem {
+		switch t {
+		case 0:
+			return Mem{Base: base, Disp: disp}
+		case 1:
+			return Mem{Base: base, Index: ld, Scale: 1, Disp: disp}
+		case 2:
+			return Mem{Base: base, Index: ld, Scale: 2, Disp: disp}
+		}
+		return Mem{Base: base, Index: ld3, Scale: 1, Disp: disp}
+	}
+	cnt := Load(Param("nb"), GP64())
+	mask := splat(0x0f0f0f0f)
+	var ones reg.VecVirtual
+	if !vnni {
+		ones = splat(0x00010001)
+	}
+	acc := make([][]reg.VecVirtual, G)
+	for g := range acc {
+		acc[g] = make([]reg.VecVirtual, T)
+		for t := range acc[g] {
+			acc[g][t] = YMM()
+			VXORPS(acc[g][t], acc[g][t], acc[g][t])
+		}
+	}
+	Label(name + "_loop")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_done"))
+	isum := make([][]reg.VecVirtual, G)
+	for g := range isum {
+		isum[g] = make([]reg.VecVirtual, T)
+		for t := range isum[g] {
+			isum[g][t] = YMM()
+			if vnni {
+				VPXOR(isum[g][t], isum[g][t], isum[g][t])
+			}
+		}
+	}
+	if pf > 0 {
+		for g := 0; g < G; g++ {
+			PREFETCHT0(grp(wp, ldw, g, pf))
+			PREFETCHT0(grp(wp, ldw, g, pf+64))
+		}
+	}
+	for k := 0; k < 4; k++ {
+		u := make([][2]reg.VecVirtual, G) // columns 4k.. and 16+4k.. of group g
+		for g := range u {
+			raw := YMM()
+			VMOVDQU(grp(wp, ldw, g, 32*k), raw)
+			u[g] = [2]reg.VecVirtual{YMM(), YMM()}
+			VPAND(mask, raw, u[g][0])
+			VPSRLW(U8(4), raw, u[g][1])
+			VPAND(mask, u[g][1], u[g][1])
+		}
+		for t := 0; t < T; t++ {
+			for h := 0; h < 2; h++ {
+				bx := YMM()
+				VPBROADCASTD(tok(xp, ldx, ldx3, t, 4*k+16*h), bx)
+				for g := 0; g < G; g++ {
+					switch {
+					case vnni:
+						Instruction(&ir.Instruction{Opcode: "VPDPBUSD", Operands: []Op{bx, u[g][h], isum[g][t]},
+							Inputs: []Op{bx, u[g][h], isum[g][t]}, Outputs: []Op{isum[g][t]}, ISA: []string{"AVX512VL", "AVX512_VNNI"}})
+					case k == 0 && h == 0:
+						VPMADDUBSW(bx, u[g][h], isum[g][t])
+					default:
+						p := YMM()
+						VPMADDUBSW(bx, u[g][h], p)
+						VPADDW(p, isum[g][t], isum[g][t])
+					}
+				}
+			}
+		}
+	}
+	// acc = fma(float32(isum), dw·dx, acc), then acc = fma(m, xs, acc), per output.
+	for g := 0; g < G; g++ {
+		dw := YMM()
+		VCVTPH2PS(grp(dp, ldd, g, 0), dw)
+		for t := 0; t < T; t++ {
+			if !vnni {
+				VPMADDWD(ones, isum[g][t], isum[g][t])
+			}
+			VCVTDQ2PS(isum[g][t], isum[g][t])
+			sc := YMM()
+			VBROADCASTSS(tok(xdp, ldxd, ldxd3, t, 0), sc)
+			VMULPS(sc, dw, sc)
+			VFMADD231PS(isum[g][t], sc, acc[g][t])
+		}
+		mv := YMM()
+		VCVTPH2PS(grp(mp, ldm, g, 0), mv)
+		for t := 0; t < T; t++ {
+			sc := YMM()
+			VBROADCASTSS(tok(xsp, ldxd, ldxd3, t, 0), sc)
+			VFMADD231PS(mv, sc, acc[g][t])
+		}
+	}
+	ADDQ(U32(128), wp)
+	ADDQ(U8(16), dp)
+	ADDQ(U8(16), mp)
+	ADDQ(U8(32), xp)
+	ADDQ(U8(4), xdp)
+	ADDQ(U8(4), xsp)
+	DECQ(cnt)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_done")
+	out := Load(Param("out"), GP64())
+	var ldo, ldo3 reg.Register
+	if T > 1 {
+		ldo = Load(Param("ldo"), GP64())
+		SHLQ(U8(2), ldo)
+	}
+	if T > 3 {
+		ldo3 = GP64()
+		LEAQ(Mem{Base: ldo, Index: ldo, Scale: 2}, ldo3)
+	}
+	for g := 0; g < G; g++ {
+		for t := 0; t < T; t++ {
+			VMOVUPS(acc[g][t], tok(out, ldo, ldo3, t, 32*g))
+		}
+	}
 	VZEROUPPER()
 	RET()
 }
