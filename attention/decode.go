@@ -26,6 +26,7 @@ type decScratch struct {
 	s      []float32 // [keyTile][lanes] scores, then probabilities
 	kt, vt []float32 // [keyTile][D] a decoded key and value tile
 	mx, sm [lanes]float32
+	q8     q8Scratch // the integer Q8 route's buffers (head width a multiple of 32)
 }
 
 var decPool = sync.Pool{New: func() any { return new(decScratch) }}
@@ -50,6 +51,9 @@ func getDecScratch(heads, d int) *decScratch {
 	sc.qc, sc.o = sc.qc[:heads*lanes*d], sc.o[:heads*lanes*d]
 	sc.kt, sc.vt = sc.kt[:keyTile*d], sc.vt[:keyTile*d]
 	sc.m, sc.l = sc.m[:heads], sc.l[:heads]
+	if d%32 == 0 {
+		sc.q8.size(heads, d)
+	}
 	return sc
 }
 
@@ -92,6 +96,8 @@ func (j *job) decodeUnit(u int) {
 		}
 	}
 	clear(sc.o)
+	intQ8 := D%32 == 0 // the integer Q8 route, on every CPU route
+	qPacked := false
 	var s seg
 	for si, ns := 0, j.numSegs(); si < ns; si++ {
 		j.segment(si, &s)
@@ -104,6 +110,12 @@ func (j *job) decodeUnit(u int) {
 			cls := classify(j.mask, qp, qp, kmin, kmax)
 			if cls == visNone {
 				continue
+			}
+			if s.elem == ElemQ8 && intQ8 && !qPacked {
+				for gi := range j.gper {
+					sc.q8.query(gi, D).pack(sc.qc[gi*lanes*D:][:lanes*D], D)
+				}
+				qPacked = true
 			}
 			for gi := range j.gper {
 				g := g0 + gi
@@ -118,6 +130,8 @@ func (j *job) decodeUnit(u int) {
 				var vf []float32 // float32 values (nil: fused Q8)
 				vstride := kd
 				switch {
+				case s.elem == ElemQ8 && intQ8:
+					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), sc.q8.scr, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx)
 				case s.elem == ElemF32:
 					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, &sc.mx)
 					vf = s.v[off:]
@@ -163,9 +177,12 @@ func (j *job) decodeUnit(u int) {
 				for h := range lanes {
 					l[h] += sc.sm[h]
 				}
-				if vf != nil {
+				switch {
+				case vf != nil:
 					pvHeads(o, st, vf, D, vstride, kn, G)
-				} else {
+				case intQ8:
+					pvHeadsQ8I(o, st, s.vb[off:], s.vs[so:], D, kd, j.kvh*gph, kn, G, &sc.q8)
+				default:
 					pvHeadsQ8(o, st, s.vb[off:], s.vs[so:], D, gs, kd, j.kvh*gph, kn, G)
 				}
 			}

@@ -693,3 +693,594 @@ p2key:
 	JL   p2chunk
 	VZEROUPPER
 	RET
+
+// Integer Q8 decode kernels. Queries are int8 in [-64, 64] (packQueriesQ8), keys are read as
+// unsigned bytes k+128 (XOR 0x80), so VPMADDUBSW's pair sums stay within int16
+// (2·255·64 = 32640); the int32 sums start from -128·Σq, which removes the bias.
+
+DATA decq8<>+0(SB)/8, $0x8080808080808080
+DATA decq8<>+8(SB)/8, $0x0001000100010001
+DATA decq8<>+16(SB)/8, $0x0d0905010c080400 // 4×4 byte transpose within a dword quad
+DATA decq8<>+24(SB)/8, $0x0f0b07030e0a0602
+DATA decq8<>+32(SB)/4, $0x42fe0000 // 127
+GLOBL decq8<>(SB), RODATA|NOPTR, $36
+
+DATA deciota<>+0(SB)/8, $0x0000000100000000
+DATA deciota<>+8(SB)/8, $0x0000000300000002
+DATA deciota<>+16(SB)/8, $0x0000000500000004
+DATA deciota<>+24(SB)/8, $0x0000000700000006
+GLOBL deciota<>(SB), RODATA|NOPTR, $32
+
+// QTRANS4 loads the group (offset BX) of the four rows whose pointers sit at r(R15), biases
+// them by 128, prefetches their value rows and leaves the rows' dword columns interleaved in
+// Y6..Y9: Y6 = [rows d0 | rows d4], Y7 = d1 | d5, Y8 = d2 | d6, Y9 = d3 | d7.
+#define QTRANS4(r) \
+	MOVQ r+0(R15), AX \
+	VPXOR (AX)(BX*1), Y15, Y0 \
+	ADDQ BX, AX \
+	PREFETCHT0 (AX)(R11*1) \
+	MOVQ r+8(R15), AX \
+	VPXOR (AX)(BX*1), Y15, Y1 \
+	ADDQ BX, AX \
+	PREFETCHT0 (AX)(R11*1) \
+	VPUNPCKLDQ Y1, Y0, Y2 \
+	VPUNPCKHDQ Y1, Y0, Y3 \
+	MOVQ r+16(R15), AX \
+	VPXOR (AX)(BX*1), Y15, Y0 \
+	ADDQ BX, AX \
+	PREFETCHT0 (AX)(R11*1) \
+	MOVQ r+24(R15), AX \
+	VPXOR (AX)(BX*1), Y15, Y1 \
+	ADDQ BX, AX \
+	PREFETCHT0 (AX)(R11*1) \
+	VPUNPCKLDQ Y1, Y0, Y4 \
+	VPUNPCKHDQ Y1, Y0, Y5 \
+	VPUNPCKLQDQ Y4, Y2, Y6 \
+	VPUNPCKHQDQ Y4, Y2, Y7 \
+	VPUNPCKLQDQ Y5, Y3, Y8 \
+	VPUNPCKHQDQ Y5, Y3, Y9
+
+// QACC adds the products of the transposed key quad at t(R15) with the broadcast queries of
+// heads 0..6 (qbb at R12 + off) into Y0..Y6.
+#define QACC(t, off) \
+	VMOVDQU t(R15), Y8 \
+	VPMADDUBSW off+0(R12), Y8, Y9 \
+	VPMADDWD Y14, Y9, Y9 \
+	VPADDD Y9, Y0, Y0 \
+	VPMADDUBSW off+32(R12), Y8, Y10 \
+	VPMADDWD Y14, Y10, Y10 \
+	VPADDD Y10, Y1, Y1 \
+	VPMADDUBSW off+64(R12), Y8, Y11 \
+	VPMADDWD Y14, Y11, Y11 \
+	VPADDD Y11, Y2, Y2 \
+	VPMADDUBSW off+96(R12), Y8, Y12 \
+	VPMADDWD Y14, Y12, Y12 \
+	VPADDD Y12, Y3, Y3 \
+	VPMADDUBSW off+128(R12), Y8, Y9 \
+	VPMADDWD Y14, Y9, Y9 \
+	VPADDD Y9, Y4, Y4 \
+	VPMADDUBSW off+160(R12), Y8, Y10 \
+	VPMADDWD Y14, Y10, Y10 \
+	VPADDD Y10, Y5, Y5 \
+	VPMADDUBSW off+192(R12), Y8, Y11 \
+	VPMADDWD Y14, Y11, Y11 \
+	VPADDD Y11, Y6, Y6
+
+// QACC7 adds head 7's products for the key quad at t(R15) into Y7.
+#define QACC7(t, off) \
+	VMOVDQU t(R15), Y8 \
+	VPMADDUBSW off+224(R12), Y8, Y9 \
+	VPMADDWD Y14, Y9, Y9 \
+	VPADDD Y9, Y7, Y7
+
+// QPOST(qo, so, Y) turns a head's int32 sums Y into float scores: Y·qs[g][h]·ks (Y13, qs at
+// qo(R8) past the group), stored (first group) or added to the head's scores at so(R15).
+#define QPOST(qo, so, Y) \
+	VCVTDQ2PS Y, Y \
+	VBROADCASTSS qo(R8)(BX*1), Y9 \
+	VMULPS Y9, Y, Y \
+	VMULPS Y13, Y, Y \
+	TESTQ BX, BX \
+	JZ    2(PC) \
+	VADDPS so(R15), Y, Y \
+	VMOVUPS Y, so(R15)
+
+// func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, corr *int32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte)
+// The scores of qkHeadsQ8I, eight keys at a time with the keys in the lanes: each group of
+// 32 key bytes of eight rows is biased by 128 and transposed to dword columns (four elements of
+// eight keys), multiplied with each head's broadcast query dwords (qbb[g][quad][h][8 dwords])
+// by VPMADDUBSW/VPMADDWD into int32 lanes that start at corr[g][h] = -128·Σq, then scaled in
+// float32 and transposed back to rows of heads. Rows n..ceil8(n)-1 of s are written too (a
+// copy of row n-1). d a positive multiple of 32, n > 0; scr is 768 bytes of scratch.
+TEXT ·qkHeadsQ8IAVX(SB), NOSPLIT, $0-112
+	MOVQ s+0(FP), DI
+	MOVQ k+32(FP), DX
+	MOVQ v+40(FP), R11
+	SUBQ DX, R11 // value row - key row
+	MOVQ ks+48(FP), R14
+	MOVQ n+80(FP), CX
+	MOVQ scr+104(FP), R15
+	MOVQ qs+16(FP), R8
+	MOVQ corr+24(FP), R9
+	MOVQ stride+64(FP), R13
+	VPBROADCASTQ decq8<>+0(SB), Y15
+	VPBROADCASTQ decq8<>+8(SB), Y14
+
+qvblock:
+	// Row pointers (clamped to the last row) at 672(R15), gather indices at 640(R15).
+	LEAQ -1(CX), AX
+	IMULQ R13, AX
+	ADDQ DX, AX
+	MOVQ AX, 736(R15) // the last row
+	MOVQ DX, AX
+	MOVQ AX, 672(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 680(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 688(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 696(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 704(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 712(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 720(R15)
+	ADDQ R13, AX
+	CMPQ AX, 736(R15)
+	CMOVQGT 736(R15), AX
+	MOVQ AX, 728(R15)
+	LEAQ -1(CX), AX
+	VMOVQ AX, X0
+	VPBROADCASTD X0, Y0
+	VPMINSD deciota<>(SB), Y0, Y0
+	MOVQ scStride+72(FP), AX
+	VMOVQ AX, X1
+	VPBROADCASTD X1, Y1
+	VPMULLD Y1, Y0, Y0
+	VMOVDQU Y0, 640(R15)
+	MOVQ qbb+8(FP), R12
+	XORQ BX, BX // group byte offset
+
+qvgroup:
+	QTRANS4(672)
+	VMOVDQU Y6, 256(R15)
+	VMOVDQU Y7, 288(R15)
+	VMOVDQU Y8, 320(R15)
+	VMOVDQU Y9, 352(R15)
+	QTRANS4(704)
+	VPERM2I128 $0x02, 256(R15), Y6, Y0
+	VPERM2I128 $0x13, 256(R15), Y6, Y1
+	VMOVDQU Y0, 0(R15)
+	VMOVDQU Y1, 128(R15)
+	VPERM2I128 $0x02, 288(R15), Y7, Y0
+	VPERM2I128 $0x13, 288(R15), Y7, Y1
+	VMOVDQU Y0, 32(R15)
+	VMOVDQU Y1, 160(R15)
+	VPERM2I128 $0x02, 320(R15), Y8, Y0
+	VPERM2I128 $0x13, 320(R15), Y8, Y1
+	VMOVDQU Y0, 64(R15)
+	VMOVDQU Y1, 192(R15)
+	VPERM2I128 $0x02, 352(R15), Y9, Y0
+	VPERM2I128 $0x13, 352(R15), Y9, Y1
+	VMOVDQU Y0, 96(R15)
+	VMOVDQU Y1, 224(R15)
+	// int32 sums from the offsets -128·Σq.
+	VPBROADCASTD 0(R9)(BX*1), Y0
+	VPBROADCASTD 4(R9)(BX*1), Y1
+	VPBROADCASTD 8(R9)(BX*1), Y2
+	VPBROADCASTD 12(R9)(BX*1), Y3
+	VPBROADCASTD 16(R9)(BX*1), Y4
+	VPBROADCASTD 20(R9)(BX*1), Y5
+	VPBROADCASTD 24(R9)(BX*1), Y6
+	VPBROADCASTD 28(R9)(BX*1), Y7
+	QACC(0, 0)
+	QACC(32, 256)
+	QACC(64, 512)
+	QACC(96, 768)
+	QACC(128, 1024)
+	QACC(160, 1280)
+	QACC(192, 1536)
+	QACC(224, 1792)
+	MOVQ h8+88(FP), AX
+	TESTQ AX, AX
+	JZ   qvno7
+	QACC7(0, 0)
+	QACC7(32, 256)
+	QACC7(64, 512)
+	QACC7(96, 768)
+	QACC7(128, 1024)
+	QACC7(160, 1280)
+	QACC7(192, 1536)
+	QACC7(224, 1792)
+
+qvno7:
+	ADDQ $2048, R12
+	// This group's key scales of the eight rows.
+	MOVQ BX, AX
+	SHRQ $3, AX
+	ADDQ R14, AX
+	VMOVDQU 640(R15), Y8
+	VPCMPEQD Y9, Y9, Y9
+	VGATHERDPS Y9, (AX)(Y8*4), Y13
+	QPOST(0, 384, Y0)
+	QPOST(4, 416, Y1)
+	QPOST(8, 448, Y2)
+	QPOST(12, 480, Y3)
+	QPOST(16, 512, Y4)
+	QPOST(20, 544, Y5)
+	QPOST(24, 576, Y6)
+	MOVQ h8+88(FP), AX
+	TESTQ AX, AX
+	JZ   qvnext
+	QPOST(28, 608, Y7)
+
+qvnext:
+	ADDQ $32, BX
+	CMPQ BX, d+56(FP)
+	JL   qvgroup
+	// Head 7 is 0 unless h8 != 0.
+	MOVQ h8+88(FP), AX
+	TESTQ AX, AX
+	JNZ  qvtrans
+	VXORPS Y0, Y0, Y0
+	VMOVUPS Y0, 608(R15)
+
+qvtrans:
+	// Rows of heads: transpose the 8 × 8 scores at 384(R15) into s.
+	VMOVUPS 384(R15), Y0
+	VUNPCKLPS 416(R15), Y0, Y8
+	VUNPCKHPS 416(R15), Y0, Y9
+	VMOVUPS 448(R15), Y1
+	VUNPCKLPS 480(R15), Y1, Y10
+	VUNPCKHPS 480(R15), Y1, Y11
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VMOVUPS 512(R15), Y4
+	VUNPCKLPS 544(R15), Y4, Y8
+	VUNPCKHPS 544(R15), Y4, Y9
+	VMOVUPS 576(R15), Y5
+	VUNPCKLPS 608(R15), Y5, Y10
+	VUNPCKHPS 608(R15), Y5, Y11
+	VSHUFPS $0x44, Y10, Y8, Y4
+	VSHUFPS $0xEE, Y10, Y8, Y5
+	VSHUFPS $0x44, Y11, Y9, Y6
+	VSHUFPS $0xEE, Y11, Y9, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VMOVUPS Y8, 0(DI)
+	VMOVUPS Y9, 32(DI)
+	VMOVUPS Y10, 64(DI)
+	VMOVUPS Y11, 96(DI)
+	VMAXPS Y9, Y8, Y8
+	VMAXPS Y11, Y10, Y10
+	VMAXPS Y10, Y8, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VPERM2F128 $0x31, Y5, Y1, Y1
+	VPERM2F128 $0x31, Y6, Y2, Y2
+	VPERM2F128 $0x31, Y7, Y3, Y3
+	VMOVUPS Y0, 128(DI)
+	VMOVUPS Y1, 160(DI)
+	VMOVUPS Y2, 192(DI)
+	VMOVUPS Y3, 224(DI)
+	VMAXPS Y1, Y0, Y0
+	VMAXPS Y3, Y2, Y2
+	VMAXPS Y2, Y0, Y0
+	VMAXPS Y8, Y0, Y0 // rows past n repeat row n-1, so they do not change the maximum
+	MOVQ mx+96(FP), AX
+	VMAXPS (AX), Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ $256, DI
+	LEAQ (DX)(R13*8), DX
+	MOVQ scStride+72(FP), AX
+	SHLQ $5, AX
+	ADDQ AX, R14
+	SUBQ $8, CX
+	JG   qvblock
+	VZEROUPPER
+	RET
+
+// func pvWeightsQ8AVX(wq *byte, f, wf, p, vs *float32, ng, scStride, n int)
+// For each group g < ng: w[i][h] = p[i][h]·vs[i·scStride+g] (i < n), W[h] = max_i w[i][h],
+// f[g][h] = W[h]/127, and wq[g][i/4][h][i%4] = round-to-even(w[i][h]·(127/W[h])) (0 where
+// W[h] = 0 and for the tokens n.. of the last quad). wf ([n][8] floats) is scratch.
+TEXT ·pvWeightsQ8AVX(SB), NOSPLIT, $0-64
+	MOVQ wq+0(FP), DI
+	MOVQ f+8(FP), R8
+	MOVQ wf+16(FP), R9
+	MOVQ vs+32(FP), R10
+	MOVQ ng+40(FP), BX
+	MOVQ scStride+48(FP), R11
+	SHLQ $2, R11
+	VBROADCASTSS decq8<>+32(SB), Y15
+	VBROADCASTI128 decq8<>+16(SB), Y14
+
+pwgroup:
+	// Pass 1: w rows into wf, their maximum in Y13.
+	MOVQ p+24(FP), SI
+	MOVQ R10, DX
+	MOVQ R9, R12
+	MOVQ n+56(FP), CX
+	VXORPS Y13, Y13, Y13
+
+pwrow:
+	VBROADCASTSS (DX), Y0
+	VMULPS (SI), Y0, Y0
+	VMOVUPS Y0, (R12)
+	VMAXPS Y0, Y13, Y13
+	ADDQ $32, SI
+	ADDQ $32, R12
+	ADDQ R11, DX
+	DECQ CX
+	JNZ  pwrow
+	// f = W/127; inv = 127/W where W > 0, else 0.
+	VDIVPS Y15, Y13, Y0
+	VMOVUPS Y0, (R8)
+	VXORPS Y1, Y1, Y1
+	VCMPPS $1, Y13, Y1, Y2 // 0 < W
+	VDIVPS Y13, Y15, Y12
+	VANDPS Y2, Y12, Y12
+	// Pass 2: quads of rows to bytes.
+	MOVQ R9, R12
+	MOVQ n+56(FP), CX
+
+pwquad:
+	VMULPS (R12), Y12, Y0
+	VCVTPS2DQ Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	CMPQ CX, $2
+	JL   pwpack
+	VMULPS 32(R12), Y12, Y1
+	VCVTPS2DQ Y1, Y1
+	CMPQ CX, $3
+	JL   pwpack
+	VMULPS 64(R12), Y12, Y2
+	VCVTPS2DQ Y2, Y2
+	CMPQ CX, $4
+	JL   pwpack
+	VMULPS 96(R12), Y12, Y3
+	VCVTPS2DQ Y3, Y3
+
+pwpack:
+	VPACKSSDW Y1, Y0, Y0 // [r0 h0-3, r1 h0-3 | r0 h4-7, r1 h4-7]
+	VPACKSSDW Y3, Y2, Y2
+	VPACKUSWB Y2, Y0, Y0 // [r0..r3 h0-3 | r0..r3 h4-7]
+	VPSHUFB Y14, Y0, Y0  // [h0: r0..r3, .. h3 | h4 .. h7]
+	VMOVDQU Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $128, R12
+	SUBQ $4, CX
+	JG   pwquad
+	ADDQ $32, R8
+	ADDQ $4, R10
+	DECQ BX
+	JNZ  pwgroup
+	VZEROUPPER
+	RET
+
+// func pvTransposeAVX(vt, v *byte, d, stride, n int)
+// vt[i/4][c][j][i%4] = v[min(i, n-1)·stride + 8c + j] for i < 4·ceil(n/4), c < d/8, j < 8:
+// each quad of value rows byte-interleaved, 8 columns × 4 tokens per 32 bytes; d a positive
+// multiple of 32.
+TEXT ·pvTransposeAVX(SB), NOSPLIT, $0-40
+	MOVQ vt+0(FP), DI
+	MOVQ v+8(FP), SI
+	MOVQ d+16(FP), BX
+	MOVQ stride+24(FP), R8
+	MOVQ n+32(FP), CX
+	MOVQ CX, R13
+	DECQ R13
+	IMULQ R8, R13
+	ADDQ SI, R13 // the last row
+
+ptquad:
+	// Row pointers R9..R12 for tokens i..i+3, clamped to the last row.
+	MOVQ SI, R9
+	LEAQ (SI)(R8*1), R10
+	CMPQ R10, R13
+	CMOVQGT R13, R10
+	LEAQ (R10)(R8*1), R11
+	CMPQ R11, R13
+	CMOVQGT R13, R11
+	LEAQ (R11)(R8*1), R12
+	CMPQ R12, R13
+	CMOVQGT R13, R12
+	XORQ AX, AX
+
+ptcols:
+	VMOVDQU (R9)(AX*1), Y0
+	VMOVDQU (R10)(AX*1), Y1
+	VMOVDQU (R11)(AX*1), Y2
+	VMOVDQU (R12)(AX*1), Y3
+	VPUNPCKLBW Y1, Y0, Y4 // AB cols 0-7 | 16-23
+	VPUNPCKHBW Y1, Y0, Y5 // AB cols 8-15 | 24-31
+	VPUNPCKLBW Y3, Y2, Y6
+	VPUNPCKHBW Y3, Y2, Y7
+	VPUNPCKLWD Y6, Y4, Y0 // cols 0-3 | 16-19
+	VPUNPCKHWD Y6, Y4, Y1 // cols 4-7 | 20-23
+	VPUNPCKLWD Y7, Y5, Y2 // cols 8-11 | 24-27
+	VPUNPCKHWD Y7, Y5, Y3 // cols 12-15 | 28-31
+	VPERM2I128 $0x20, Y1, Y0, Y4 // cols 0-7
+	VPERM2I128 $0x20, Y3, Y2, Y5 // cols 8-15
+	VPERM2I128 $0x31, Y1, Y0, Y6 // cols 16-23
+	VPERM2I128 $0x31, Y3, Y2, Y7 // cols 24-31
+	VMOVDQU Y4, 0(DI)
+	VMOVDQU Y5, 32(DI)
+	VMOVDQU Y6, 64(DI)
+	VMOVDQU Y7, 96(DI)
+	ADDQ $128, DI
+	ADDQ $32, AX
+	CMPQ AX, BX
+	JL   ptcols
+	LEAQ (R12)(R8*1), SI
+	SUBQ $4, CX
+	JG   ptquad
+	VZEROUPPER
+	RET
+
+// func pvAccQ8AVX(o *float32, vt, wq *byte, f *float32, d, nq, h8 int)
+// o[h][8c+j] += float32(f[c/4][h]·float32(Σ_quads Σ_t wq[c/4][quad][h][t]·int8(vt[quad][c][j][t])))
+// for h < 7 (and 7 when h8 != 0), c < d/8, j < 8; vt and wq as pvTransposeAVX and
+// pvWeightsQ8AVX lay them out, nq > 0 quads; the int32 sums are exact.
+TEXT ·pvAccQ8AVX(SB), NOSPLIT, $0-56
+	MOVQ o+0(FP), DI
+	MOVQ vt+8(FP), SI
+	MOVQ wq+16(FP), DX
+	MOVQ f+24(FP), R8
+	MOVQ d+32(FP), BX
+	MOVQ nq+40(FP), R9
+	MOVQ h8+48(FP), R10
+	VPBROADCASTQ decq8<>+8(SB), Y15
+	MOVQ BX, R11
+	SHLQ $2, R11 // o row bytes
+	MOVQ BX, R12
+	SHLQ $2, R12 // vt bytes per quad (d·4)
+	MOVQ R9, R13
+	SHLQ $5, R13 // wq bytes per group (nq·32)
+	XORQ AX, AX  // column chunk c
+
+pachunk:
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	// R14: this chunk's vt; R15: its group's weights.
+	MOVQ AX, R14
+	SHLQ $5, R14
+	ADDQ SI, R14
+	MOVQ AX, CX
+	SHRQ $2, CX
+	IMULQ R13, CX
+	LEAQ (DX)(CX*1), R15
+	MOVQ R9, CX
+
+paquad:
+	VMOVDQU (R14), Y8
+	VPBROADCASTD 0(R15), Y9
+	VPMADDUBSW Y8, Y9, Y9
+	VPMADDWD Y15, Y9, Y9
+	VPADDD Y9, Y0, Y0
+	VPBROADCASTD 4(R15), Y10
+	VPMADDUBSW Y8, Y10, Y10
+	VPMADDWD Y15, Y10, Y10
+	VPADDD Y10, Y1, Y1
+	VPBROADCASTD 8(R15), Y11
+	VPMADDUBSW Y8, Y11, Y11
+	VPMADDWD Y15, Y11, Y11
+	VPADDD Y11, Y2, Y2
+	VPBROADCASTD 12(R15), Y12
+	VPMADDUBSW Y8, Y12, Y12
+	VPMADDWD Y15, Y12, Y12
+	VPADDD Y12, Y3, Y3
+	VPBROADCASTD 16(R15), Y9
+	VPMADDUBSW Y8, Y9, Y9
+	VPMADDWD Y15, Y9, Y9
+	VPADDD Y9, Y4, Y4
+	VPBROADCASTD 20(R15), Y10
+	VPMADDUBSW Y8, Y10, Y10
+	VPMADDWD Y15, Y10, Y10
+	VPADDD Y10, Y5, Y5
+	VPBROADCASTD 24(R15), Y11
+	VPMADDUBSW Y8, Y11, Y11
+	VPMADDWD Y15, Y11, Y11
+	VPADDD Y11, Y6, Y6
+	TESTQ R10, R10
+	JZ    paskip
+	VPBROADCASTD 28(R15), Y12
+	VPMADDUBSW Y8, Y12, Y12
+	VPMADDWD Y15, Y12, Y12
+	VPADDD Y12, Y7, Y7
+
+paskip:
+	ADDQ R12, R14
+	ADDQ $32, R15
+	DECQ CX
+	JNZ  paquad
+	// o[h][8c:8c+8] += f[g][h]·acc_h.
+	MOVQ AX, CX
+	SHRQ $2, CX
+	SHLQ $5, CX
+	ADDQ R8, CX // f[g]
+	MOVQ AX, R14
+	SHLQ $5, R14
+	ADDQ DI, R14 // o[0][8c]
+	VCVTDQ2PS Y0, Y0
+	VBROADCASTSS 0(CX), Y9
+	VMULPS Y9, Y0, Y0
+	VADDPS (R14), Y0, Y0
+	VMOVUPS Y0, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y1, Y1
+	VBROADCASTSS 4(CX), Y9
+	VMULPS Y9, Y1, Y1
+	VADDPS (R14), Y1, Y1
+	VMOVUPS Y1, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y2, Y2
+	VBROADCASTSS 8(CX), Y9
+	VMULPS Y9, Y2, Y2
+	VADDPS (R14), Y2, Y2
+	VMOVUPS Y2, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y3, Y3
+	VBROADCASTSS 12(CX), Y9
+	VMULPS Y9, Y3, Y3
+	VADDPS (R14), Y3, Y3
+	VMOVUPS Y3, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y4, Y4
+	VBROADCASTSS 16(CX), Y9
+	VMULPS Y9, Y4, Y4
+	VADDPS (R14), Y4, Y4
+	VMOVUPS Y4, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y5, Y5
+	VBROADCASTSS 20(CX), Y9
+	VMULPS Y9, Y5, Y5
+	VADDPS (R14), Y5, Y5
+	VMOVUPS Y5, (R14)
+	ADDQ R11, R14
+	VCVTDQ2PS Y6, Y6
+	VBROADCASTSS 24(CX), Y9
+	VMULPS Y9, Y6, Y6
+	VADDPS (R14), Y6, Y6
+	VMOVUPS Y6, (R14)
+	TESTQ R10, R10
+	JZ    panext
+	ADDQ R11, R14
+	VCVTDQ2PS Y7, Y7
+	VBROADCASTSS 28(CX), Y9
+	VMULPS Y9, Y7, Y7
+	VADDPS (R14), Y7, Y7
+	VMOVUPS Y7, (R14)
+
+panext:
+	INCQ AX
+	MOVQ BX, CX
+	SHRQ $3, CX
+	CMPQ AX, CX
+	JL   pachunk
+	VZEROUPPER
+	RET
