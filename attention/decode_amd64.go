@@ -44,7 +44,7 @@ func pvHeads2AVX(o, p, v *float32, d, stride, n int)
 // broadcast as packQueriesQ8 leaves them in qbb, s room for ceil8(n) rows, scr 768 bytes.
 //
 //go:noescape
-func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, corr *int32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte)
+func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte)
 
 // pvWeightsQ8AVX is pvHeadsQ8I's weight quantization (n > 0): wq, f as pvHeadsQ8I describes
 // them, wf [n][8] floats of scratch.

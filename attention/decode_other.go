@@ -26,7 +26,7 @@ func pvHeads2AVX(o, p, v *float32, d, stride, n int) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 
-func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, corr *int32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte) {
+func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 

@@ -5,11 +5,10 @@ import "math"
 // The integer Q8 decode route (head width a multiple of 32, so Q8 groups are 32 wide), taken
 // on every CPU route alike so that results do not depend on the CPU:
 //
-//   - Q·K: each query head (scale applied) is quantized once per call to int8 in [-64, 64] per
+//   - Q·K: each query head (scale applied) is quantized once per call to int8 in [-63, 63] per
 //     group of 32 elements (packQueriesQ8), and each score is Σ over groups of
 //     float32(dot)·qscale·kscale with the group's dot product exact in int32. The 7-bit
-//     range keeps VPMADDUBSW's pair sums of query bytes and key bytes biased by 128 inside
-//     int16 (2·64·255 < 32768).
+//     range lets the AVX2 kernel add two VPMADDUBSW pair sums in int16 (2·2·128·63 < 32768).
 //   - P·V: per key tile, head and group, the weights w = p·vscale are rounded to integers in
 //     [0, 127] relative to the tile's largest (pvHeadsQ8I), the weighted sums of the int8
 //     values are exact in int32 and scaled back once per tile. Each weight is off by at most
@@ -20,7 +19,6 @@ type q8Scratch struct {
 	qb   []byte    // [gper][ng][lanes][32] quantized queries
 	qbb  []byte    // [gper][ng][8][lanes][8][4] their dwords broadcast (AVX2 kernel)
 	qs   []float32 // [gper][ng][lanes] their scales
-	corr []int32   // [gper][ng][lanes] -128·Σ of each group's query bytes
 	scr  []byte    // the AVX2 score kernel's scratch
 	wq   []byte    // [ng][keyTile/4][lanes][4] quantized weights
 	f    []float32 // [ng][lanes] their scales
@@ -40,7 +38,6 @@ func (q *q8Scratch) size(gper, d int) {
 	}
 	if cap(q.qs) < gper*ng*lanes {
 		q.qs = make([]float32, gper*ng*lanes)
-		q.corr = make([]int32, gper*ng*lanes)
 	}
 	if cap(q.wq) < ng*keyTile*lanes {
 		q.wq = make([]byte, ng*keyTile*lanes)
@@ -52,7 +49,7 @@ func (q *q8Scratch) size(gper, d int) {
 		q.wf = make([]float32, keyTile*lanes)
 	}
 	q.qb, q.qbb = q.qb[:gper*lanes*d], q.qbb[:gper*lanes*d*8]
-	q.qs, q.corr = q.qs[:gper*ng*lanes], q.corr[:gper*ng*lanes]
+	q.qs = q.qs[:gper*ng*lanes]
 	q.wq, q.f, q.acc, q.vt = q.wq[:ng*keyTile*lanes], q.f[:ng*lanes], q.acc[:lanes*d], q.vt[:keyTile*d]
 }
 
@@ -60,21 +57,20 @@ func (q *q8Scratch) size(gper, d int) {
 type q8Query struct {
 	qb, qbb []byte
 	qs      []float32
-	corr    []int32
 }
 
 // query returns the quantized queries of the unit's KV head gi (head width d).
 func (q *q8Scratch) query(gi, d int) q8Query {
 	ng := d / 32
 	return q8Query{qb: q.qb[gi*lanes*d:][:lanes*d], qbb: q.qbb[gi*lanes*d*8:][:lanes*d*8],
-		qs: q.qs[gi*ng*lanes:][:ng*lanes], corr: q.corr[gi*ng*lanes:][:ng*lanes]}
+		qs: q.qs[gi*ng*lanes:][:ng*lanes]}
 }
 
 // pack quantizes the packed queries qc (packQueries' layout, d a multiple of 32) with
 // packQueriesQ8 and lays their dwords out broadcast for the AVX2 kernel:
 // qbb[gi][c][h][j] = dword c of qb[gi][h] for j < 8.
 func (y q8Query) pack(qc []float32, d int) {
-	packQueriesQ8(y.qb, y.qs, y.corr, qc, d)
+	packQueriesQ8(y.qb, y.qs, qc, d)
 	if !useAVX2 {
 		return
 	}
@@ -93,12 +89,11 @@ func (y q8Query) pack(qc []float32, d int) {
 }
 
 // packQueriesQ8 quantizes the packed queries qc (packQueries' layout, d a multiple of 32):
-// for group gi of 32 elements and head h, qs[gi][h] = amax/64 (amax the largest |x| of the
-// group), qb[gi][h][e] = round-to-even(x·(64/amax)) in [-64, 64] (0 where amax = 0) and
-// corr[gi][h] = -128·Σ_e qb[gi][h][e].
-func packQueriesQ8(qb []byte, qs []float32, corr []int32, qc []float32, d int) {
+// for group gi of 32 elements and head h, qs[gi][h] = amax/63 (amax the largest |x| of the
+// group) and qb[gi][h][e] = round-to-even(x·(63/amax)) in [-63, 63] (0 where amax = 0).
+func packQueriesQ8(qb []byte, qs []float32, qc []float32, d int) {
 	ng := d / 32
-	_, _, _ = qb[ng*lanes*32-1], qs[ng*lanes-1], corr[ng*lanes-1]
+	_, _ = qb[ng*lanes*32-1], qs[ng*lanes-1]
 	for gi := range ng {
 		for h := range lanes {
 			var amax float32
@@ -110,20 +105,17 @@ func packQueriesQ8(qb []byte, qs []float32, corr []int32, qc []float32, d int) {
 			dst := qb[(gi*lanes+h)*32:][:32]
 			if amax == 0 {
 				clear(dst)
-				qs[gi*lanes+h], corr[gi*lanes+h] = 0, 0
+				qs[gi*lanes+h] = 0
 				continue
 			}
-			inv := 64 / amax
-			var sum int32
+			inv := 63 / amax
 			for c := range 4 {
 				for i, x := range qc[((4*gi+c)*lanes+h)*8:][:8] {
 					v := int32(math.RoundToEven(float64(x * inv)))
-					v = min(max(v, -64), 64)
-					dst[8*c+i] = byte(int8(v))
-					sum += v
+					dst[8*c+i] = byte(int8(min(max(v, -63), 63)))
 				}
 			}
-			qs[gi*lanes+h], corr[gi*lanes+h] = amax/64, -128*sum
+			qs[gi*lanes+h] = amax / 63
 		}
 	}
 }
@@ -144,8 +136,8 @@ func qkHeadsQ8I(s []float32, y q8Query, scr []byte, k, v []byte, ks []float32, d
 	_ = ks[(n-1)*scStride+ng-1]
 	_, _, _ = s[(n+7)/8*8*lanes-1], y.qb[ng*lanes*32-1], y.qs[ng*lanes-1]
 	if useAVX2 {
-		_, _, _ = y.qbb[ng*8*lanes*32-1], y.corr[ng*lanes-1], scr[767]
-		qkHeadsQ8IAVX(&s[0], &y.qbb[0], &y.qs[0], &y.corr[0], &k[0], &v[0], &ks[0], d, stride, scStride, n, b2i(g == lanes), &mx[0], &scr[0])
+		_, _ = y.qbb[ng*8*lanes*32-1], scr[767]
+		qkHeadsQ8IAVX(&s[0], &y.qbb[0], &y.qs[0], &k[0], &v[0], &ks[0], d, stride, scStride, n, b2i(g == lanes), &mx[0], &scr[0])
 		return
 	}
 	qb, qs := y.qb, y.qs
