@@ -16,15 +16,15 @@ import "math"
 
 // q8Scratch is the integer route's working memory for one work unit.
 type q8Scratch struct {
-	qb   []byte    // [gper][ng][lanes][32] quantized queries
-	qbb  []byte    // [gper][ng][8][lanes][8][4] their dwords broadcast (AVX2 kernel)
-	qs   []float32 // [gper][ng][lanes] their scales
-	scr  []byte    // the AVX2 score kernel's scratch
-	wq   []byte    // [ng][keyTile/4][lanes][4] quantized weights
-	f    []float32 // [ng][lanes] their scales
-	wf   []float32 // [keyTile][lanes] weights (AVX2 scratch)
-	vt   []byte    // [keyTile/4][d/8][32] interleaved values (AVX2 scratch)
-	acc  []int32   // [lanes][d] integer sums (portable route)
+	qb  []byte    // [gper][ng][lanes][32] quantized queries
+	qbb []byte    // [gper][ng][8][lanes][8][4] their dwords broadcast (AVX2 kernel)
+	qs  []float32 // [gper][ng][lanes] their scales
+	scr []byte    // the AVX2 score kernel's scratch
+	wq  []byte    // [ng][keyTile/4][lanes][4] quantized weights
+	f   []float32 // [ng][lanes] their scales
+	wf  []float32 // [keyTile][lanes] weights (AVX2 scratch)
+	vt  []byte    // [keyTile/4][d/8][32] interleaved values (AVX2 scratch)
+	acc []int32   // [lanes][d] integer sums (portable route)
 }
 
 func (q *q8Scratch) size(gper, d int) {
