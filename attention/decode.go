@@ -8,11 +8,14 @@ import (
 // The decode path: one query (n == 1) and 5 to 8 query heads per KV head, head width a
 // multiple of 8. A key tile's scores are laid out with the query heads of one KV head in the
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
-// softmax runs on every head at once, and P·V reads each value once for all heads. Q8 keys
-// and values (groups of 32) are widened to float32 in registers inside the dot and P·V loops;
-// BF16, Q4 and other Q8 shapes are decoded one tile at a time into L1 first (dequantTile).
-// Results do not depend on Threads (each KV head is one work unit) and match the tiled path
-// of Attend within float32 rounding, not bit for bit.
+// softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
+// head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
+// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route; Q8 at other
+// widths is widened to float32 in registers inside the dot and P·V loops (portable route) or
+// decoded into L1 like BF16 and Q4, which are decoded one tile at a time (dequantTile).
+// Results do not depend on Threads (each KV head is one work unit). F32, BF16 and Q4 match
+// the tiled path of Attend within float32 rounding; the integer Q8 route within its rounding
+// of queries and weights (bounded in the tests).
 
 // lanes is the number of query heads a decode row holds (one AVX2 register).
 const lanes = 8

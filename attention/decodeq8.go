@@ -5,10 +5,9 @@ import "math"
 // The integer Q8 decode route (head width a multiple of 32, so Q8 groups are 32 wide), taken
 // on every CPU route alike so that results do not depend on the CPU:
 //
-//   - Q·K: each query head (scale applied) is quantized once per call to int8 in [-63, 63] per
-//     group of 32 elements (packQueriesQ8), and each score is Σ over groups of
-//     float32(dot)·qscale·kscale with the group's dot product exact in int32. The 7-bit
-//     range lets the AVX2 kernel add two VPMADDUBSW pair sums in int16 (2·2·128·63 < 32768).
+//   - Q·K: each query head (scale applied) is quantized once per call to int8 in [-127, 127]
+//     per group of 32 elements (packQueriesQ8), as the keys are, and each score is Σ over
+//     groups of float32(dot)·qscale·kscale with the group's dot product exact in int32.
 //   - P·V: per key tile, head and group, the weights w = p·vscale are rounded to integers in
 //     [0, 127] relative to the tile's largest (pvHeadsQ8I), the weighted sums of the int8
 //     values are exact in int32 and scaled back once per tile. Each weight is off by at most
@@ -89,8 +88,8 @@ func (y q8Query) pack(qc []float32, d int) {
 }
 
 // packQueriesQ8 quantizes the packed queries qc (packQueries' layout, d a multiple of 32):
-// for group gi of 32 elements and head h, qs[gi][h] = amax/63 (amax the largest |x| of the
-// group) and qb[gi][h][e] = round-to-even(x·(63/amax)) in [-63, 63] (0 where amax = 0).
+// for group gi of 32 elements and head h, qs[gi][h] = amax/127 (amax the largest |x| of the
+// group) and qb[gi][h][e] = round-to-even(x·(127/amax)) in [-127, 127] (0 where amax = 0).
 func packQueriesQ8(qb []byte, qs []float32, qc []float32, d int) {
 	ng := d / 32
 	_, _ = qb[ng*lanes*32-1], qs[ng*lanes-1]
@@ -108,14 +107,14 @@ func packQueriesQ8(qb []byte, qs []float32, qc []float32, d int) {
 				qs[gi*lanes+h] = 0
 				continue
 			}
-			inv := 63 / amax
+			inv := 127 / amax
 			for c := range 4 {
 				for i, x := range qc[((4*gi+c)*lanes+h)*8:][:8] {
 					v := int32(math.RoundToEven(float64(x * inv)))
-					dst[8*c+i] = byte(int8(min(max(v, -63), 63)))
+					dst[8*c+i] = byte(int8(min(max(v, -127), 127)))
 				}
 			}
-			qs[gi*lanes+h] = amax / 63
+			qs[gi*lanes+h] = amax / 127
 		}
 	}
 }
