@@ -341,6 +341,14 @@ func TestNoAllocs(t *testing.T) {
 	hd := p.Heads * p.HeadDim
 	require.Zero(t, testing.AllocsPerRun(20, func() { Attend(out, dt.q, dt.qpos, kv, 0, 0, p, lse) }))
 	require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, kv, 4, 32, p) }))
+	// The integer Q8 decode route, on one and two threads.
+	q8kv, _ := quantize(dt.kv, ElemQ8, c.d)
+	var qkv KV = q8kv
+	p2 := p
+	p2.Threads = 2
+	for _, pp := range []Params{p, p2} {
+		require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, qkv, 0, 0, pp) }), "q8 threads %d", pp.Threads)
+	}
 	require.Zero(t, testing.AllocsPerRun(20, func() {
 		Prefill(out, dt.q, dt.k[:c.n*p.KVHeads*p.HeadDim], dt.v[:c.n*p.KVHeads*p.HeadDim], c.n, 0, 0, p, lse)
 	}))

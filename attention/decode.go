@@ -8,11 +8,14 @@ import (
 // The decode path: one query (n == 1) and 5 to 8 query heads per KV head, head width a
 // multiple of 8. A key tile's scores are laid out with the query heads of one KV head in the
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
-// softmax runs on every head at once, and P·V reads each value once for all heads. Q8 keys
-// and values (groups of 32) are widened to float32 in registers inside the dot and P·V loops;
-// BF16, Q4 and other Q8 shapes are decoded one tile at a time into L1 first (dequantTile).
-// Results do not depend on Threads (each KV head is one work unit) and match the tiled path
-// of Attend within float32 rounding, not bit for bit.
+// softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
+// head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
+// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route; Q8 at other
+// widths is widened to float32 in registers inside the dot and P·V loops (portable route) or
+// decoded into L1 like BF16 and Q4, which are decoded one tile at a time (dequantTile).
+// Results do not depend on Threads (each KV head is one work unit). F32, BF16 and Q4 match
+// the tiled path of Attend within float32 rounding; the integer Q8 route within its rounding
+// of queries and weights (bounded in the tests).
 
 // lanes is the number of query heads a decode row holds (one AVX2 register).
 const lanes = 8
@@ -26,6 +29,7 @@ type decScratch struct {
 	s      []float32 // [keyTile][lanes] scores, then probabilities
 	kt, vt []float32 // [keyTile][D] a decoded key and value tile
 	mx, sm [lanes]float32
+	q8     q8Scratch // the integer Q8 route's buffers (head width a multiple of 32)
 }
 
 var decPool = sync.Pool{New: func() any { return new(decScratch) }}
@@ -50,6 +54,9 @@ func getDecScratch(heads, d int) *decScratch {
 	sc.qc, sc.o = sc.qc[:heads*lanes*d], sc.o[:heads*lanes*d]
 	sc.kt, sc.vt = sc.kt[:keyTile*d], sc.vt[:keyTile*d]
 	sc.m, sc.l = sc.m[:heads], sc.l[:heads]
+	if d%32 == 0 {
+		sc.q8.size(heads, d)
+	}
 	return sc
 }
 
@@ -92,6 +99,8 @@ func (j *job) decodeUnit(u int) {
 		}
 	}
 	clear(sc.o)
+	intQ8 := D%32 == 0 // the integer Q8 route, on every CPU route
+	qPacked := false
 	var s seg
 	for si, ns := 0, j.numSegs(); si < ns; si++ {
 		j.segment(si, &s)
@@ -104,6 +113,12 @@ func (j *job) decodeUnit(u int) {
 			cls := classify(j.mask, qp, qp, kmin, kmax)
 			if cls == visNone {
 				continue
+			}
+			if s.elem == ElemQ8 && intQ8 && !qPacked {
+				for gi := range j.gper {
+					sc.q8.query(gi, D).pack(sc.qc[gi*lanes*D:][:lanes*D], D)
+				}
+				qPacked = true
 			}
 			for gi := range j.gper {
 				g := g0 + gi
@@ -118,6 +133,8 @@ func (j *job) decodeUnit(u int) {
 				var vf []float32 // float32 values (nil: fused Q8)
 				vstride := kd
 				switch {
+				case s.elem == ElemQ8 && intQ8:
+					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), sc.q8.scr, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx)
 				case s.elem == ElemF32:
 					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, &sc.mx)
 					vf = s.v[off:]
@@ -163,9 +180,12 @@ func (j *job) decodeUnit(u int) {
 				for h := range lanes {
 					l[h] += sc.sm[h]
 				}
-				if vf != nil {
+				switch {
+				case vf != nil:
 					pvHeads(o, st, vf, D, vstride, kn, G)
-				} else {
+				case intQ8:
+					pvHeadsQ8I(o, st, s.vb[off:], s.vs[so:], D, kd, j.kvh*gph, kn, G, &sc.q8)
+				default:
 					pvHeadsQ8(o, st, s.vb[off:], s.vs[so:], D, gs, kd, j.kvh*gph, kn, G)
 				}
 			}

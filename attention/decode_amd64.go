@@ -39,3 +39,27 @@ func pvHeadsQ8AVX(o, p *float32, v *byte, vs *float32, d, stride, scStride, n, h
 //
 //go:noescape
 func pvHeads2AVX(o, p, v *float32, d, stride, n int)
+
+// qkHeadsQ8IAVX is qkHeadsQ8I's AVX2 kernel (d a positive multiple of 32, n > 0): queries
+// broadcast as packQueriesQ8 leaves them in qbb, s room for ceil8(n) rows, scr 768 bytes.
+//
+//go:noescape
+func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte)
+
+// pvWeightsQ8AVX is pvHeadsQ8I's weight quantization (n > 0): wq, f as pvHeadsQ8I describes
+// them, wf [n][8] floats of scratch.
+//
+//go:noescape
+func pvWeightsQ8AVX(wq *byte, f, wf, p, vs *float32, ng, scStride, n int)
+
+// pvTransposeAVX interleaves the value rows of each quad of tokens (n > 0, the last quad's
+// missing rows repeat row n-1): vt[i/4][c][j][i%4] = v[i·stride + 8c + j], d a positive
+// multiple of 32.
+//
+//go:noescape
+func pvTransposeAVX(vt, v *byte, d, stride, n int)
+
+// pvAccQ8AVX adds each head's integer weighted value sums, scaled by f, to o (nq > 0 quads).
+//
+//go:noescape
+func pvAccQ8AVX(o *float32, vt, wq *byte, f *float32, d, nq, h8 int)
