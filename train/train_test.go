@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -277,6 +278,18 @@ func TestSampleRepeat(t *testing.T) {
 	b, err := Sample(ctx, m, opts)
 	require.NoError(t, err)
 	require.Equal(t, a, b, "seeded")
+	// The candidates are generated on as many goroutines as there are CPUs; the result must
+	// not depend on how many (half repeated, so both kinds of candidate are in play).
+	mixed := SampleOptions{N: 5, T: 60, Seed: 11, Repeat: 0.5, Span: 8}
+	var per [][]Sequence
+	for _, procs := range []int{1, 3} {
+		old := runtime.GOMAXPROCS(procs)
+		s, err := Sample(ctx, m, mixed)
+		runtime.GOMAXPROCS(old)
+		require.NoError(t, err)
+		per = append(per, s)
+	}
+	require.Equal(t, per[0], per[1], "the same samples on 1 and 3 CPUs")
 	for _, s := range a {
 		require.Len(t, s.Tokens, 80)
 		span := s.Tokens[40:48]
