@@ -13,3 +13,9 @@ var useAVX2 = cpu.AVX2FMA
 //
 //go:noescape
 func tileAVX(k int, a *float32, rsA, csA int, bp, c *float32, ldc int, add bool)
+
+// expAffineAVX sets dst[i] = e^t, t = min(a·src[i]+b, 88), 0 where t < −87.3, for i < n (a
+// multiple of 8), and returns Σ dst.
+//
+//go:noescape
+func expAffineAVX(dst, src *float32, n int, a, b float32) float32

@@ -204,3 +204,51 @@ func TestDenseAttentionMatchesLoops(t *testing.T) {
 		}
 	})
 }
+
+// TestExpAffine checks the vector exponential against math.Exp on both routes: relative
+// error within 5e-7 (expf's polynomial, about 2 ulp after the affine step), exactly 0 below
+// −87.3, clamped at e^88 above, and the returned sum within 1e-6 relative of the float64 sum
+// (where it fits a float32).
+func TestExpAffine(t *testing.T) {
+	routes(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, n := range []int{0, 1, 7, 8, 9, 64, 517} {
+			for _, ab := range [][2]float32{{1, 0}, {-1, 0}, {0.35, -3}, {1, -20}, {30, 0}} {
+				src := make([]float32, n)
+				for i := range src {
+					src[i] = float32(r.NormFloat64() * 4)
+				}
+				dst := make([]float32, n)
+				sum := expAffine(dst, src, ab[0], ab[1])
+				var want float64
+				for i, x := range src {
+					tt := float64(ab[0]*x + ab[1])
+					var w float64
+					switch {
+					case tt < -87.3:
+						w = 0
+					case tt > 88:
+						w = math.Exp(88)
+					default:
+						w = math.Exp(tt)
+					}
+					want += float64(dst[i])
+					if w == 0 {
+						if dst[i] != 0 {
+							t.Fatalf("n %d a,b %v: exp(%v) = %v, want 0", n, ab, tt, dst[i])
+						}
+						continue
+					}
+					// the affine step itself rounds t by up to |t|·2⁻²⁴ (fused or not)
+					tol := 5e-7 + math.Abs(tt)*1.2e-7
+					if d := math.Abs(float64(dst[i])-w) / w; d > tol {
+						t.Fatalf("n %d a,b %v: exp(%v) = %v, want %v (rel %g)", n, ab, tt, dst[i], w, d)
+					}
+				}
+				if want < math.MaxFloat32/2 && math.Abs(float64(sum)-want) > 1e-6*want { // (a sum of clamped e^88s overflows)
+					t.Fatalf("n %d a,b %v: sum %v, want %v", n, ab, sum, want)
+				}
+			}
+		}
+	})
+}

@@ -304,30 +304,55 @@ func expf(x float32) float32 {
 	return e * math.Float32frombits(uint32(int32(n)+127)<<23)
 }
 
-// sigmoid returns 1/(1+e^−x) through expf (0 for x < −87.3, where e^−x overflows float32).
-func sigmoid(x float32) float32 {
-	if x < -87.3 {
-		return 0
+// expAffine sets dst[i] = e^t with t = min(a·src[i]+b, 88) (0 where t < −87.3) for i <
+// len(src) and returns Σ dst: the AVX2 kernel on multiples of 8 where the CPU has it, expf on
+// the rest. dst may be src.
+func expAffine(dst, src []float32, a, b float32) float32 {
+	n := len(src)
+	dst = dst[:n]
+	var s float32
+	head := 0
+	if useAVX2 && n >= 8 {
+		head = n &^ 7
+		s = expAffineAVX(&dst[0], &src[0], head, a, b)
 	}
-	return 1 / (1 + expf(-x))
+	for i := head; i < n; i++ {
+		e := expf(min(a*src[i]+b, 88))
+		dst[i] = e
+		s += e
+	}
+	return s
 }
 
-// swiglu writes y = silu(g)·u elementwise.
+// swigluChunk is the block of elements whose e^−g the SwiGLU kernels compute at once.
+const swigluChunk = 256
+
+// swiglu writes y = silu(g)·u elementwise (silu(g) = g/(1+e^−g)).
 func swiglu(y, g, u []float32) {
-	parallel(len(y), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			y[i] = g[i] * sigmoid(g[i]) * u[i]
+	parallel((len(y)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
+		var e [swigluChunk]float32
+		for c := lo; c < hi; c++ {
+			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(y))
+			expAffine(e[:], g[a:b], -1, 0)
+			for i := a; i < b; i++ {
+				y[i] = g[i] / (1 + e[i-a]) * u[i]
+			}
 		}
 	})
 }
 
 // swigluBack writes dg and du given dy.
 func swigluBack(dg, du, g, u, dy []float32) {
-	parallel(len(dy), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s := sigmoid(g[i])
-			du[i] = dy[i] * g[i] * s
-			dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
+	parallel((len(dy)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
+		var e [swigluChunk]float32
+		for c := lo; c < hi; c++ {
+			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(dy))
+			expAffine(e[:], g[a:b], -1, 0)
+			for i := a; i < b; i++ {
+				s := 1 / (1 + e[i-a])
+				du[i] = dy[i] * g[i] * s
+				dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
+			}
 		}
 	})
 }
@@ -361,15 +386,25 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 				clear(dl)
 				continue
 			}
-			lse := logSumExp(l)
-			l32 := float32(lse)
+			var lse float64
+			var inv float32 // 1/Σ e^(x−max), with dl holding e^(x−max)
+			if dl != nil {
+				mx := l[0]
+				for _, x := range l {
+					mx = max(mx, x)
+				}
+				sum := expAffine(dl, l, 1, -mx)
+				lse, inv = float64(mx)+math.Log(float64(sum)), 1/sum
+			} else {
+				lse = logSumExp(l)
+			}
 			c := float32(float64(scale) / float64(count))
 			if teacher == nil {
 				t := int(target[r])
 				part[r] = lse - float64(l[t])
 				if dl != nil {
-					for i, x := range l {
-						dl[i] = expf(x-l32) * c
+					for i := range dl {
+						dl[i] *= inv * c
 					}
 					dl[t] -= c
 				}
@@ -381,9 +416,9 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 				if p := float64(pt[i]); p > 0 {
 					kl += p * (math.Log(p) - (float64(x) - lse))
 				}
-				if dl != nil {
-					dl[i] = (expf(x-l32) - pt[i]) * c
-				}
+			}
+			for i := range dl {
+				dl[i] = (dl[i]*inv - pt[i]) * c
 			}
 			part[r] = kl
 		}
@@ -454,14 +489,10 @@ func (a *attnShape) scores(sc *denseScratch, p, qh []float32, w int, lse []float
 		row := p[i*T : (i+1)*T]
 		mx := float32(math.Inf(-1))
 		for j := 0; j <= i; j++ {
-			row[j] *= a.scale
 			mx = max(mx, row[j])
 		}
-		var sum float32
-		for j := 0; j <= i; j++ {
-			row[j] = expf(row[j] - mx)
-			sum += row[j]
-		}
+		mx *= a.scale // scale > 0: the largest scaled score
+		sum := expAffine(row[:i+1], row[:i+1], a.scale, -mx)
 		inv := 1 / sum
 		for j := 0; j <= i; j++ {
 			row[j] *= inv
