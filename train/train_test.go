@@ -124,6 +124,29 @@ func TestRunImproves(t *testing.T) {
 	require.True(t, math.IsNaN(res.Curve[2].Val))
 }
 
+// TestTeacherCacheSameResult: keeping the teacher's probabilities (all, part or none of the
+// training sequences) changes nothing in the training curve or the weights (4 sequences,
+// batch 2: every sequence is used several times over 6 steps).
+func TestTeacherCacheSameResult(t *testing.T) {
+	var curves [][]float64
+	var weights []*Weights
+	for _, budget := range []int64{-1, 4 * 128 * 512 * 2, 0} { // none, 2 of 4, all (default)
+		w, _, _, res, err := tinyRun(t, Options{Steps: 6, EvalEvery: 3, AdamW: AdamW{LR: 1e-3}, Patience: -1, TeacherCache: budget})
+		require.NoError(t, err)
+		var c []float64
+		for _, p := range res.Curve {
+			c = append(c, p.Loss, p.GradNorm)
+		}
+		curves, weights = append(curves, c), append(weights, w)
+	}
+	for i := 1; i < len(curves); i++ {
+		require.Equal(t, curves[0], curves[i], "losses and gradient norms")
+		for j, p := range weights[0].Params {
+			require.Equal(t, p.Data, weights[i].Params[j].Data, p.Name)
+		}
+	}
+}
+
 // TestRunAccumulationEqualsBigBatch: two micro-batches of 2 with accumulation give the loss
 // and gradient norm of one batch of the same 4 sequences (CE loss, every sequence has the
 // same number of scored rows, so the mean of the two means is the mean).
