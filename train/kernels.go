@@ -327,32 +327,35 @@ func expAffine(dst, src []float32, a, b float32) float32 {
 // swigluChunk is the block of elements whose e^−g the SwiGLU kernels compute at once.
 const swigluChunk = 256
 
-// swiglu writes y = silu(g)·u elementwise (silu(g) = g/(1+e^−g)).
-func swiglu(y, g, u []float32) {
-	parallel((len(y)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
+// negExpChunks calls f(a, b, e) for consecutive blocks [a, b) of g (split across CPUs) with
+// e[i−a] = e^−g[i].
+func negExpChunks(g []float32, f func(a, b int, e []float32)) {
+	parallel((len(g)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
 		var e [swigluChunk]float32
 		for c := lo; c < hi; c++ {
-			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(y))
+			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(g))
 			expAffine(e[:], g[a:b], -1, 0)
-			for i := a; i < b; i++ {
-				y[i] = g[i] / (1 + e[i-a]) * u[i]
-			}
+			f(a, b, e[:b-a])
+		}
+	})
+}
+
+// swiglu writes y = silu(g)·u elementwise (silu(g) = g/(1+e^−g)).
+func swiglu(y, g, u []float32) {
+	negExpChunks(g, func(a, b int, e []float32) {
+		for i := a; i < b; i++ {
+			y[i] = g[i] / (1 + e[i-a]) * u[i]
 		}
 	})
 }
 
 // swigluBack writes dg and du given dy.
 func swigluBack(dg, du, g, u, dy []float32) {
-	parallel((len(dy)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
-		var e [swigluChunk]float32
-		for c := lo; c < hi; c++ {
-			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(dy))
-			expAffine(e[:], g[a:b], -1, 0)
-			for i := a; i < b; i++ {
-				s := 1 / (1 + e[i-a])
-				du[i] = dy[i] * g[i] * s
-				dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
-			}
+	negExpChunks(g, func(a, b int, e []float32) {
+		for i := a; i < b; i++ {
+			s := 1 / (1 + e[i-a])
+			du[i] = dy[i] * g[i] * s
+			dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
 		}
 	})
 }
