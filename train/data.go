@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
 	"github.com/lighttransfer/lighttransfer-go/model"
@@ -244,41 +246,80 @@ func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence
 		}
 		return append(prompt, res.Tokens...), nil
 	}
-	var out []Sequence
-	r := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
-	for i := uint64(0); len(out) < opts.N; i++ {
-		if i > uint64(4*opts.N+16) {
-			return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), opts.N)
+	// Candidates are drawn in order (whether to repeat a span, and where from, come from one
+	// seeded stream), generated a batch at a time on as many goroutines as the process has
+	// CPUs, and kept in order, so the result does not depend on the number of CPUs.
+	type cand struct {
+		seed   uint64
+		repeat bool
+		from   int
+		ids    []int32
+		err    error
+	}
+	half := opts.T / 2
+	one := func(c *cand) {
+		if !c.repeat {
+			c.ids, c.err = gen([]int32{opts.BOS}, opts.T-1, c.seed)
+			return
 		}
-		seed := opts.Seed + i
-		var ids []int32
-		var err error
-		half := opts.T / 2
-		if r.Float64() < opts.Repeat && half > opts.Span+1 {
-			if ids, err = gen([]int32{opts.BOS}, half-1, seed); err == nil {
-				a := 1 + r.IntN(len(ids)-opts.Span)
-				ids = append(ids, ids[a:a+opts.Span]...)
-				ids, err = gen(ids, opts.T-len(ids), seed^0x9e3779b97f4a7c15)
-			}
-		} else {
-			ids, err = gen([]int32{opts.BOS}, opts.T-1, seed)
+		ids, err := gen([]int32{opts.BOS}, half-1, c.seed)
+		if err == nil && len(ids) != half {
+			err = fmt.Errorf("train: sampling: %d tokens, want %d", len(ids), half)
 		}
 		if err != nil {
-			return nil, err
+			c.err = err
+			return
 		}
-		if opts.Exclude.Overlaps(ids) {
-			continue
-		}
-		s := Sequence{Tokens: ids, Targets: make([]int32, len(ids))}
-		for j := range ids {
-			s.Targets[j] = -1
-			if j+1 < len(ids) {
-				s.Targets[j] = ids[j+1]
+		ids = append(ids, ids[c.from:c.from+opts.Span]...)
+		c.ids, c.err = gen(ids, opts.T-len(ids), c.seed^0x9e3779b97f4a7c15)
+	}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	var out []Sequence
+	r := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
+	for i := uint64(0); len(out) < opts.N; {
+		batch := make([]cand, workers)
+		for k := range batch {
+			c := &batch[k]
+			c.seed = opts.Seed + i + uint64(k)
+			if r.Float64() < opts.Repeat && half > opts.Span+1 {
+				c.repeat, c.from = true, 1+r.IntN(half-opts.Span)
 			}
 		}
-		out = append(out, s)
-		if opts.Progress != nil {
-			opts.Progress(len(out))
+		var wg sync.WaitGroup
+		for k := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				one(&batch[k])
+			}()
+		}
+		wg.Wait()
+		for k := range batch {
+			if len(out) == opts.N {
+				break
+			}
+			if i > uint64(4*opts.N+16) {
+				return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), opts.N)
+			}
+			i++
+			c := &batch[k]
+			if c.err != nil {
+				return nil, c.err
+			}
+			if opts.Exclude.Overlaps(c.ids) {
+				continue
+			}
+			s := Sequence{Tokens: c.ids, Targets: make([]int32, len(c.ids))}
+			for j := range c.ids {
+				s.Targets[j] = -1
+				if j+1 < len(c.ids) {
+					s.Targets[j] = c.ids[j+1]
+				}
+			}
+			out = append(out, s)
+			if opts.Progress != nil {
+				opts.Progress(len(out))
+			}
 		}
 	}
 	return out, nil

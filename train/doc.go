@@ -6,7 +6,8 @@
 //
 // The model is a gorgonia expression graph differentiated by gorgonia's Grad and run on its
 // TapeMachine, in float32. Its heavy parts are custom gorgonia Ops with their own gradient
-// Ops: matrix products (gonum's blas32), attention under causal or streaming masks with GQA,
+// Ops: matrix products (a blocked float32 tile kernel: AVX2+FMA assembly where the CPU has it,
+// a Go twin elsewhere), attention under causal or streaming masks with GQA,
 // RMSNorm, RoPE, SwiGLU, the embedding lookup and the losses; residual sums and the
 // accumulation of gradients are gorgonia's own. Every custom Op's gradient is checked
 // against float64 finite differences in the tests, and one whole step against PyTorch.

@@ -4,9 +4,6 @@ import (
 	"math"
 	"runtime"
 	"sync"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 )
 
 // The training kernels: plain float32 loops over row-major slices, destination first. They
@@ -30,24 +27,6 @@ func parallel(n int, f func(lo, hi int)) {
 		}()
 	}
 	wg.Wait()
-}
-
-// gemm computes c = alpha·op(a)·op(b) + beta·c for row-major a, b, c with gonum's blas32
-// (op = transpose when ta / tb). a is m×k after op, b k×n after op.
-func gemm(ta, tb bool, m, n, k int, a, b []float32, beta float32, c []float32) {
-	A := blas32.General{Rows: m, Cols: k, Stride: k, Data: a}
-	ot := blas.NoTrans
-	if ta {
-		A = blas32.General{Rows: k, Cols: m, Stride: m, Data: a}
-		ot = blas.Trans
-	}
-	B := blas32.General{Rows: k, Cols: n, Stride: n, Data: b}
-	ob := blas.NoTrans
-	if tb {
-		B = blas32.General{Rows: n, Cols: k, Stride: k, Data: b}
-		ob = blas.Trans
-	}
-	blas32.Gemm(ot, ob, 1, A, B, beta, blas32.General{Rows: m, Cols: n, Stride: n, Data: c})
 }
 
 // rmsNormRows writes y[r] = x[r]·w/sqrt(mean(x[r]²)+eps) for every row of width len(w),
@@ -172,9 +151,12 @@ func (a *attnShape) keys(i int) (s, lo int) {
 
 // attnForward writes out [B·T][H·D] = softmax(q·kᵀ·scale, masked)·v for q [B·T][H·D] and
 // k, v [B·T][KV·D], and the log-sum-exp of each row's scores into lse [B·T][H].
-func attnForward(out, lse, q, k, v []float32, a *attnShape) {
+//
+// keep, when non-nil ([B·H][T][T]), receives the probabilities of the dense route for
+// attnBackward (which then reuses them instead of recomputing them).
+func attnForward(out, lse, keep, q, k, v []float32, a *attnShape) {
 	if a.dense() {
-		attnForwardDense(out, lse, q, k, v, a)
+		attnForwardDense(out, lse, keep, q, k, v, a)
 		return
 	}
 	attnForwardLoop(out, lse, q, k, v, a)
@@ -184,10 +166,10 @@ func attnForward(out, lse, q, k, v []float32, a *attnShape) {
 func (a *attnShape) dense() bool { return a.window <= 0 && a.T >= denseMin && !a.loops }
 
 // attnBackward writes dq, dk, dv given the forward's inputs, its output, the log-sum-exp
-// of its scores and dout.
-func attnBackward(dq, dk, dv, q, k, v, out, lse, dout []float32, a *attnShape) {
+// of its scores, the probabilities it kept (nil: recompute them) and dout.
+func attnBackward(dq, dk, dv, q, k, v, out, lse, keep, dout []float32, a *attnShape) {
 	if a.dense() {
-		attnBackwardDense(dq, dk, dv, q, k, v, out, dout, a)
+		attnBackwardDense(dq, dk, dv, q, k, v, out, keep, dout, a)
 		return
 	}
 	attnBackwardLoop(dq, dk, dv, q, k, v, out, lse, dout, a)
@@ -308,35 +290,70 @@ func attnBackwardLoop(dq, dk, dv, q, k, v, out, lse, dout []float32, a *attnShap
 }
 
 // expf returns e^x in float32 for x ≤ 88 (about 1 ulp; 0 below −87.3): x = n·ln2 + r with
-// |r| ≤ ln2/2, e^r by a degree-6 polynomial, times 2^n through the exponent bits.
+// n = round(x·log2 e) (|r| ≤ ln2/2), e^r by a degree-6 polynomial, times 2^n through the exponent bits.
 func expf(x float32) float32 {
 	if x < -87.3 {
 		return 0
 	}
 	const log2e = 1.44269504088896341
 	const ln2hi, ln2lo = 0.693359375, -2.12194440e-4
-	n := float32(math.Floor(float64(x*log2e + 0.5)))
+	const round = 12582912 // 1.5·2²³: adding it rounds a float32 of magnitude < 2²² to an integer
+	n := (x*log2e + round) - round
 	r := x - n*ln2hi - n*ln2lo
 	e := 1 + r*(1+r*(0.5+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720))))))
 	return e * math.Float32frombits(uint32(int32(n)+127)<<23)
 }
 
-func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+// expAffine sets dst[i] = e^t with t = min(a·src[i]+b, 88) (0 where t < −87.3) for i <
+// len(src) and returns Σ dst: the AVX2 kernel on multiples of 8 where the CPU has it, expf on
+// the rest. dst may be src.
+func expAffine(dst, src []float32, a, b float32) float32 {
+	n := len(src)
+	dst = dst[:n]
+	var s float32
+	head := 0
+	if useAVX2 && n >= 8 {
+		head = n &^ 7
+		s = expAffineAVX(&dst[0], &src[0], head, a, b)
+	}
+	for i := head; i < n; i++ {
+		e := expf(min(a*src[i]+b, 88))
+		dst[i] = e
+		s += e
+	}
+	return s
+}
 
-// swiglu writes y = silu(g)·u elementwise.
+// swigluChunk is the block of elements whose e^−g the SwiGLU kernels compute at once.
+const swigluChunk = 256
+
+// negExpChunks calls f(a, b, e) for consecutive blocks [a, b) of g (split across CPUs) with
+// e[i−a] = e^−g[i].
+func negExpChunks(g []float32, f func(a, b int, e []float32)) {
+	parallel((len(g)+swigluChunk-1)/swigluChunk, func(lo, hi int) {
+		var e [swigluChunk]float32
+		for c := lo; c < hi; c++ {
+			a, b := c*swigluChunk, min((c+1)*swigluChunk, len(g))
+			expAffine(e[:], g[a:b], -1, 0)
+			f(a, b, e[:b-a])
+		}
+	})
+}
+
+// swiglu writes y = silu(g)·u elementwise (silu(g) = g/(1+e^−g)).
 func swiglu(y, g, u []float32) {
-	parallel(len(y), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			y[i] = g[i] * sigmoid(g[i]) * u[i]
+	negExpChunks(g, func(a, b int, e []float32) {
+		for i := a; i < b; i++ {
+			y[i] = g[i] / (1 + e[i-a]) * u[i]
 		}
 	})
 }
 
 // swigluBack writes dg and du given dy.
 func swigluBack(dg, du, g, u, dy []float32) {
-	parallel(len(dy), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s := sigmoid(g[i])
+	negExpChunks(g, func(a, b int, e []float32) {
+		for i := a; i < b; i++ {
+			s := 1 / (1 + e[i-a])
 			du[i] = dy[i] * g[i] * s
 			dg[i] = dy[i] * u[i] * s * (1 + g[i]*(1-s))
 		}
@@ -347,7 +364,7 @@ func swigluBack(dg, du, g, u, dy []float32) {
 // softmax(logits[r]) against either the one-hot target (teacher nil) or the teacher's
 // distribution teacher[r] (the KL divergence KL(teacher‖student), whose gradient is the same
 // as the soft cross-entropy's). When dlogits is non-nil it receives scale·d loss/d logits.
-// It returns the loss in float64.
+// It returns the loss in float64 (sums in float64, exponentials by expf).
 func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) float64 {
 	rows := len(target)
 	count := 0
@@ -357,9 +374,7 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 		}
 	}
 	if count == 0 {
-		for i := range dlogits {
-			dlogits[i] = 0
-		}
+		clear(dlogits)
 		return 0
 	}
 	part := make([]float64, rows)
@@ -371,21 +386,30 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 				dl = dlogits[r*V : (r+1)*V]
 			}
 			if target[r] < 0 {
-				for i := range dl {
-					dl[i] = 0
-				}
+				clear(dl)
 				continue
 			}
-			lse := logSumExp(l)
-			c := float64(scale) / float64(count)
+			var lse float64
+			var inv float32 // 1/Σ e^(x−max), with dl holding e^(x−max)
+			if dl != nil {
+				mx := l[0]
+				for _, x := range l {
+					mx = max(mx, x)
+				}
+				sum := expAffine(dl, l, 1, -mx)
+				lse, inv = float64(mx)+math.Log(float64(sum)), 1/sum
+			} else {
+				lse = logSumExp(l)
+			}
+			c := float32(float64(scale) / float64(count))
 			if teacher == nil {
 				t := int(target[r])
 				part[r] = lse - float64(l[t])
 				if dl != nil {
-					for i, x := range l {
-						dl[i] = float32(math.Exp(float64(x)-lse) * c)
+					for i := range dl {
+						dl[i] *= inv * c
 					}
-					dl[t] -= float32(c)
+					dl[t] -= c
 				}
 				continue
 			}
@@ -395,9 +419,9 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 				if p := float64(pt[i]); p > 0 {
 					kl += p * (math.Log(p) - (float64(x) - lse))
 				}
-				if dl != nil {
-					dl[i] = float32((math.Exp(float64(x)-lse) - float64(pt[i])) * c)
-				}
+			}
+			for i := range dl {
+				dl[i] = (dl[i]*inv - pt[i]) * c
 			}
 			part[r] = kl
 		}
@@ -409,67 +433,69 @@ func lossRows(dlogits, logits, target, teacher []float32, V int, scale float32) 
 	return s / float64(count)
 }
 
-// The causal layers' attention as dense products per (sequence, head) through gemm, on
-// transposed copies so that every product runs over vectors of length T: the full T×T score
-// matrix is computed (twice the work of its lower triangle) and masked, which is still
-// several times faster than the per-key loops at T ≥ 64. Streaming layers see at most
-// sink+window keys and keep the loops.
+// The causal layers' attention as dense products per (sequence, head) on the tile kernel of
+// gemm.go: scores S = Q·Kᵀ, the softmax P, O = P·V, and in the backward dP = dO·Vᵀ, dS,
+// dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO. Q, dO, dQ, O are read and written in place (row stride
+// H·D), P and dS are [T][T] and lower triangular, and each product computes only the tiles and
+// the terms the triangle needs (half the work of the full square). Streaming layers see at
+// most sink+window keys and keep the per-key loops.
 
 // denseMin is the sequence length from which causal attention uses the dense route.
 const denseMin = 32
 
-// gather copies the [T][D] block of head h of x (rows b·T.., width w) transposed into dst [D][T].
-func gather(dst, x []float32, b, T, w, h, D int) {
+// headRows copies the [T][D] block of head h of x (rows b·T.., width w) into dst.
+func headRows(dst, x []float32, b, T, w, h, D int) {
 	for i := range T {
-		row := x[(b*T+i)*w+h*D:][:D]
-		for d, v := range row {
-			dst[d*T+i] = v
-		}
-	}
-}
-
-// scatterAdd adds the transposed block src [D][T] into head h of x.
-func scatterAdd(x, src []float32, b, T, w, h, D int, overwrite bool) {
-	for i := range T {
-		row := x[(b*T+i)*w+h*D:][:D]
-		for d := range row {
-			if overwrite {
-				row[d] = src[d*T+i]
-			} else {
-				row[d] += src[d*T+i]
-			}
-		}
+		copy(dst[i*D:(i+1)*D], x[(b*T+i)*w+h*D:][:D])
 	}
 }
 
 // denseScratch holds one worker's buffers of the dense route.
 type denseScratch struct {
-	qt, kt, vt, dot, ot []float32 // [D][T]
-	p, ds               []float32 // [T][T]
+	blk         []float32 // [T][D]
+	kt, vt      []float32 // Kᵀ, Vᵀ packed (D×T)
+	kr, qr, dor []float32 // K, Q, dO packed (T×D)
+	p, ds       []float32 // [T][T]
+	di          []float32 // [T]
 }
 
 func newDenseScratch(T, D int) *denseScratch {
-	return &denseScratch{qt: make([]float32, D*T), kt: make([]float32, D*T), vt: make([]float32, D*T),
-		dot: make([]float32, D*T), ot: make([]float32, D*T), p: make([]float32, T*T), ds: make([]float32, T*T)}
+	wide := (T + gemmNR - 1) / gemmNR * gemmNR * D // D×T packed
+	tall := (D + gemmNR - 1) / gemmNR * gemmNR * T // T×D packed
+	return &denseScratch{blk: make([]float32, T*D), kt: make([]float32, wide), vt: make([]float32, wide),
+		kr: make([]float32, tall), qr: make([]float32, tall), dor: make([]float32, tall),
+		p: make([]float32, T*T), ds: make([]float32, T*T), di: make([]float32, T)}
 }
 
-// causalProbs fills sc.p with the causal softmax of q_h·k_hᵀ·scale (rows i, keys j ≤ i; the
-// rest 0) from sc.qt, sc.kt, and writes each row's log-sum-exp to lse (stride H).
-func (a *attnShape) causalProbs(sc *denseScratch, lse []float32) {
+// lower is the band of a product whose output is lower triangular (columns j ≤ i).
+func lowerOut(T, k int) func(i0 int) (int, int, int) {
+	return func(i0 int) (int, int, int) { return 0, k, min(T, i0+gemmMR) }
+}
+
+// lowerA is the band of a·b for a lower-triangular a (terms q ≤ i), n output columns.
+func lowerA(T, n int) func(i0 int) (int, int, int) {
+	return func(i0 int) (int, int, int) { return 0, min(T, i0+gemmMR), n }
+}
+
+// upperA is the band of aᵀ·b for a lower-triangular a (terms q ≥ i), n output columns.
+func upperA(T, n int) func(i0 int) (int, int, int) {
+	return func(i0 int) (int, int, int) { return i0, T, n }
+}
+
+// scores writes into p (rows i, keys j ≤ i) the causal softmax of q_h·kᵀ·scale, kᵀ packed in
+// sc.kt, q_h at qh with row stride w, and each row's log-sum-exp into lse (stride H; nil:
+// not kept). Entries j > i are set to 0.
+func (a *attnShape) scores(sc *denseScratch, p, qh []float32, w int, lse []float32) {
 	T, D := a.T, a.D
-	gemm(true, false, T, T, D, sc.qt, sc.kt, 0, sc.p) // p = qtᵀ·kt = q·kᵀ
+	gemmBand(T, T, D, qh, w, 1, sc.kt, p, T, false, lowerOut(T, D))
 	for i := range T {
-		row := sc.p[i*T : (i+1)*T]
+		row := p[i*T : (i+1)*T]
 		mx := float32(math.Inf(-1))
 		for j := 0; j <= i; j++ {
-			row[j] *= a.scale
 			mx = max(mx, row[j])
 		}
-		var sum float32
-		for j := 0; j <= i; j++ {
-			row[j] = expf(row[j] - mx)
-			sum += row[j]
-		}
+		mx *= a.scale // scale > 0: the largest scaled score
+		sum := expAffine(row[:i+1], row[:i+1], a.scale, -mx)
 		inv := 1 / sum
 		for j := 0; j <= i; j++ {
 			row[j] *= inv
@@ -482,78 +508,89 @@ func (a *attnShape) causalProbs(sc *denseScratch, lse []float32) {
 }
 
 // attnForwardDense is attnForward for a causal layer (a.window == 0).
-func attnForwardDense(out, lse, q, k, v []float32, a *attnShape) {
+func attnForwardDense(out, lse, keep, q, k, v []float32, a *attnShape) {
 	T, H, KV, D := a.T, a.H, a.KV, a.D
 	parallel(a.B*H, func(lo, hi int) {
 		sc := newDenseScratch(T, D)
 		for task := lo; task < hi; task++ {
 			b, h := task/H, task%H
 			kh := h / (H / KV)
-			gather(sc.qt, q, b, T, H*D, h, D)
-			gather(sc.kt, k, b, T, KV*D, kh, D)
-			gather(sc.vt, v, b, T, KV*D, kh, D)
-			a.causalProbs(sc, lse[b*T*H+h:])
-			gemm(false, true, D, T, T, sc.vt, sc.p, 0, sc.ot) // oᵀ = vᵀ·pᵀ
-			scatterAdd(out, sc.ot, b, T, H*D, h, D, true)
+			headRows(sc.blk, k, b, T, KV*D, kh, D)
+			packB(sc.kt, sc.blk, true, T, D)
+			headRows(sc.blk, v, b, T, KV*D, kh, D)
+			packB(sc.kr, sc.blk, false, D, T) // V, T×D
+			p := sc.p
+			if keep != nil {
+				p = keep[task*T*T : (task+1)*T*T]
+			}
+			o := b*T*H*D + h*D
+			a.scores(sc, p, q[o:], H*D, lse[b*T*H+h:])
+			gemmBand(T, D, T, p, T, 1, sc.kr, out[o:], H*D, false, lowerA(T, D)) // O = P·V
 		}
 	})
 }
 
 // attnBackwardDense is attnBackward for a causal layer. Query heads sharing a KV head are
 // handled by one task, so dk and dv are written by one goroutine each.
-func attnBackwardDense(dq, dk, dv, q, k, v, out, dout []float32, a *attnShape) {
+func attnBackwardDense(dq, dk, dv, q, k, v, out, keep, dout []float32, a *attnShape) {
 	T, H, KV, D := a.T, a.H, a.KV, a.D
 	g := H / KV
 	parallel(a.B*KV, func(lo, hi int) {
 		sc := newDenseScratch(T, D)
-		dkt, dvt := make([]float32, D*T), make([]float32, D*T)
-		di := make([]float32, T)
 		for task := lo; task < hi; task++ {
 			b, kh := task/KV, task%KV
-			gather(sc.kt, k, b, T, KV*D, kh, D)
-			gather(sc.vt, v, b, T, KV*D, kh, D)
-			clear(dkt)
-			clear(dvt)
+			headRows(sc.blk, k, b, T, KV*D, kh, D)
+			packB(sc.kt, sc.blk, true, T, D)  // Kᵀ
+			packB(sc.kr, sc.blk, false, D, T) // K
+			headRows(sc.blk, v, b, T, KV*D, kh, D)
+			packB(sc.vt, sc.blk, true, T, D) // Vᵀ
+			ok := b*T*KV*D + kh*D
 			for h := kh * g; h < (kh+1)*g; h++ {
-				gather(sc.qt, q, b, T, H*D, h, D)
-				gather(sc.dot, dout, b, T, H*D, h, D)
-				gather(sc.ot, out, b, T, H*D, h, D)
-				a.causalProbs(sc, nil)
+				o := b*T*H*D + h*D
+				p := sc.p
+				if keep != nil {
+					p = keep[(b*H+h)*T*T : (b*H+h+1)*T*T]
+				} else {
+					a.scores(sc, p, q[o:], H*D, nil)
+				}
 				for i := range T {
 					var s float32
+					r := o + i*H*D
 					for d := range D {
-						s += sc.dot[d*T+i] * sc.ot[d*T+i]
+						s += dout[r+d] * out[r+d]
 					}
-					di[i] = s
+					sc.di[i] = s
 				}
-				gemm(true, false, T, T, D, sc.dot, sc.vt, 0, sc.ds) // dP = dO·vᵀ
+				gemmBand(T, T, D, dout[o:], H*D, 1, sc.vt, sc.ds, T, false, lowerOut(T, D)) // dP = dO·Vᵀ
 				for i := range T {
-					p, ds := sc.p[i*T:(i+1)*T], sc.ds[i*T:(i+1)*T]
+					pi, ds := p[i*T:(i+1)*T], sc.ds[i*T:(i+1)*T]
 					for j := 0; j <= i; j++ {
-						ds[j] = p[j] * (ds[j] - di[i]) * a.scale
+						ds[j] = pi[j] * (ds[j] - sc.di[i]) * a.scale
 					}
 					clear(ds[i+1:])
 				}
-				gemm(false, true, D, T, T, sc.kt, sc.ds, 0, sc.ot) // dQᵀ = kᵀ·dSᵀ
-				scatterAdd(dq, sc.ot, b, T, H*D, h, D, true)
-				gemm(false, false, D, T, T, sc.qt, sc.ds, 1, dkt) // dKᵀ += qᵀ·dS
-				gemm(false, false, D, T, T, sc.dot, sc.p, 1, dvt) // dVᵀ += dOᵀ·P
+				gemmBand(T, D, T, sc.ds, T, 1, sc.kr, dq[o:], H*D, false, lowerA(T, D)) // dQ = dS·K
+				add := h > kh*g
+				headRows(sc.blk, q, b, T, H*D, h, D)
+				packB(sc.qr, sc.blk, false, D, T)
+				gemmBand(T, D, T, sc.ds, 1, T, sc.qr, dk[ok:], KV*D, add, upperA(T, D)) // dK += dSᵀ·Q
+				headRows(sc.blk, dout, b, T, H*D, h, D)
+				packB(sc.dor, sc.blk, false, D, T)
+				gemmBand(T, D, T, p, 1, T, sc.dor, dv[ok:], KV*D, add, upperA(T, D)) // dV += Pᵀ·dO
 			}
-			scatterAdd(dk, dkt, b, T, KV*D, kh, D, true)
-			scatterAdd(dv, dvt, b, T, KV*D, kh, D, true)
 		}
 	})
 }
 
-// logSumExp returns log Σ exp(x) of a row, in float64.
+// logSumExp returns log Σ exp(x) of a row (the sum in float64 of expf terms).
 func logSumExp(x []float32) float64 {
-	mx := math.Inf(-1)
+	mx := float32(math.Inf(-1))
 	for _, v := range x {
-		mx = math.Max(mx, float64(v))
+		mx = max(mx, v)
 	}
 	var sum float64
 	for _, v := range x {
-		sum += math.Exp(float64(v) - mx)
+		sum += float64(expf(v - mx))
 	}
-	return mx + math.Log(sum)
+	return float64(mx) + math.Log(sum)
 }

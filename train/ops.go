@@ -28,6 +28,7 @@ type fnOp struct {
 	do    func(out []float32, in [][]float32)
 	wrt   []bool
 	grad  func(in G.Nodes, out, grad *G.Node) (G.Nodes, error)
+	out   *tensor.Dense // the output, reused by every run (do overwrites all of it)
 }
 
 var _ G.SDOp = (*fnOp)(nil)
@@ -65,7 +66,9 @@ func (o *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return o.shape.Clone(), nil
 }
 
-// Do runs the forward function on the inputs' float32 backing slices into a new value.
+// Do runs the forward function on the inputs' float32 backing slices. The output tensor is
+// allocated by the first run and reused by the next ones (the graph is fixed and every value
+// of a run is consumed within it; do writes every element).
 func (o *fnOp) Do(vals ...G.Value) (G.Value, error) {
 	if len(vals) != len(o.in) {
 		return nil, fmt.Errorf("train: op %s: %d inputs, want %d", o.name, len(vals), len(o.in))
@@ -83,9 +86,11 @@ func (o *fnOp) Do(vals ...G.Value) (G.Value, error) {
 		o.do(out[:], ins)
 		return G.NewF32(out[0]), nil
 	}
-	t := tensor.New(tensor.WithShape(o.shape.Clone()...), tensor.Of(tensor.Float32))
-	o.do(t.Data().([]float32), ins)
-	return t, nil
+	if o.out == nil {
+		o.out = tensor.New(tensor.WithShape(o.shape.Clone()...), tensor.Of(tensor.Float32))
+	}
+	o.do(o.out.Data().([]float32), ins)
+	return o.out, nil
 }
 
 // floats returns the float32 values of a gorgonia value (a one-element slice for a scalar).
@@ -106,7 +111,7 @@ func floats(v G.Value) ([]float32, error) {
 	return nil, fmt.Errorf("value of type %T, want a float32 tensor or scalar", v)
 }
 
-// ReturnsPtr, CallsExtern and OverwritesInput: a new value, pure Go, inputs untouched.
+// ReturnsPtr, CallsExtern and OverwritesInput: the op's own value, pure Go, inputs untouched.
 func (o *fnOp) ReturnsPtr() bool     { return false }
 func (o *fnOp) CallsExtern() bool    { return false }
 func (o *fnOp) OverwritesInput() int { return -1 }

@@ -99,18 +99,23 @@ func rope(x *G.Node, t *ropeTable, heads int) (*G.Node, error) {
 }
 
 // attend returns the attention of q [B·T][H·D] over k, v [B·T][KV·D] under a's mask. The
-// forward keeps each row's log-sum-exp in a buffer of this node for its gradient Op, which
-// the tape always runs after it in the same pass (the buffer is private to the node).
+// forward keeps each row's log-sum-exp (and, on the dense route of a graph with a backward,
+// the probabilities) in buffers of this node for its gradient Op, which the tape always runs
+// after it in the same pass (the buffers are private to the node).
 func attend(q, k, v *G.Node, a *attnShape) (*G.Node, error) {
 	qs, ks := q.Shape().Clone(), k.Shape().Clone()
 	lse := make([]float32, qs[0]*a.H)
+	var keep []float32 // the dense route's probabilities, once a backward exists
 	op := newOp("attention", []int{2, 2, 2}, qs, func(y []float32, in [][]float32) {
-		attnForward(y, lse, in[0], in[1], in[2], a)
+		attnForward(y, lse, keep, in[0], in[1], in[2], a)
 	})
 	return apply(op, []bool{true, true, true}, func(ins G.Nodes, out, dy *G.Node) (G.Nodes, error) {
 		nq, nk := qs.TotalSize(), ks.TotalSize()
+		if a.dense() {
+			keep = make([]float32, a.B*a.H*a.T*a.T)
+		}
 		back := newOp("attention.back", []int{2, 2, 2, 2, 2}, tensor.Shape{nq + 2*nk}, func(y []float32, in [][]float32) {
-			attnBackward(y[:nq], y[nq:nq+nk], y[nq+nk:], in[0], in[1], in[2], in[3], lse, in[4], a)
+			attnBackward(y[:nq], y[nq:nq+nk], y[nq+nk:], in[0], in[1], in[2], in[3], lse, keep, in[4], a)
 		})
 		p, err := G.ApplyOp(back, ins[0], ins[1], ins[2], out, dy)
 		if err != nil {
@@ -182,17 +187,24 @@ func lossNode(logits, targets, teacher *G.Node) (*G.Node, error) {
 		}
 		return nil
 	}
+	// The forward computes the gradient too (into grad, once a backward exists) and the
+	// backward scales it by the output's gradient: one pass over the logits per step.
+	var grad []float32
 	op := newOp("loss", dims, nil, func(y []float32, a [][]float32) {
-		y[0] = float32(lossRows(nil, a[0], a[1], tp(a), V, 1))
+		y[0] = float32(lossRows(grad, a[0], a[1], tp(a), V, 1))
 	})
 	wrt := make([]bool, len(ins))
 	wrt[0] = true
-	return apply(op, wrt, func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
-		bdims := append([]int{0}, dims...)
-		back := newOp("loss.back", bdims, shape, func(y []float32, a [][]float32) {
-			lossRows(y, a[1], a[2], tp(a[1:]), V, a[0][0])
+	return apply(op, wrt, func(in G.Nodes, loss, dy *G.Node) (G.Nodes, error) {
+		grad = make([]float32, shape.TotalSize())
+		// The loss is an input only to order this op after the forward that fills grad.
+		back := newOp("loss.back", []int{0, 0}, shape, func(y []float32, a [][]float32) {
+			s := a[0][0]
+			for i, g := range grad {
+				y[i] = s * g
+			}
 		})
-		g, err := G.ApplyOp(back, append(G.Nodes{dy}, in...)...)
+		g, err := G.ApplyOp(back, dy, loss)
 		out := make(G.Nodes, len(in))
 		out[0] = g
 		return out, err

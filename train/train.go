@@ -109,6 +109,10 @@ type Options struct {
 	// Watch lists texts whose fixed-mask NLL each validation pass reports (Progress.Watch),
 	// for learning curves; they never influence training or early stopping.
 	Watch []Text
+	// TeacherCache is the most bytes Run keeps of the teacher's probabilities of the training
+	// sequences (4·T·V per sequence), so each is computed once; default
+	// DefaultTeacherCache; negative: none (computed at every use). The results are the same.
+	TeacherCache int64
 	// MaxTime, when > 0, stops training after that long (the best weights are kept).
 	MaxTime time.Duration
 	// EMA, when in (0, 1), keeps an exponential moving average of the weights (after every
@@ -117,6 +121,9 @@ type Options struct {
 	// 0: none.
 	EMA float64
 }
+
+// DefaultTeacherCache is Options.TeacherCache's default: 1 GiB.
+const DefaultTeacherCache = 1 << 30
 
 // Text is a token sequence (BOS first) scored from token From on.
 type Text struct {
@@ -339,6 +346,7 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 	if per == 0 {
 		return nil, fmt.Errorf("%w: %d training sequences are fewer than one batch of %d", ErrData, len(trainSeqs), o.Batch)
 	}
+	tcache := newTeacherCache(len(trainSeqs), T*cfg.VocabSize, o.TeacherCache)
 	start := time.Now()
 	tokens := 0
 	startStep := st.Step
@@ -355,12 +363,13 @@ func Run(ctx context.Context, w *Weights, teacher *model.Model, trainSeqs, val [
 			epoch, k := mb/per, mb%per
 			perm := shuffled(len(trainSeqs), o.Seed, epoch)
 			seqs := make([]Sequence, o.Batch)
+			idx := perm[k*o.Batch : (k+1)*o.Batch]
 			for j := range seqs {
-				seqs[j] = trainSeqs[perm[k*o.Batch+j]]
+				seqs[j] = trainSeqs[idx[j]]
 			}
 			var tp []float32
 			if distill {
-				if tp, err = teacherProbs(ctx, teacher, seqs); err != nil {
+				if tp, err = tcache.probs(ctx, teacher, trainSeqs, idx); err != nil {
 					return nil, err
 				}
 			}
@@ -502,6 +511,58 @@ func makeBatch(seqs []Sequence, lo, B int, teacher []float32) *batch {
 		}
 	}
 	return b
+}
+
+// teacherCache keeps the teacher's probabilities of the training sequences after their
+// first use (the teacher is fixed, so they never change), while they fit its byte budget.
+type teacherCache struct {
+	rows  [][]float32 // by training sequence; nil: not kept
+	per   int         // floats per sequence
+	left  int         // sequences that still fit
+	batch []float32
+}
+
+func newTeacherCache(n, per int, budget int64) *teacherCache {
+	if budget == 0 {
+		budget = DefaultTeacherCache
+	}
+	fit := 0
+	if budget > 0 {
+		fit = int(min(budget/int64(4*per), int64(n)))
+	}
+	return &teacherCache{rows: make([][]float32, n), per: per, left: fit}
+}
+
+// probs returns the teacher's probabilities of seqs[idx[0]], seqs[idx[1]], … laid out as a
+// batch ([len(idx)·T][V]), computing the ones not kept yet.
+func (c *teacherCache) probs(ctx context.Context, m *model.Model, seqs []Sequence, idx []int) ([]float32, error) {
+	if len(c.batch) != len(idx)*c.per {
+		c.batch = make([]float32, len(idx)*c.per)
+	}
+	var miss []Sequence
+	var at []int
+	for j, i := range idx {
+		if c.rows[i] != nil {
+			copy(c.batch[j*c.per:(j+1)*c.per], c.rows[i])
+			continue
+		}
+		miss, at = append(miss, seqs[i]), append(at, j)
+	}
+	if len(miss) > 0 {
+		tp, err := teacherProbs(ctx, m, miss)
+		if err != nil {
+			return nil, err
+		}
+		for q, j := range at {
+			row := tp[q*c.per : (q+1)*c.per]
+			copy(c.batch[j*c.per:(j+1)*c.per], row)
+			if c.left > 0 {
+				c.rows[idx[j]] = append([]float32(nil), row...)
+				c.left--
+			}
+		}
+	}
+	return c.batch, nil
 }
 
 // teacherProbs returns the full-attention model's next-token probabilities for every row of

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -121,6 +122,29 @@ func TestRunImproves(t *testing.T) {
 	require.Positive(t, res.Curve[7].TokensPerSec)
 	require.False(t, math.IsNaN(res.Curve[3].Val))
 	require.True(t, math.IsNaN(res.Curve[2].Val))
+}
+
+// TestTeacherCacheSameResult: keeping the teacher's probabilities (all, part or none of the
+// training sequences) changes nothing in the training curve or the weights (4 sequences,
+// batch 2: every sequence is used several times over 6 steps).
+func TestTeacherCacheSameResult(t *testing.T) {
+	var curves [][]float64
+	var weights []*Weights
+	for _, budget := range []int64{-1, 4 * 128 * 512 * 2, 0} { // none, 2 of 4, all (default)
+		w, _, _, res, err := tinyRun(t, Options{Steps: 6, EvalEvery: 3, AdamW: AdamW{LR: 1e-3}, Patience: -1, TeacherCache: budget})
+		require.NoError(t, err)
+		var c []float64
+		for _, p := range res.Curve {
+			c = append(c, p.Loss, p.GradNorm)
+		}
+		curves, weights = append(curves, c), append(weights, w)
+	}
+	for i := 1; i < len(curves); i++ {
+		require.Equal(t, curves[0], curves[i], "losses and gradient norms")
+		for j, p := range weights[0].Params {
+			require.Equal(t, p.Data, weights[i].Params[j].Data, p.Name)
+		}
+	}
 }
 
 // TestRunAccumulationEqualsBigBatch: two micro-batches of 2 with accumulation give the loss
@@ -277,6 +301,18 @@ func TestSampleRepeat(t *testing.T) {
 	b, err := Sample(ctx, m, opts)
 	require.NoError(t, err)
 	require.Equal(t, a, b, "seeded")
+	// The candidates are generated on as many goroutines as there are CPUs; the result must
+	// not depend on how many (half repeated, so both kinds of candidate are in play).
+	mixed := SampleOptions{N: 5, T: 60, Seed: 11, Repeat: 0.5, Span: 8}
+	var per [][]Sequence
+	for _, procs := range []int{1, 3} {
+		old := runtime.GOMAXPROCS(procs)
+		s, err := Sample(ctx, m, mixed)
+		runtime.GOMAXPROCS(old)
+		require.NoError(t, err)
+		per = append(per, s)
+	}
+	require.Equal(t, per[0], per[1], "the same samples on 1 and 3 CPUs")
 	for _, s := range a {
 		require.Len(t, s.Tokens, 80)
 		span := s.Tokens[40:48]

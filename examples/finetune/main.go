@@ -58,6 +58,7 @@ type flags struct {
 	maxTime                                                   time.Duration
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
+	span                                                      int
 	scoreFrom                                                 int
 	threads                                                   int
 	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
@@ -76,29 +77,30 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.window, "window", model.DefaultWindow, "recent window of the streaming layers, the query's own token included")
 	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
-	fs.IntVar(&f.samples, "samples", 384, "sequences to sample when there is no -data")
+	fs.IntVar(&f.samples, "samples", 2400, "sequences to sample when there is no -data")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
+	fs.IntVar(&f.span, "span", 24, "tokens of each repeated span (-repeat; sequences whose first half cannot hold one are not repeated)")
 	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
 	fs.IntVar(&f.scoreFrom, "score-from", 0, "train and validate only on the rows predicting tokens N.. of each sequence (0: all rows)")
 	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
 	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
 	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
-	fs.IntVar(&f.steps, "steps", 200, "optimizer steps")
+	fs.IntVar(&f.steps, "steps", 1200, "optimizer steps")
 	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
 	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
-	fs.Float64Var(&f.lr, "lr", 5e-4, "peak learning rate")
+	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning rate")
 	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
 	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
 	fs.Float64Var(&f.clip, "clip", 1, "global gradient-norm clipping (<= 0: none)")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the sampled data and the data order")
-	fs.IntVar(&f.evalEvery, "eval-every", 20, "steps between validation passes")
+	fs.IntVar(&f.evalEvery, "eval-every", 100, "steps between validation passes")
 	fs.IntVar(&f.patience, "patience", 4, "validation passes without improvement before stopping (<= 0: never)")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "write a resumable state to OUT.state every N steps (0: never)")
 	fs.StringVar(&f.resume, "resume", "", "continue from a state `directory` written by -save-every")
 	fs.StringVar(&f.watch, "watch", "", "comma-separated JSON token files whose fixed-mask NLL (tokens -prompt-len..) each validation pass reports; never trained on")
-	fs.DurationVar(&f.maxTime, "max-time", 6*time.Minute, "stop training after this long, keeping the best weights (0: no limit)")
+	fs.DurationVar(&f.maxTime, "max-time", 7*time.Minute, "stop training after this long, keeping the best weights (0: no limit)")
 	fs.IntVar(&f.threads, "threads", 0, "threads of the teacher and sampler (0: all CPUs)")
 	fs.StringVar(&f.evalFile, "eval", "", "evaluate the NLL of this JSON token `file` instead of training")
 	fs.IntVar(&f.promptLen, "prompt-len", 0, "with -eval: tokens of context before the scored ones")
@@ -331,7 +333,7 @@ func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) (
 	}
 	start := time.Now()
 	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
-		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Temperature: f.sampleTemp, Progress: func(done int) {
+		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Span: f.span, Temperature: f.sampleTemp, Progress: func(done int) {
 			if done%64 == 0 || done == f.samples {
 				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
 			}
