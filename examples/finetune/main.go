@@ -201,7 +201,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	if err != nil {
 		return err
 	}
-	seqs, err := loadData(ctx, m, f, stderr)
+	seqs, err := loadData(ctx, m, w, f, stderr)
 	if err != nil {
 		return err
 	}
@@ -290,8 +290,9 @@ func orNever(n int) int {
 	return n
 }
 
-// loadData returns the training sequences: -data packed, or sequences sampled from m.
-func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) ([]train.Sequence, error) {
+// loadData returns the training sequences: -data packed, or sequences sampled from the
+// checkpoint (w; m gives the greedy continuation kept out of them).
+func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, stderr io.Writer) ([]train.Sequence, error) {
 	if f.data != "" {
 		tok := m.Tokenizer()
 		if tok == nil {
@@ -332,7 +333,7 @@ func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) (
 		}
 	}
 	start := time.Now()
-	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
+	seqs, err := train.Sample(ctx, w, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003, Threads: f.threads,
 		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Span: f.span, Temperature: f.sampleTemp, Progress: func(done int) {
 			if done%64 == 0 || done == f.samples {
 				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
