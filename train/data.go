@@ -153,6 +153,10 @@ func Tokenize(recs []Record, tok *tokenizer.Tokenizer, name string) ([]Example, 
 type Sequence struct {
 	Tokens  []int32
 	Targets []int32
+	// Teacher, when non-nil, holds the full-attention model's next-token probabilities of
+	// every row ([len(Tokens)][V]; Sample fills it with SampleOptions.Teacher), which
+	// distillation then uses instead of running the teacher.
+	Teacher []float32
 }
 
 // Pack concatenates examples into sequences of exactly T tokens (the last one padded with
@@ -211,6 +215,11 @@ type SampleOptions struct {
 	// Temperature of the sampler; default 1. Below 1 the stories are more coherent (names
 	// and objects recur, so there is more to copy from far back).
 	Temperature float64
+	// Teacher makes every sequence carry the sampling model's next-token probabilities
+	// (temperature 1) of each of its rows (Sequence.Teacher, 4·T·V bytes each; the last row,
+	// which predicts nothing, is zero): the distributions distillation needs, computed as a
+	// by-product of sampling.
+	Teacher bool
 	// Threads is the number of goroutines decoding groups of sequences; default
 	// runtime.GOMAXPROCS. The samples do not depend on it.
 	Threads int
@@ -231,6 +240,7 @@ type candidate struct {
 	repeat bool
 	from   int
 	ids    []int32
+	probs  []float32 // with SampleOptions.Teacher: [T][V]
 }
 
 // Sample draws opts.N sequences of opts.T tokens from the checkpoint w itself (full
@@ -287,42 +297,42 @@ func Sample(ctx context.Context, w *Weights, opts SampleOptions) ([]Sequence, er
 		}
 		next += uint64(len(cands))
 		groups := (len(cands) + sampleGroup - 1) / sampleGroup
-		errs := make([]error, workers)
-		var wg sync.WaitGroup
-		for j := range min(workers, groups) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for gi := j; gi < groups && errs[j] == nil; gi += workers {
-					cs := cands[gi*sampleGroup : min((gi+1)*sampleGroup, len(cands))]
+		for wave := 0; wave < groups; wave += workers { // one group per goroutine at a time
+			errs := make([]error, workers)
+			var wg sync.WaitGroup
+			for j := range min(workers, groups-wave) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cs := cands[(wave+j)*sampleGroup : min((wave+j+1)*sampleGroup, len(cands))]
 					if decs[j] == nil || decs[j].capG < len(cs) {
 						decs[j] = newDecoder(dw, min(sampleGroup, len(cands)), opts.T)
 					}
 					errs[j] = decs[j].generate(ctx, cs, opts)
-				}
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return nil, err
+				}()
 			}
-		}
-		for k := range cands {
-			c := &cands[k]
-			if opts.Exclude.Overlaps(c.ids) {
-				continue
-			}
-			s := Sequence{Tokens: c.ids, Targets: make([]int32, len(c.ids))}
-			for j := range c.ids {
-				s.Targets[j] = -1
-				if j+1 < len(c.ids) {
-					s.Targets[j] = c.ids[j+1]
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					return nil, err
 				}
 			}
-			out = append(out, s)
-			if opts.Progress != nil {
-				opts.Progress(len(out))
+			for k := wave * sampleGroup; k < min((wave+workers)*sampleGroup, len(cands)); k++ {
+				c := &cands[k]
+				if opts.Exclude.Overlaps(c.ids) {
+					continue
+				}
+				s := Sequence{Tokens: c.ids, Targets: make([]int32, len(c.ids)), Teacher: c.probs}
+				for j := range c.ids {
+					s.Targets[j] = -1
+					if j+1 < len(c.ids) {
+						s.Targets[j] = c.ids[j+1]
+					}
+				}
+				out = append(out, s)
+				if opts.Progress != nil {
+					opts.Progress(len(out))
+				}
 			}
 		}
 	}
@@ -344,6 +354,9 @@ func (d *decoder) generate(ctx context.Context, cs []candidate, opts SampleOptio
 	for g := range cs {
 		cs[g].ids = make([]int32, T)
 		cs[g].ids[0] = opts.BOS
+		if opts.Teacher {
+			cs[g].probs = make([]float32, T*V)
+		}
 		rngs[g] = newStream(cs[g].seed)
 	}
 	ids := make([]int32, len(cs))
@@ -359,6 +372,9 @@ func (d *decoder) generate(ctx context.Context, cs []candidate, opts SampleOptio
 		n := t + 1
 		for g := range cs {
 			c := &cs[g]
+			if c.probs != nil {
+				softmaxRow(c.probs[t*V:(t+1)*V], d.logits[g*V:(g+1)*V])
+			}
 			if c.repeat && n >= half && n < half+opts.Span {
 				c.ids[n] = c.ids[c.from+n-half]
 				continue

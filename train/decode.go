@@ -247,3 +247,17 @@ func drawToken(r *rand.Rand, logits, p []float32, temp float64) int32 {
 	}
 	return int32(best)
 }
+
+// softmaxRow writes softmax(x) into dst.
+func softmaxRow(dst, x []float32) {
+	mx := x[0]
+	for _, v := range x[1:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	inv := 1 / expAffine(dst, x, 1, -mx)
+	for i := range dst {
+		dst[i] *= inv
+	}
+}

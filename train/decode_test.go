@@ -99,3 +99,45 @@ func BenchmarkSample(b *testing.B) {
 		b.ReportMetric(float64(n*T)/(cpuTime()-c0).Seconds(), "tok/cpu-s")
 	}
 }
+
+// TestSampleTeacher: with Teacher every sampled sequence carries the model's full-attention
+// probabilities of its rows (the last one zero), as the model's own forward gives them within
+// 2e-5 (probabilities ≤ 1; float32 sums in another order); the same tokens as without; and
+// training on them matches training with the model as teacher (loss within 1e-4).
+func TestSampleTeacher(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, stories)
+	w := storiesWeights(t)
+	opts := SampleOptions{N: 4, T: 64, Seed: 5, Repeat: 0.5, Span: 8}
+	plain, err := Sample(ctx, w, opts)
+	require.NoError(t, err)
+	opts.Teacher = true
+	seqs, err := Sample(ctx, w, opts)
+	require.NoError(t, err)
+	V := w.Config.VocabSize
+	want, err := teacherProbs(ctx, m, seqs)
+	require.NoError(t, err)
+	for i, s := range seqs {
+		require.Equal(t, plain[i].Tokens, s.Tokens)
+		require.Len(t, s.Teacher, 64*V)
+		for j, p := range s.Teacher[:63*V] {
+			require.InDelta(t, want[i*64*V+j], p, 2e-5, "sequence %d row %d", i, j/V)
+		}
+		for _, p := range s.Teacher[63*V:] {
+			require.Zero(t, p)
+		}
+	}
+	run := func(data []Sequence) *Result {
+		res, err := Run(ctx, storiesWeights(t), m, data, nil, Options{Mask: testMask, Batch: 2, Steps: 2, Seed: 1})
+		require.NoError(t, err)
+		return res
+	}
+	a, b := run(plain), run(seqs)
+	for i := range a.Curve {
+		require.InDelta(t, a.Curve[i].Loss, b.Curve[i].Loss, 1e-4)
+	}
+	bad := []Sequence{seqs[0], seqs[1]}
+	bad[1].Teacher = bad[1].Teacher[:V]
+	_, err = Run(ctx, storiesWeights(t), m, bad, nil, Options{Mask: testMask, Batch: 2, Steps: 1})
+	require.ErrorIs(t, err, ErrData)
+}

@@ -61,7 +61,7 @@ type flags struct {
 	span                                                      int
 	scoreFrom                                                 int
 	threads                                                   int
-	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
+	lr, wd, clip, valFrac, repeat, sampleTemp, ema, beta2     float64
 	seed                                                      uint64
 	asJSON                                                    bool
 }
@@ -93,6 +93,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
 	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
+	fs.Float64Var(&f.beta2, "beta2", 0.999, "AdamW second-moment decay")
 	fs.Float64Var(&f.clip, "clip", 1, "global gradient-norm clipping (<= 0: none)")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the sampled data and the data order")
 	fs.IntVar(&f.evalEvery, "eval-every", 100, "steps between validation passes")
@@ -216,7 +217,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	}
 	trainSeqs, val := seqs[nVal:], seqs[:nVal]
 	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
-		AdamW: train.AdamW{LR: f.lr, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
+		AdamW: train.AdamW{LR: f.lr, Beta2: f.beta2, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
 		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
 	opts.MaxTime, opts.EMA = f.maxTime, f.ema
 	if f.watch != "" {
@@ -334,6 +335,7 @@ func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, s
 	}
 	start := time.Now()
 	seqs, err := train.Sample(ctx, w, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003, Threads: f.threads,
+		Teacher: f.lossName == "distill",
 		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Span: f.span, Temperature: f.sampleTemp, Progress: func(done int) {
 			if done%64 == 0 || done == f.samples {
 				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
