@@ -9,7 +9,7 @@
 // Without -data it trains on sequences the full-attention model samples itself (temperature
 // 1, seeded; with -repeat, a share of them continue from a verbatim repeat of an earlier span,
 // which teaches long-range copying), by distillation: the KL divergence from the full model's
-// next-token distribution to the model under the training mask. One sample in ten is held out; training
+// next-token distribution to the model under the training mask. One sample in twenty is held out; training
 // stops early when its fixed-mask NLL stops improving (or after -max-time), and the best
 // weights are written.
 // Samples sharing a run of 32 tokens with the model's greedy continuation of BOS, or with
@@ -77,20 +77,20 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.window, "window", model.DefaultWindow, "recent window of the streaming layers, the query's own token included")
 	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
-	fs.IntVar(&f.samples, "samples", 2400, "sequences to sample when there is no -data")
+	fs.IntVar(&f.samples, "samples", 4800, "sequences to sample when there is no -data")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
 	fs.IntVar(&f.span, "span", 24, "tokens of each repeated span (-repeat; sequences whose first half cannot hold one are not repeated)")
 	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
 	fs.IntVar(&f.scoreFrom, "score-from", 0, "train and validate only on the rows predicting tokens N.. of each sequence (0: all rows)")
-	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
+	fs.Float64Var(&f.valFrac, "val-frac", 0.05, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
-	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
+	fs.IntVar(&f.batch, "batch", 16, "sequences per micro-batch")
 	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
-	fs.IntVar(&f.steps, "steps", 1200, "optimizer steps")
+	fs.IntVar(&f.steps, "steps", 1000, "optimizer steps")
 	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
 	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
-	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning rate")
-	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
+	fs.Float64Var(&f.lr, "lr", 2e-3, "peak learning rate")
+	fs.IntVar(&f.warmup, "warmup", 50, "linear warmup steps")
 	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
 	fs.Float64Var(&f.beta2, "beta2", 0.999, "AdamW second-moment decay")
