@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/lighttransfer/lighttransfer-go/loader/tokenizer"
-	"github.com/lighttransfer/lighttransfer-go/model"
 )
 
 // Example is one training text as token ids, BOS first; the first Prompt tokens are context
@@ -154,6 +153,10 @@ func Tokenize(recs []Record, tok *tokenizer.Tokenizer, name string) ([]Example, 
 type Sequence struct {
 	Tokens  []int32
 	Targets []int32
+	// Teacher, when non-nil, holds the full-attention model's next-token probabilities of
+	// every row ([len(Tokens)][V]; Sample fills it with SampleOptions.Teacher), which
+	// distillation then uses instead of running the teacher.
+	Teacher []float32
 }
 
 // Pack concatenates examples into sequences of exactly T tokens (the last one padded with
@@ -212,21 +215,55 @@ type SampleOptions struct {
 	// Temperature of the sampler; default 1. Below 1 the stories are more coherent (names
 	// and objects recur, so there is more to copy from far back).
 	Temperature float64
+	// Teacher makes every sequence carry the sampling model's next-token probabilities
+	// (temperature 1) of each of its rows (Sequence.Teacher, 4·T·V bytes each; the last row,
+	// which predicts nothing, is zero): the distributions distillation needs, computed as a
+	// by-product of sampling.
+	Teacher bool
+	// Threads is the number of goroutines decoding groups of sequences; default
+	// runtime.GOMAXPROCS. The samples do not depend on it.
+	Threads int
 	// Progress, when set, is called after each sequence with the number done.
 	Progress func(done int)
 }
 
-// Sample draws opts.N sequences of opts.T tokens from m itself (full attention, temperature
-// opts.Temperature, seeded), each row targeting the next token.
-func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence, error) {
-	if opts.N <= 0 || opts.T < 2 || opts.T > m.Config().MaxPositions {
-		return nil, fmt.Errorf("%w: sampling %d sequences of %d tokens (context %d)", ErrConfig, opts.N, opts.T, m.Config().MaxPositions)
+// sampleGroup is the number of sequences Sample decodes in lockstep (one matrix product per
+// projection over the group). Larger groups make fewer, larger products but their key/value
+// caches fall out of the CPU's caches: on stories260K 8 gave about 25000 tokens per
+// CPU-second, 16 about 22000, 32 16000, 64 16000 (BenchmarkSample, on a shared machine).
+const sampleGroup = 8
+
+// candidate is one sequence Sample generates: its seed, whether (and from where) it repeats
+// a span, and its tokens.
+type candidate struct {
+	seed   uint64
+	repeat bool
+	from   int
+	ids    []int32
+	probs  []float32 // with SampleOptions.Teacher: [T][V]
+}
+
+// Sample draws opts.N sequences of opts.T tokens from the checkpoint w itself (full
+// attention, temperature opts.Temperature, seeded), each row targeting the next token.
+//
+// Candidates are drawn in order (whether to repeat a span, and where from, come from one
+// seeded stream) and decoded in groups of up to sampleGroup (8) in lockstep, each sequence with its own
+// random stream (seeded by its seed, a second one after a repeated span), the groups spread
+// over opts.Threads goroutines; a group's contents depend only on the options, so the
+// samples do not depend on the number of threads.
+func Sample(ctx context.Context, w *Weights, opts SampleOptions) ([]Sequence, error) {
+	cfg := w.Config
+	if opts.N <= 0 || opts.T < 2 || opts.T > cfg.MaxPositions {
+		return nil, fmt.Errorf("%w: sampling %d sequences of %d tokens (context %d)", ErrConfig, opts.N, opts.T, cfg.MaxPositions)
 	}
 	if opts.Repeat < 0 || opts.Repeat > 1 {
 		return nil, fmt.Errorf("%w: repeat fraction %v outside [0, 1]", ErrConfig, opts.Repeat)
 	}
 	if opts.BOS == 0 {
 		opts.BOS = 1
+	}
+	if opts.BOS < 0 || int(opts.BOS) >= cfg.VocabSize {
+		return nil, fmt.Errorf("%w: BOS %d outside the vocabulary of %d", ErrConfig, opts.BOS, cfg.VocabSize)
 	}
 	if opts.Span <= 0 {
 		opts.Span = 24
@@ -237,92 +274,118 @@ func Sample(ctx context.Context, m *model.Model, opts SampleOptions) ([]Sequence
 	if opts.Temperature == 0 {
 		opts.Temperature = 1
 	}
-	gen := func(prompt []int32, n int, seed uint64) ([]int32, error) {
-		res, err := m.GenerateTokens(ctx, prompt, model.WithMaxTokens(n), model.WithIgnoreEOS(),
-			model.WithSampling(model.Sampling{Temperature: opts.Temperature, Seed: seed}),
-			model.WithSessionOptions(model.FullAttention()))
-		if err != nil {
-			return nil, fmt.Errorf("train: sampling: %w", err)
-		}
-		return append(prompt, res.Tokens...), nil
+	workers := opts.Threads
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	// Candidates are drawn in order (whether to repeat a span, and where from, come from one
-	// seeded stream), generated a batch at a time on as many goroutines as the process has
-	// CPUs, and kept in order, so the result does not depend on the number of CPUs.
-	type cand struct {
-		seed   uint64
-		repeat bool
-		from   int
-		ids    []int32
-		err    error
-	}
+	dw := newDecWeights(w, opts.T)
+	decs := make([]*decoder, workers)
 	half := opts.T / 2
-	one := func(c *cand) {
-		if !c.repeat {
-			c.ids, c.err = gen([]int32{opts.BOS}, opts.T-1, c.seed)
-			return
-		}
-		ids, err := gen([]int32{opts.BOS}, half-1, c.seed)
-		if err == nil && len(ids) != half {
-			err = fmt.Errorf("train: sampling: %d tokens, want %d", len(ids), half)
-		}
-		if err != nil {
-			c.err = err
-			return
-		}
-		ids = append(ids, ids[c.from:c.from+opts.Span]...)
-		c.ids, c.err = gen(ids, opts.T-len(ids), c.seed^0x9e3779b97f4a7c15)
-	}
-	workers := max(1, runtime.GOMAXPROCS(0))
 	var out []Sequence
 	r := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
-	for i := uint64(0); len(out) < opts.N; {
-		batch := make([]cand, workers)
-		for k := range batch {
-			c := &batch[k]
-			c.seed = opts.Seed + i + uint64(k)
+	for next := uint64(0); len(out) < opts.N; {
+		if next > uint64(4*opts.N+16) {
+			return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), opts.N)
+		}
+		cands := make([]candidate, opts.N-len(out))
+		for k := range cands {
+			c := &cands[k]
+			c.seed = opts.Seed + next + uint64(k)
 			if r.Float64() < opts.Repeat && half > opts.Span+1 {
 				c.repeat, c.from = true, 1+r.IntN(half-opts.Span)
 			}
 		}
-		var wg sync.WaitGroup
-		for k := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				one(&batch[k])
-			}()
-		}
-		wg.Wait()
-		for k := range batch {
-			if len(out) == opts.N {
-				break
+		next += uint64(len(cands))
+		groups := (len(cands) + sampleGroup - 1) / sampleGroup
+		for wave := 0; wave < groups; wave += workers { // one group per goroutine at a time
+			errs := make([]error, workers)
+			var wg sync.WaitGroup
+			for j := range min(workers, groups-wave) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cs := cands[(wave+j)*sampleGroup : min((wave+j+1)*sampleGroup, len(cands))]
+					if decs[j] == nil || decs[j].capG < len(cs) {
+						decs[j] = newDecoder(dw, min(sampleGroup, len(cands)), opts.T)
+					}
+					errs[j] = decs[j].generate(ctx, cs, opts)
+				}()
 			}
-			if i > uint64(4*opts.N+16) {
-				return nil, fmt.Errorf("%w: only %d of %d samples avoid the excluded texts", ErrData, len(out), opts.N)
-			}
-			i++
-			c := &batch[k]
-			if c.err != nil {
-				return nil, c.err
-			}
-			if opts.Exclude.Overlaps(c.ids) {
-				continue
-			}
-			s := Sequence{Tokens: c.ids, Targets: make([]int32, len(c.ids))}
-			for j := range c.ids {
-				s.Targets[j] = -1
-				if j+1 < len(c.ids) {
-					s.Targets[j] = c.ids[j+1]
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					return nil, err
 				}
 			}
-			out = append(out, s)
-			if opts.Progress != nil {
-				opts.Progress(len(out))
+			for k := wave * sampleGroup; k < min((wave+workers)*sampleGroup, len(cands)); k++ {
+				c := &cands[k]
+				if opts.Exclude.Overlaps(c.ids) {
+					continue
+				}
+				s := Sequence{Tokens: c.ids, Targets: make([]int32, len(c.ids)), Teacher: c.probs}
+				for j := range c.ids {
+					s.Targets[j] = -1
+					if j+1 < len(c.ids) {
+						s.Targets[j] = c.ids[j+1]
+					}
+				}
+				out = append(out, s)
+				if opts.Progress != nil {
+					opts.Progress(len(out))
+				}
 			}
 		}
 	}
 	return out, nil
+}
+
+const golden = 0x9e3779b97f4a7c15
+
+// newStream returns the random stream of seed (the one the model's sampler uses for it).
+func newStream(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^golden)) }
+
+// generate decodes the candidates cs (at most the decoder's capacity) in lockstep: BOS, then
+// tokens drawn from each one's stream, or, for a repeating one, the first T/2 drawn, the span
+// copied, the rest drawn from a second stream.
+func (d *decoder) generate(ctx context.Context, cs []candidate, opts SampleOptions) error {
+	d.G = len(cs)
+	T, half, V := opts.T, opts.T/2, d.w.cfg.VocabSize
+	rngs := make([]*rand.Rand, len(cs))
+	for g := range cs {
+		cs[g].ids = make([]int32, T)
+		cs[g].ids[0] = opts.BOS
+		if opts.Teacher {
+			cs[g].probs = make([]float32, T*V)
+		}
+		rngs[g] = newStream(cs[g].seed)
+	}
+	ids := make([]int32, len(cs))
+	p := make([]float32, V)
+	for t := 0; t+1 < T; t++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("train: sampling: %w", err)
+		}
+		for g := range cs {
+			ids[g] = cs[g].ids[t]
+		}
+		d.step(ids, t)
+		n := t + 1
+		for g := range cs {
+			c := &cs[g]
+			if c.probs != nil {
+				softmaxRow(c.probs[t*V:(t+1)*V], d.logits[g*V:(g+1)*V])
+			}
+			if c.repeat && n >= half && n < half+opts.Span {
+				c.ids[n] = c.ids[c.from+n-half]
+				continue
+			}
+			if c.repeat && n == half+opts.Span {
+				rngs[g] = newStream(c.seed ^ golden)
+			}
+			c.ids[n] = drawToken(rngs[g], d.logits[g*V:(g+1)*V], p, opts.Temperature)
+		}
+	}
+	return nil
 }
 
 // NGrams is a set of token runs of length N taken from texts that must stay out of training.

@@ -33,16 +33,7 @@ func gemmRun(ta, tb bool, m, n, k int, a, b []float32, beta float32, c []float32
 	if m == 0 || n == 0 {
 		return
 	}
-	c = c[:m*n]
-	switch beta {
-	case 0:
-		clear(c)
-	case 1:
-	default:
-		for i := range c {
-			c[i] *= beta
-		}
-	}
+	scaleC(c[:m*n], beta)
 	if k == 0 {
 		return
 	}
@@ -57,6 +48,27 @@ func gemmRun(ta, tb bool, m, n, k int, a, b []float32, beta float32, c []float32
 	if ta {
 		rsA, csA = 1, m
 	}
+	gemmPanels(m, n, k, a, rsA, csA, pk, c, par)
+	packPool.Put(bp)
+}
+
+// scaleC sets c = beta·c (0: cleared, 1: kept).
+func scaleC(c []float32, beta float32) {
+	switch beta {
+	case 0:
+		clear(c)
+	case 1:
+	default:
+		for i := range c {
+			c[i] *= beta
+		}
+	}
+}
+
+// gemmPanels adds a·op(b) into c (m×n, row-major), op(b) (k×n) packed by packB into pk and
+// element (i, q) of a at a[i·rsA + q·csA]; rows of tiles are split across CPUs when par.
+func gemmPanels(m, n, k int, a []float32, rsA, csA int, pk, c []float32, par bool) {
+	panels := (n + gemmNR - 1) / gemmNR
 	run := func(lo, hi int) { // row blocks [lo, hi)
 		var tmp [gemmMR * gemmNR]float32
 		for blk := lo; blk < hi; blk++ {
@@ -90,7 +102,6 @@ func gemmRun(ta, tb bool, m, n, k int, a, b []float32, beta float32, c []float32
 	} else {
 		run(0, blocks)
 	}
-	packPool.Put(bp)
 }
 
 // packB writes op(b) (k×n; b is n×k when tb) as panels of gemmNR columns, [k][gemmNR] each,

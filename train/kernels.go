@@ -34,18 +34,24 @@ func parallel(n int, f func(lo, hi int)) {
 func rmsNormRows(y, x, w []float32, eps float32) {
 	h := len(w)
 	parallel(len(x)/h, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, yr := x[r*h:(r+1)*h], y[r*h:(r+1)*h]
-			var ss float32
-			for _, v := range xr {
-				ss += v * v
-			}
-			inv := float32(1 / math.Sqrt(float64(ss/float32(h)+eps)))
-			for i, v := range xr {
-				yr[i] = w[i] * (v * inv)
-			}
-		}
+		rmsNormSerial(y[lo*h:hi*h], x[lo*h:hi*h], w, eps)
 	})
+}
+
+// rmsNormSerial is rmsNormRows on the calling goroutine.
+func rmsNormSerial(y, x, w []float32, eps float32) {
+	h := len(w)
+	for r := range len(x) / h {
+		xr, yr := x[r*h:(r+1)*h], y[r*h:(r+1)*h]
+		var ss float32
+		for _, v := range xr {
+			ss += v * v
+		}
+		inv := float32(1 / math.Sqrt(float64(ss/float32(h)+eps)))
+		for i, v := range xr {
+			yr[i] = w[i] * (v * inv)
+		}
+	}
 }
 
 // rmsNormBack writes the gradients of rmsNormRows: dx (like x) and dw (len(w), summed over
@@ -112,23 +118,27 @@ func (t *ropeTable) apply(y, x []float32, heads int, inverse bool) {
 	w := heads * D
 	parallel(len(x)/w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			p := r % t.T
-			c, s := t.cos[p*t.half:(p+1)*t.half], t.sin[p*t.half:(p+1)*t.half]
-			for h := range heads {
-				o := r*w + h*D
-				for i := range t.half {
-					a, b := x[o+i], x[o+i+t.half]
-					if inverse {
-						y[o+i] = a*c[i] + b*s[i]
-						y[o+i+t.half] = b*c[i] - a*s[i]
-					} else {
-						y[o+i] = a*c[i] - b*s[i]
-						y[o+i+t.half] = b*c[i] + a*s[i]
-					}
-				}
-			}
+			t.rotate(y[r*w:(r+1)*w], x[r*w:(r+1)*w], r%t.T, inverse)
 		}
 	})
+}
+
+// rotate applies the rotation of position p to one row x of whole heads, into y.
+func (t *ropeTable) rotate(y, x []float32, p int, inverse bool) {
+	D := 2 * t.half
+	c, s := t.cos[p*t.half:(p+1)*t.half], t.sin[p*t.half:(p+1)*t.half]
+	for o := 0; o+D <= len(x); o += D {
+		for i := range t.half {
+			a, b := x[o+i], x[o+i+t.half]
+			if inverse {
+				y[o+i] = a*c[i] + b*s[i]
+				y[o+i+t.half] = b*c[i] - a*s[i]
+			} else {
+				y[o+i] = a*c[i] - b*s[i]
+				y[o+i+t.half] = b*c[i] + a*s[i]
+			}
+		}
+	}
 }
 
 // attnShape describes a batch of B sequences of T tokens: H query heads, KV key/value heads
@@ -343,10 +353,25 @@ func negExpChunks(g []float32, f func(a, b int, e []float32)) {
 // swiglu writes y = silu(g)·u elementwise (silu(g) = g/(1+e^−g)).
 func swiglu(y, g, u []float32) {
 	negExpChunks(g, func(a, b int, e []float32) {
-		for i := a; i < b; i++ {
-			y[i] = g[i] / (1 + e[i-a]) * u[i]
-		}
+		swigluWith(y[a:b], g[a:b], u[a:b], e)
 	})
+}
+
+// swigluWith writes y = g/(1+e)·u elementwise, e = e^−g.
+func swigluWith(y, g, u, e []float32) {
+	for i := range y {
+		y[i] = g[i] / (1 + e[i]) * u[i]
+	}
+}
+
+// swigluSerial is swiglu on the calling goroutine.
+func swigluSerial(y, g, u []float32) {
+	var e [swigluChunk]float32
+	for a := 0; a < len(g); a += swigluChunk {
+		b := min(a+swigluChunk, len(g))
+		expAffine(e[:], g[a:b], -1, 0)
+		swigluWith(y[a:b], g[a:b], u[a:b], e[:b-a])
+	}
 }
 
 // swigluBack writes dg and du given dy.

@@ -542,6 +542,13 @@ func (c *teacherCache) probs(ctx context.Context, m *model.Model, seqs []Sequenc
 	var miss []Sequence
 	var at []int
 	for j, i := range idx {
+		if t := seqs[i].Teacher; t != nil {
+			if len(t) != c.per {
+				return nil, fmt.Errorf("%w: training sequence %d carries %d teacher probabilities, want %d", ErrData, i, len(t), c.per)
+			}
+			copy(c.batch[j*c.per:(j+1)*c.per], t)
+			continue
+		}
 		if c.rows[i] != nil {
 			copy(c.batch[j*c.per:(j+1)*c.per], c.rows[i])
 			continue

@@ -27,6 +27,13 @@ func loadModel(t testing.TB, dir string) *model.Model {
 	return m
 }
 
+// storiesWeights loads stories260K's parameters.
+func storiesWeights(t testing.TB) *Weights {
+	w, err := LoadWeights(stories)
+	require.NoError(t, err)
+	return w
+}
+
 func TestMaskValidate(t *testing.T) {
 	for _, tc := range []struct {
 		m    Mask
@@ -100,7 +107,7 @@ func tinyRun(t *testing.T, opts Options) (*Weights, *model.Model, []Sequence, *R
 	m := loadModel(t, stories)
 	w, err := LoadWeights(stories)
 	require.NoError(t, err)
-	seqs, err := Sample(ctx, m, SampleOptions{N: 6, T: 128, Seed: 9})
+	seqs, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 6, T: 128, Seed: 9})
 	require.NoError(t, err)
 	if opts.Mask.Lazy == nil {
 		opts.Mask = Mask{Lazy: []int{2, 4}, Sink: 2, Window: 8}
@@ -152,8 +159,7 @@ func TestTeacherCacheSameResult(t *testing.T) {
 // same number of scored rows, so the mean of the two means is the mean).
 func TestRunAccumulationEqualsBigBatch(t *testing.T) {
 	ctx := context.Background()
-	m := loadModel(t, stories)
-	seqs, err := Sample(ctx, m, SampleOptions{N: 4, T: 24, Seed: 3})
+	seqs, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 4, T: 24, Seed: 3})
 	require.NoError(t, err)
 	run := func(batch, accum int) Progress {
 		w, err := LoadWeights(stories)
@@ -252,7 +258,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 func TestResume(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, stories)
-	seqs, err := Sample(ctx, m, SampleOptions{N: 4, T: 24, Seed: 3})
+	seqs, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 4, T: 24, Seed: 3})
 	require.NoError(t, err)
 	dir := filepath.Join(t.TempDir(), "state")
 	opts := Options{Mask: testMask, Batch: 2, Steps: 4, Seed: 2, Patience: -1}
@@ -294,25 +300,30 @@ func TestResume(t *testing.T) {
 // second copy starting at T/2; the draws are seeded; bad settings are errors.
 func TestSampleRepeat(t *testing.T) {
 	ctx := context.Background()
-	m := loadModel(t, stories)
 	opts := SampleOptions{N: 3, T: 80, Seed: 4, Repeat: 1, Span: 8}
-	a, err := Sample(ctx, m, opts)
+	a, err := Sample(ctx, storiesWeights(t), opts)
 	require.NoError(t, err)
-	b, err := Sample(ctx, m, opts)
+	b, err := Sample(ctx, storiesWeights(t), opts)
 	require.NoError(t, err)
 	require.Equal(t, a, b, "seeded")
-	// The candidates are generated on as many goroutines as there are CPUs; the result must
-	// not depend on how many (half repeated, so both kinds of candidate are in play).
-	mixed := SampleOptions{N: 5, T: 60, Seed: 11, Repeat: 0.5, Span: 8}
+	// The groups of candidates are decoded on as many goroutines as there are CPUs (or
+	// Threads); the result must not depend on how many (three groups, half repeated, so both
+	// kinds of candidate are in play).
+	mixed := SampleOptions{N: 2*sampleGroup + 3, T: 36, Seed: 11, Repeat: 0.5, Span: 8}
 	var per [][]Sequence
 	for _, procs := range []int{1, 3} {
 		old := runtime.GOMAXPROCS(procs)
-		s, err := Sample(ctx, m, mixed)
+		s, err := Sample(ctx, storiesWeights(t), mixed)
 		runtime.GOMAXPROCS(old)
 		require.NoError(t, err)
 		per = append(per, s)
 	}
+	o := mixed
+	o.Threads = 2
+	s, err := Sample(ctx, storiesWeights(t), o)
+	require.NoError(t, err)
 	require.Equal(t, per[0], per[1], "the same samples on 1 and 3 CPUs")
+	require.Equal(t, per[0], s, "the same samples on 2 threads")
 	for _, s := range a {
 		require.Len(t, s.Tokens, 80)
 		span := s.Tokens[40:48]
@@ -326,12 +337,12 @@ func TestSampleRepeat(t *testing.T) {
 		require.Equal(t, s.Tokens[1:], s.Targets[:79])
 		require.Equal(t, int32(-1), s.Targets[79])
 	}
-	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 600})
+	_, err = Sample(ctx, storiesWeights(t), SampleOptions{N: 1, T: 600})
 	require.ErrorIs(t, err, ErrConfig)
-	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Repeat: 2})
+	_, err = Sample(ctx, storiesWeights(t), SampleOptions{N: 1, T: 20, Repeat: 2})
 	require.ErrorIs(t, err, ErrConfig)
 	// Excluding the sampler's own output leaves nothing it can draw.
-	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Seed: 4, Exclude: NewNGrams(1, []int32{1})})
+	_, err = Sample(ctx, storiesWeights(t), SampleOptions{N: 1, T: 20, Seed: 4, Exclude: NewNGrams(1, []int32{1})})
 	require.ErrorIs(t, err, ErrData)
 }
 
@@ -363,7 +374,7 @@ func TestSampleTemperature(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, stories)
 	draw := func(temp float64) []int32 {
-		s, err := Sample(ctx, m, SampleOptions{N: 1, T: 40, Seed: 7, Temperature: temp})
+		s, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 1, T: 40, Seed: 7, Temperature: temp})
 		require.NoError(t, err)
 		return s[0].Tokens
 	}
@@ -372,7 +383,7 @@ func TestSampleTemperature(t *testing.T) {
 	g, err := m.GenerateTokens(ctx, []int32{1}, model.WithMaxTokens(39), model.WithIgnoreEOS())
 	require.NoError(t, err)
 	require.Equal(t, append([]int32{1}, g.Tokens...), draw(1e-4), "near-zero temperature is greedy")
-	_, err = Sample(ctx, m, SampleOptions{N: 1, T: 20, Temperature: -1})
+	_, err = Sample(ctx, storiesWeights(t), SampleOptions{N: 1, T: 20, Temperature: -1})
 	require.ErrorIs(t, err, ErrConfig)
 }
 
@@ -381,7 +392,7 @@ func TestSampleTemperature(t *testing.T) {
 func TestRunEMA(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, stories)
-	seqs, err := Sample(ctx, m, SampleOptions{N: 2, T: 24, Seed: 3})
+	seqs, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 2, T: 24, Seed: 3})
 	require.NoError(t, err)
 	w0, err := LoadWeights(stories)
 	require.NoError(t, err)

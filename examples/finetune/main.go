@@ -9,7 +9,7 @@
 // Without -data it trains on sequences the full-attention model samples itself (temperature
 // 1, seeded; with -repeat, a share of them continue from a verbatim repeat of an earlier span,
 // which teaches long-range copying), by distillation: the KL divergence from the full model's
-// next-token distribution to the model under the training mask. One sample in ten is held out; training
+// next-token distribution to the model under the training mask. One sample in twenty is held out; training
 // stops early when its fixed-mask NLL stops improving (or after -max-time), and the best
 // weights are written.
 // Samples sharing a run of 32 tokens with the model's greedy continuation of BOS, or with
@@ -61,7 +61,7 @@ type flags struct {
 	span                                                      int
 	scoreFrom                                                 int
 	threads                                                   int
-	lr, wd, clip, valFrac, repeat, sampleTemp, ema            float64
+	lr, wd, clip, valFrac, repeat, sampleTemp, ema, beta2     float64
 	seed                                                      uint64
 	asJSON                                                    bool
 }
@@ -77,22 +77,23 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.window, "window", model.DefaultWindow, "recent window of the streaming layers, the query's own token included")
 	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
-	fs.IntVar(&f.samples, "samples", 2400, "sequences to sample when there is no -data")
+	fs.IntVar(&f.samples, "samples", 4800, "sequences to sample when there is no -data")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
 	fs.IntVar(&f.span, "span", 24, "tokens of each repeated span (-repeat; sequences whose first half cannot hold one are not repeated)")
 	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
 	fs.IntVar(&f.scoreFrom, "score-from", 0, "train and validate only on the rows predicting tokens N.. of each sequence (0: all rows)")
-	fs.Float64Var(&f.valFrac, "val-frac", 0.1, "fraction of the data held out for validation and early stopping")
+	fs.Float64Var(&f.valFrac, "val-frac", 0.05, "fraction of the data held out for validation and early stopping")
 	fs.IntVar(&f.seqLen, "seq-len", 256, "tokens per training sequence")
-	fs.IntVar(&f.batch, "batch", 8, "sequences per micro-batch")
+	fs.IntVar(&f.batch, "batch", 16, "sequences per micro-batch")
 	fs.IntVar(&f.accum, "accum", 1, "micro-batches per optimizer step")
-	fs.IntVar(&f.steps, "steps", 1200, "optimizer steps")
+	fs.IntVar(&f.steps, "steps", 1000, "optimizer steps")
 	fs.StringVar(&f.lossName, "loss", "distill", "objective: distill (KL to the full-attention model) or ce (next-token cross-entropy)")
 	fs.StringVar(&f.params, "params", "all", "tensors to train: all, layers (decoder layers only) or lazy (the streaming layers only)")
-	fs.Float64Var(&f.lr, "lr", 1e-3, "peak learning rate")
-	fs.IntVar(&f.warmup, "warmup", 10, "linear warmup steps")
+	fs.Float64Var(&f.lr, "lr", 2e-3, "peak learning rate")
+	fs.IntVar(&f.warmup, "warmup", 50, "linear warmup steps")
 	fs.Float64Var(&f.ema, "ema", 0, "decay of an exponential moving average of the weights that validation, early stopping and the output use (0: none)")
 	fs.Float64Var(&f.wd, "wd", 0.01, "AdamW weight decay")
+	fs.Float64Var(&f.beta2, "beta2", 0.999, "AdamW second-moment decay")
 	fs.Float64Var(&f.clip, "clip", 1, "global gradient-norm clipping (<= 0: none)")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the sampled data and the data order")
 	fs.IntVar(&f.evalEvery, "eval-every", 100, "steps between validation passes")
@@ -201,7 +202,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	if err != nil {
 		return err
 	}
-	seqs, err := loadData(ctx, m, f, stderr)
+	seqs, err := loadData(ctx, m, w, f, stderr)
 	if err != nil {
 		return err
 	}
@@ -216,7 +217,7 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	}
 	trainSeqs, val := seqs[nVal:], seqs[:nVal]
 	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
-		AdamW: train.AdamW{LR: f.lr, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
+		AdamW: train.AdamW{LR: f.lr, Beta2: f.beta2, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
 		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
 	opts.MaxTime, opts.EMA = f.maxTime, f.ema
 	if f.watch != "" {
@@ -290,8 +291,9 @@ func orNever(n int) int {
 	return n
 }
 
-// loadData returns the training sequences: -data packed, or sequences sampled from m.
-func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) ([]train.Sequence, error) {
+// loadData returns the training sequences: -data packed, or sequences sampled from the
+// checkpoint (w; m gives the greedy continuation kept out of them).
+func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, stderr io.Writer) ([]train.Sequence, error) {
 	if f.data != "" {
 		tok := m.Tokenizer()
 		if tok == nil {
@@ -332,7 +334,8 @@ func loadData(ctx context.Context, m *model.Model, f *flags, stderr io.Writer) (
 		}
 	}
 	start := time.Now()
-	seqs, err := train.Sample(ctx, m, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003,
+	seqs, err := train.Sample(ctx, w, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003, Threads: f.threads,
+		Teacher: f.lossName == "distill",
 		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Span: f.span, Temperature: f.sampleTemp, Progress: func(done int) {
 			if done%64 == 0 || done == f.samples {
 				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
