@@ -158,18 +158,17 @@ pqhead:
 	VZEROUPPER
 	RET
 
-// Q4HEAD(o, R) sets R to head o/64's int32 dots of A (Y0) and B (Y1) with its queries at
-// o(SI): lanes 0..3 partial sums of the even group, 4..7 of the odd one.
+// Q4HEAD(o, R) sets R to head o/64's int16 partial dots of A (Y0) and B (Y1) with its
+// queries at o(SI) (each at most 2·2·15·127): words 0..7 of the even group, 8..15 of the odd.
 #define Q4HEAD(o, R) \
 	VPMADDUBSW o(SI), Y0, R \
 	VPMADDUBSW o+32(SI), Y1, Y10 \
-	VPADDW Y10, R, R \
-	VPMADDWD Y15, R, R
+	VPADDW Y10, R, R
 
 // func qkHeadsQ4IAVX(s *float32, qi *byte, qs, bias *float32, k, v *byte, d, stride, n, h8 int, mx *float32)
 // qkHeadsQ4I, one key at a time: its 64-element blocks unpacked to A, B, each head's
 // VPMADDUBSW pair sums (codes unsigned, queries signed, at most 2·15·127) of A and B added
-// in int16 and widened by VPMADDWD, the eight heads' group sums gathered by VPHADDD into one
+// in int16, the eight heads' sums reduced by two levels of VPHADDW and one VPMADDWD into one
 // register per group, scaled and added to the bias in float32.
 TEXT ·qkHeadsQ4IAVX(SB), NOSPLIT, $0-88
 	MOVQ s+0(FP), DI
@@ -214,12 +213,15 @@ qblk:
 	Q4HEAD(448, Y9)
 
 qsum:
-	VPHADDD Y3, Y2, Y2
-	VPHADDD Y5, Y4, Y4
-	VPHADDD Y7, Y6, Y6
-	VPHADDD Y9, Y8, Y8
-	VPHADDD Y4, Y2, Y2 // [h0..h3 even | h0..h3 odd]
-	VPHADDD Y8, Y6, Y6 // [h4..h7 even | h4..h7 odd]
+	// Two levels of int16 pair sums (at most 4·7620 < 2^15), then one VPMADDWD.
+	VPHADDW Y3, Y2, Y2
+	VPHADDW Y5, Y4, Y4
+	VPHADDW Y7, Y6, Y6
+	VPHADDW Y9, Y8, Y8
+	VPHADDW Y4, Y2, Y2
+	VPHADDW Y8, Y6, Y6
+	VPMADDWD Y15, Y2, Y2 // [h0..h3 even | h0..h3 odd]
+	VPMADDWD Y15, Y6, Y6 // [h4..h7 even | h4..h7 odd]
 	VPERM2I128 $0x20, Y6, Y2, Y3
 	VPERM2I128 $0x31, Y6, Y2, Y4
 	VCVTDQ2PS Y3, Y3
