@@ -155,22 +155,26 @@ func qkHeadsQ4I(s []float32, y q4Query, k, v []byte, d, stride, n, g int, mx *[l
 	for i := range n {
 		row := s[i*lanes:][:lanes]
 		kr := k[i*stride:][:d/2]
-		for h := range lanes {
-			var acc float32
-			if h < g {
-				acc = y.bias[h]
-				for gi := range ng {
-					var dot int32
-					for e := range 32 {
-						c := gi*32 + e
-						code := int32(kr[c/2] >> (4 * (c & 1)) & 15)
-						dot += code * int32(int8(y.qi[q4QIndex(gi, h, e)]))
-					}
-					acc = float32(acc + float32(float32(dot)*y.qs[gi*lanes+h]))
-				}
+		clear(row)
+		for gi := range ng {
+			var cd [32]int32 // the group's codes
+			for e, x := range kr[gi*16:][:16] {
+				cd[2*e], cd[2*e+1] = int32(x&15), int32(x>>4)
 			}
-			row[h] = acc
-			mx[h] = max(mx[h], acc)
+			for h := range g {
+				lo, hi := y.qi[q4QIndex(gi, h, 0):][:16], y.qi[q4QIndex(gi, h, 16):][:16]
+				var dot int32
+				for e := range 16 {
+					dot += cd[e]*int32(int8(lo[e])) + cd[16+e]*int32(int8(hi[e]))
+				}
+				if gi == 0 {
+					row[h] = y.bias[h]
+				}
+				row[h] = float32(row[h] + float32(float32(dot)*y.qs[gi*lanes+h]))
+			}
+		}
+		for h, x := range row {
+			mx[h] = max(mx[h], x)
 		}
 	}
 }
@@ -226,10 +230,9 @@ func pvHeadsQ4I(o, p []float32, v []byte, vs []float32, d, stride, vsStride, loO
 				if wq[i] == 0 {
 					continue
 				}
-				vr := v[i*stride:]
-				for e := range acc {
-					c := gi*32 + e
-					acc[e] += wq[i] * int32(vr[c/2]>>(4*(c&1))&15)
+				for e, x := range v[i*stride+gi*16:][:16] {
+					acc[2*e] += wq[i] * int32(x&15)
+					acc[2*e+1] += wq[i] * int32(x>>4)
 				}
 			}
 			orow := o[h*d+gi*32:][:32]
