@@ -10,12 +10,14 @@ import (
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
 // softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
 // head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
-// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route; Q8 at other
-// widths is widened to float32 in registers inside the dot and P·V loops (portable route) or
-// decoded into L1 like BF16 and Q4, which are decoded one tile at a time (dequantTile).
+// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route, and so does Q4
+// (decodeq4.go: channel steps folded into int8 queries once per segment, P·V weights rounded
+// to 8 bits per tile); Q8 at other widths is widened to float32 in registers inside the dot
+// and P·V loops (portable route) or decoded into L1 like BF16 and Q4 at other widths, which
+// are decoded one tile at a time (dequantTile).
 // Results do not depend on Threads (each KV head is one work unit). F32, BF16 and Q4 match
-// the tiled path of Attend within float32 rounding; the integer Q8 route within its rounding
-// of queries and weights (bounded in the tests).
+// the tiled path of Attend within float32 rounding; the integer Q8 and Q4 routes within their
+// rounding of queries and weights (bounded in the tests).
 
 // lanes is the number of query heads a decode row holds (one AVX2 register).
 const lanes = 8
