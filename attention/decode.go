@@ -107,17 +107,9 @@ func (j *job) decodeUnit(u int) {
 	intQ4 := D%32 == 0 // the integer Q4 route (decodeq4.go), likewise
 	qPacked := false
 	q4Seg := -1 // the segment the Q4 queries are packed for
-	var s, next seg
-	ns := j.numSegs()
-	if ns > 0 {
-		j.segment(0, &next)
-	}
-	for si := 0; si < ns; si++ {
-		s = next
-		if si+1 < ns {
-			j.segment(si+1, &next)
-			prefetchQ4(&next)
-		}
+	var s seg
+	for si, ns := 0, j.numSegs(); si < ns; si++ {
+		j.segment(si, &s)
 		for k0 := 0; k0 < s.n; k0 += keyTile {
 			kn := min(keyTile, s.n-k0)
 			kmin, kmax := s.base+int32(k0), s.base+int32(k0+kn-1)

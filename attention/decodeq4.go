@@ -260,13 +260,3 @@ func (j *job) pvQ4(o, p []float32, s *seg, k0, kn, g int, q *q4Scratch) {
 	ng := j.kvh * gph // value groups per token row
 	pvHeadsQ4I(o, p, s.vb[k0*rb+g*D/2:], s.vs[k0*2*ng+g*gph:], D, rb, 2*ng, ng, kn, j.g, q)
 }
-
-// prefetchQ4 asks for the codes and scales of the Q4 segment s ahead of their use (a Q4
-// layer's 32-token blocks are separate allocations, which the hardware prefetcher does not
-// follow); it changes no result.
-func prefetchQ4(s *seg) {
-	if !useAVX2 || s.elem != ElemQ4 || s.n == 0 {
-		return
-	}
-	prefetchQ4AVX(&s.kb[0], &s.vb[0], len(s.kb), &s.ks[0], &s.vs[0], 4*len(s.ks), 4*len(s.vs))
-}

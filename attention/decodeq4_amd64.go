@@ -34,9 +34,3 @@ func pvTransposeQ4AVX(vt, v *byte, d, stride, n int)
 //
 //go:noescape
 func pvAccQ4AVX(o *float32, vt, wq *byte, f, b *float32, d, np, h8 int)
-
-// prefetchQ4AVX prefetches nkv bytes from k and v, nks bytes from ks and nvs from vs (each
-// positive).
-//
-//go:noescape
-func prefetchQ4AVX(k, v *byte, nkv int, ks, vs *float32, nks, nvs int)

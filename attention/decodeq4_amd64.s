@@ -496,35 +496,3 @@ papair:
 	JL   pablock
 	VZEROUPPER
 	RET
-
-// func prefetchQ4AVX(k, v *byte, nkv int, ks, vs *float32, nks, nvs int)
-// Prefetches nkv bytes from k and v, nks bytes from ks and nvs from vs (64 bytes a step).
-TEXT ·prefetchQ4AVX(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), SI
-	MOVQ v+8(FP), DI
-	MOVQ nkv+16(FP), CX
-
-pfkv:
-	PREFETCHT0 (SI)
-	PREFETCHT0 (DI)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $64, CX
-	JG   pfkv
-	MOVQ ks+24(FP), SI
-	MOVQ nks+40(FP), CX
-
-pfks:
-	PREFETCHT0 (SI)
-	ADDQ $64, SI
-	SUBQ $64, CX
-	JG   pfks
-	MOVQ vs+32(FP), SI
-	MOVQ nvs+48(FP), CX
-
-pfvs:
-	PREFETCHT0 (SI)
-	ADDQ $64, SI
-	SUBQ $64, CX
-	JG   pfvs
-	RET

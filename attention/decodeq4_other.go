@@ -21,7 +21,3 @@ func pvTransposeQ4AVX(vt, v *byte, d, stride, n int) {
 func pvAccQ4AVX(o *float32, vt, wq *byte, f, b *float32, d, np, h8 int) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
-
-func prefetchQ4AVX(k, v *byte, nkv int, ks, vs *float32, nks, nvs int) {
-	panic("attention: no AVX2 kernel on this architecture")
-}
