@@ -15,7 +15,8 @@ import (
 // with float arithmetic) compute the same keys and values, so they store the same cache; where
 // both read it with float arithmetic (BF16) their decode logits agree to float rounding, and
 // where the 6-head model rounds its queries and P·V weights (Q4) they must differ by more than
-// 10× that.
+// 5× that (measured: Q4 0.25 against BF16's 0.0003 on the AVX2 route, 0.24 against 0.021 on
+// the pure-Go one, whose BF16 reads round differently between the two paths).
 func TestPadHeadsQ4IntRoute(t *testing.T) {
 	six := loadModel(t, paddedStories(t, padCopies), model.WithoutTokenizer())
 	four := loadModel(t, paddedStories(t, 2), model.WithoutTokenizer())
@@ -30,5 +31,5 @@ func TestPadHeadsQ4IntRoute(t *testing.T) {
 		}
 		t.Logf("%v: NLL %.4f with 6 query heads per KV head, %.4f with 4; decode logits max |Δ| %.2g", typ, nll6, nll4, diff[typ])
 	}
-	require.Greater(t, diff[kvcache.Q4], 10*diff[kvcache.BF16], "the Q4 decode did not take the integer route")
+	require.Greater(t, diff[kvcache.Q4], 5*diff[kvcache.BF16], "the Q4 decode did not take the integer route")
 }
