@@ -345,13 +345,15 @@ func TestNoAllocs(t *testing.T) {
 	hd := p.Heads * p.HeadDim
 	require.Zero(t, testing.AllocsPerRun(20, func() { Attend(out, dt.q, dt.qpos, kv, 0, 0, p, lse) }))
 	require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, kv, 4, 32, p) }))
-	// The integer Q8 decode route, on one and two threads.
-	q8kv, _ := quantize(dt.kv, ElemQ8, c.d)
-	var qkv KV = q8kv
+	// The integer Q8 and Q4 decode routes, on one and two threads.
 	p2 := p
 	p2.Threads = 2
-	for _, pp := range []Params{p, p2} {
-		require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, qkv, 0, 0, pp) }), "q8 threads %d", pp.Threads)
+	for _, elem := range []int{ElemQ8, ElemQ4} {
+		qs, _ := quantize(dt.kv, elem, c.d)
+		var qkv KV = qs
+		for _, pp := range []Params{p, p2} {
+			require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, qkv, 0, 0, pp) }), "elem %d threads %d", elem, pp.Threads)
+		}
 	}
 	require.Zero(t, testing.AllocsPerRun(20, func() {
 		Prefill(out, dt.q, dt.k[:c.n*p.KVHeads*p.HeadDim], dt.v[:c.n*p.KVHeads*p.HeadDim], c.n, 0, 0, p, lse)

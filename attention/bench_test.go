@@ -127,7 +127,11 @@ func BenchmarkDecode(b *testing.B) {
 						bytes := int64(held) * int64(2*p.KVHeads*p.HeadDim*4)
 						if et.elem != ElemF32 {
 							// Every segment encoded (benchKV has no span segment: add an empty one;
-							// a q4 segment's keys share scales over its tokens).
+							// a q4 segment's keys share scales over its tokens, so q4 segments are
+							// cut to the 32-token blocks a Q4 cache layer closes).
+							if et.elem == ElemQ4 {
+								segs = splitBlocks(segs, 32)
+							}
 							qkv, _ := quantize(append(segs, Segment{}), et.elem, p.HeadDim)
 							v = qkv
 							bytes = 0
@@ -145,6 +149,19 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	}
+}
+
+// splitBlocks cuts every segment of kv into runs of at most n tokens.
+func splitBlocks(kv Segments, n int) Segments {
+	w := benchParams.KVHeads * benchParams.HeadDim
+	var out Segments
+	for _, s := range kv {
+		for t := 0; t < len(s.Pos); t += n {
+			e := min(t+n, len(s.Pos))
+			out = append(out, Segment{K: s.K[t*w : e*w], V: s.V[t*w : e*w], Pos: s.Pos[t:e]})
+		}
+	}
+	return out
 }
 
 // BenchmarkStreamRead is the read-bandwidth baseline of BenchmarkDecode: a maximum over 256 MiB

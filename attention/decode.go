@@ -10,12 +10,14 @@ import (
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
 // softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
 // head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
-// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route; Q8 at other
-// widths is widened to float32 in registers inside the dot and P·V loops (portable route) or
-// decoded into L1 like BF16 and Q4, which are decoded one tile at a time (dequantTile).
+// exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route, and so does Q4
+// (decodeq4.go: channel steps folded into int8 queries once per segment, P·V weights rounded
+// to 8 bits per tile); Q8 at other widths is widened to float32 in registers inside the dot
+// and P·V loops (portable route) or decoded into L1 like BF16 and Q4 at other widths, which
+// are decoded one tile at a time (dequantTile).
 // Results do not depend on Threads (each KV head is one work unit). F32, BF16 and Q4 match
-// the tiled path of Attend within float32 rounding; the integer Q8 route within its rounding
-// of queries and weights (bounded in the tests).
+// the tiled path of Attend within float32 rounding; the integer Q8 and Q4 routes within their
+// rounding of queries and weights (bounded in the tests).
 
 // lanes is the number of query heads a decode row holds (one AVX2 register).
 const lanes = 8
@@ -30,6 +32,7 @@ type decScratch struct {
 	kt, vt []float32 // [keyTile][D] a decoded key and value tile
 	mx, sm [lanes]float32
 	q8     q8Scratch // the integer Q8 route's buffers (head width a multiple of 32)
+	q4     q4Scratch // the integer Q4 route's buffers (head width a multiple of 32)
 }
 
 var decPool = sync.Pool{New: func() any { return new(decScratch) }}
@@ -56,6 +59,7 @@ func getDecScratch(heads, d int) *decScratch {
 	sc.m, sc.l = sc.m[:heads], sc.l[:heads]
 	if d%32 == 0 {
 		sc.q8.size(heads, d)
+		sc.q4.size(heads, d)
 	}
 	return sc
 }
@@ -100,7 +104,9 @@ func (j *job) decodeUnit(u int) {
 	}
 	clear(sc.o)
 	intQ8 := D%32 == 0 // the integer Q8 route, on every CPU route
+	intQ4 := D%32 == 0 // the integer Q4 route (decodeq4.go), likewise
 	qPacked := false
+	q4Seg := -1 // the segment the Q4 queries are packed for
 	var s seg
 	for si, ns := 0, j.numSegs(); si < ns; si++ {
 		j.segment(si, &s)
@@ -120,6 +126,10 @@ func (j *job) decodeUnit(u int) {
 				}
 				qPacked = true
 			}
+			if s.elem == ElemQ4 && intQ4 && q4Seg != si {
+				j.packQ4(sc, &s, g0, D)
+				q4Seg = si
+			}
 			for gi := range j.gper {
 				g := g0 + gi
 				qc, o := sc.qc[gi*lanes*D:][:lanes*D], sc.o[gi*lanes*D:][:lanes*D]
@@ -133,6 +143,9 @@ func (j *job) decodeUnit(u int) {
 				var vf []float32 // float32 values (nil: fused Q8)
 				vstride := kd
 				switch {
+				case s.elem == ElemQ4 && intQ4:
+					rb := (kd + 1) / 2
+					qkHeadsQ4I(st, sc.q4.query(gi, D), s.kb[k0*rb+g*D/2:], s.vb[k0*rb+g*D/2:], D, rb, kn, G, &sc.mx)
 				case s.elem == ElemQ8 && intQ8:
 					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), sc.q8.scr, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx)
 				case s.elem == ElemF32:
@@ -183,6 +196,8 @@ func (j *job) decodeUnit(u int) {
 				switch {
 				case vf != nil:
 					pvHeads(o, st, vf, D, vstride, kn, G)
+				case s.elem == ElemQ4:
+					j.pvQ4(o, st, &s, k0, kn, g, &sc.q4)
 				case intQ8:
 					pvHeadsQ8I(o, st, s.vb[off:], s.vs[so:], D, kd, j.kvh*gph, kn, G, &sc.q8)
 				default:

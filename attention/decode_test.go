@@ -38,8 +38,10 @@ func TestDecodeSweep(t *testing.T) {
 					want, wantLse := naiveAttend(dt.q, dt.qpos, oracle, c.mask, dt.p)
 					tol := outTol * max(1, float64(c.qamp))
 					bound := make([]float64, len(want))
-					if q8IntRoute(elem, c.ratio, c.d) {
-						want, wantLse, bound = naiveDecodeQ8(dt.q, dt.qpos[0], kv.(qSegments), oracle, c.mask, dt.p)
+					if qkv, ok := kv.(qSegments); ok {
+						if w, l, b, ok := naiveIntDecode(elem, dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p); ok {
+							want, wantLse, bound = w, l, b
+						}
 					}
 					run := func(p Params, out, lse []float32) {
 						f := func() { Attend(out, dt.q, dt.qpos, kv, c.mask.sink, c.mask.window, p, lse) }

@@ -116,10 +116,11 @@ func checkQuant(t *testing.T, c attCase, elem int, seed uint64, portable bool) {
 	} else {
 		run()
 	}
-	intRoute := q8IntRoute(elem, c.ratio, c.d) // a single query takes the integer Q8 route
+	// A single query takes the integer Q8 or Q4 route.
+	intRoute := q8IntRoute(elem, c.ratio, c.d) || q4IntRoute(elem, c.ratio, c.d)
 	if c.n == 1 && intRoute {
 		var bound []float64
-		want, wantLse, bound = naiveDecodeQ8(dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p)
+		want, wantLse, bound, _ = naiveIntDecode(elem, dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p)
 		requireCloseBound(t, out, want, outTol, bound, "out")
 	} else {
 		requireClose(t, out, want, outTol, "out")
@@ -143,7 +144,7 @@ func checkQuant(t *testing.T, c attCase, elem int, seed uint64, portable bool) {
 	outD := make([]float32, hd)
 	Decode(outD, dt.q[i*hd:][:hd], dt.qpos[i], qkv, c.mask.sink, c.mask.window, dt.p)
 	if intRoute {
-		wantD, _, bound := naiveDecodeQ8(dt.q[i*hd:][:hd], dt.qpos[i], qkv, oracle, c.mask, dt.p)
+		wantD, _, bound, _ := naiveIntDecode(elem, dt.q[i*hd:][:hd], dt.qpos[i], qkv, oracle, c.mask, dt.p)
 		requireCloseBound(t, outD, wantD, outTol, bound, "decode")
 		return
 	}
