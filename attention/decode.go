@@ -9,7 +9,7 @@ import (
 // multiple of 8. A key tile's scores are laid out with the query heads of one KV head in the
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
 // softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
-// head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
+// head width that is a multiple of 32 takes the integer route (decodeq8.go: int16 queries,
 // exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route; Q8 at other
 // widths is widened to float32 in registers inside the dot and P·V loops (portable route) or
 // decoded into L1 like BF16 and Q4, which are decoded one tile at a time (dequantTile).
@@ -134,7 +134,8 @@ func (j *job) decodeUnit(u int) {
 				vstride := kd
 				switch {
 				case s.elem == ElemQ8 && intQ8:
-					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), sc.q8.scr, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx)
+					j.q8Next(&sc.q8, &s, si, k0, g)
+					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), &sc.q8, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx, &sc.q8.next)
 				case s.elem == ElemF32:
 					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, &sc.mx)
 					vf = s.v[off:]
@@ -176,7 +177,11 @@ func (j *job) decodeUnit(u int) {
 					}
 					m[h] = mn
 				}
-				expHeads(st, kn, m, &sc.sm)
+				if s.elem == ElemQ8 && intQ8 {
+					expHeadsQ8(st, kn, m, &sc.sm)
+				} else {
+					expHeads(st, kn, m, &sc.sm)
+				}
 				for h := range lanes {
 					l[h] += sc.sm[h]
 				}
