@@ -9,7 +9,7 @@ import (
 // multiple of 8. A key tile's scores are laid out with the query heads of one KV head in the
 // 8 lanes of a row per key ([key][8]), so each key is read once for all its heads, the online
 // softmax runs on every head at once, and P·V reads each value once for all heads. Q8 at a
-// head width that is a multiple of 32 takes the integer route (decodeq8.go: int8 queries,
+// head width that is a multiple of 32 takes the integer route (decodeq8.go: int16 queries,
 // exact int32 dots, P·V weights rounded to 7 bits per tile) on every CPU route, and so does Q4
 // (decodeq4.go: channel steps folded into int8 queries once per segment, P·V weights rounded
 // to 8 bits per tile); Q8 at other widths is widened to float32 in registers inside the dot
@@ -147,7 +147,8 @@ func (j *job) decodeUnit(u int) {
 					rb := (kd + 1) / 2
 					qkHeadsQ4I(st, sc.q4.query(gi, D), s.kb[k0*rb+g*D/2:], s.vb[k0*rb+g*D/2:], D, rb, kn, G, &sc.mx)
 				case s.elem == ElemQ8 && intQ8:
-					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), sc.q8.scr, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx)
+					j.q8Next(&sc.q8, &s, si, k0, g)
+					qkHeadsQ8I(sc.s, sc.q8.query(gi, D), &sc.q8, s.kb[off:], s.vb[off:], s.ks[so:], D, kd, j.kvh*gph, kn, G, &sc.mx, &sc.q8.next)
 				case s.elem == ElemF32:
 					qkHeads(st, qc, s.k[off:], s.v[off:], D, kd, kn, G, &sc.mx)
 					vf = s.v[off:]
@@ -189,7 +190,11 @@ func (j *job) decodeUnit(u int) {
 					}
 					m[h] = mn
 				}
-				expHeads(st, kn, m, &sc.sm)
+				if s.elem == ElemQ8 && intQ8 {
+					expHeadsQ8(st, kn, m, &sc.sm)
+				} else {
+					expHeads(st, kn, m, &sc.sm)
+				}
 				for h := range lanes {
 					l[h] += sc.sm[h]
 				}

@@ -40,11 +40,18 @@ func pvHeadsQ8AVX(o, p *float32, v *byte, vs *float32, d, stride, scStride, n, h
 //go:noescape
 func pvHeads2AVX(o, p, v *float32, d, stride, n int)
 
-// qkHeadsQ8IAVX is qkHeadsQ8I's AVX2 kernel (d a positive multiple of 32, n > 0): queries
-// broadcast as packQueriesQ8 leaves them in qbb, s room for ceil8(n) rows, scr 768 bytes.
+// qkHeadsQ8IAVX is qkHeadsQ8I's AVX2 kernel over nb > 0 blocks of eight keys (d a positive
+// multiple of 32): queries broadcast as q8Query.pack leaves them in qbb, s room for 8·nb
+// rows, scr 288 bytes. It prefetches the value rows v and the next tile's rows and scales at
+// the byte offsets pfk, pfv (from k) and pfks, pfvs (from ks).
 //
 //go:noescape
-func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte)
+func qkHeadsQ8IAVX(s *float32, qbb *int16, qs *float32, k, v *byte, ks *float32, d, stride, scStride, nb, pfk, pfv, pfks, pfvs, h8 int, mx *float32, scr *byte)
+
+// expHeadsQ8AVX is expHeadsQ8's AVX2 kernel (n > 0).
+//
+//go:noescape
+func expHeadsQ8AVX(s *float32, n int, m, sum *float32)
 
 // pvWeightsQ8AVX is pvHeadsQ8I's weight quantization (n > 0): wq, f as pvHeadsQ8I describes
 // them, wf [n][8] floats of scratch.

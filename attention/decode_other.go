@@ -26,7 +26,11 @@ func pvHeads2AVX(o, p, v *float32, d, stride, n int) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 
-func qkHeadsQ8IAVX(s *float32, qbb *byte, qs *float32, k, v *byte, ks *float32, d, stride, scStride, n, h8 int, mx *float32, scr *byte) {
+func qkHeadsQ8IAVX(s *float32, qbb *int16, qs *float32, k, v *byte, ks *float32, d, stride, scStride, nb, pfk, pfv, pfks, pfvs, h8 int, mx *float32, scr *byte) {
+	panic("attention: no AVX2 kernel on this architecture")
+}
+
+func expHeadsQ8AVX(s *float32, n int, m, sum *float32) {
 	panic("attention: no AVX2 kernel on this architecture")
 }
 

@@ -125,7 +125,11 @@ func checkQuant(t *testing.T, c attCase, elem int, seed uint64, portable bool) {
 	} else {
 		requireClose(t, out, want, outTol, "out")
 	}
-	requireClose(t, lse, wantLse, lseTol, "lse")
+	if c.n == 1 && intRoute {
+		requireClose(t, lse, wantLse, lseTol+expQ8Tol, "lse")
+	} else {
+		requireClose(t, lse, wantLse, lseTol, "lse")
+	}
 	// Other thread counts give the same bits; decode of one query equals the oracle.
 	p1 := dt.p
 	p1.Threads = 1 + dt.p.Threads%3
