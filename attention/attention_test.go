@@ -352,7 +352,16 @@ func TestNoAllocs(t *testing.T) {
 		qs, _ := quantize(dt.kv, elem, c.d)
 		var qkv KV = qs
 		for _, pp := range []Params{p, p2} {
-			require.Zero(t, testing.AllocsPerRun(20, func() { Decode(out[:hd], dt.q[:hd], 140, qkv, 0, 0, pp) }), "elem %d threads %d", elem, pp.Threads)
+			// With two threads the second unit's scratch may be taken on another P than the
+			// one it was put back on, and a sync.Pool cannot hand out another P's private
+			// slot, so the pool grows by a scratch (about 20 allocations) now and then until
+			// each P holds enough. Warm it and average over many runs: a per-call allocation
+			// still reads as at least 1, a few late refills do not.
+			call := func() { Decode(out[:hd], dt.q[:hd], 140, qkv, 0, 0, pp) }
+			for range 50 {
+				call()
+			}
+			require.Zero(t, testing.AllocsPerRun(200, call), "elem %d threads %d", elem, pp.Threads)
 		}
 	}
 	require.Zero(t, testing.AllocsPerRun(20, func() {
