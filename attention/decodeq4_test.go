@@ -86,8 +86,7 @@ func naiveDecodeQ4(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 	bound = make([]float64, H*D)
 	for h := range H {
 		g := h / G
-		type key struct{ seg, slot int }
-		var keys []key
+		var keys []oracleKey
 		var sc []float64
 		mx := math.Inf(-1)
 		for si, s := range oracle {
@@ -107,7 +106,7 @@ func naiveDecodeQ4(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 					}
 					d *= scale
 				}
-				keys = append(keys, key{si, j})
+				keys = append(keys, oracleKey{si, j})
 				sc = append(sc, d)
 				mx = math.Max(mx, d)
 			}
@@ -116,23 +115,7 @@ func naiveDecodeQ4(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 			lse[h] = float32(math.Inf(-1))
 			continue
 		}
-		var sum float64
-		pr := make(map[key]float64, len(keys))
-		for i := range sc {
-			sc[i] = math.Exp(sc[i] - mx)
-			sum += sc[i]
-			pr[keys[i]] = sc[i]
-		}
-		o := make([]float64, D)
-		for i, kk := range keys {
-			vr := oracle[kk.seg].V[kk.slot*W+g*D:][:D]
-			for e := range o {
-				o[e] += sc[i] / sum * float64(vr[e])
-			}
-		}
-		for e := range o {
-			out[h*D+e] = float32(o[e])
-		}
+		sum, pr := softmaxPV(out, sc, mx, keys, oracle, g, h, D, W)
 		lse[h] = float32(mx + math.Log(sum))
 		for si, s := range qkv {
 			if s.elem != ElemQ4 {
@@ -143,14 +126,14 @@ func naiveDecodeQ4(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 				for gi := range ng {
 					var wmax, wsum float64
 					for j := k0; j < k1; j++ {
-						w := pr[key{si, j}] * float64(s.vs[j*2*ngAll+g*ng+gi])
+						w := pr[oracleKey{si, j}] * float64(s.vs[j*2*ngAll+g*ng+gi])
 						wmax, wsum = math.Max(wmax, w), wsum+w
 					}
 					f := math.Max(wmax/255, wsum/q4SumCap)
 					for e := gi * 32; e < gi*32+32; e++ {
 						var a float64
 						for j := k0; j < k1; j++ {
-							if pr[key{si, j}] > 0 {
+							if pr[oracleKey{si, j}] > 0 {
 								a += float64(q4Code(s.v, rb, j, g*D+e))
 							}
 						}

@@ -44,6 +44,32 @@ func quantizedQuery(q []float32, p Params) []float64 {
 	return out
 }
 
+// oracleKey names one visible key of an oracle: its segment and slot.
+type oracleKey struct{ seg, slot int }
+
+// softmaxPV turns the scores sc of keys (largest mx) into unnormalized weights in place,
+// writes query head h's float64 attention output over the oracle's values to out[h*D:][:D]
+// (KV head g, W values a token) and returns the weights' sum and each key's weight.
+func softmaxPV(out []float32, sc []float64, mx float64, keys []oracleKey, oracle Segments, g, h, D, W int) (sum float64, pr map[oracleKey]float64) {
+	pr = make(map[oracleKey]float64, len(keys))
+	for i := range sc {
+		sc[i] = math.Exp(sc[i] - mx)
+		sum += sc[i]
+		pr[keys[i]] = sc[i]
+	}
+	o := make([]float64, D)
+	for i, kk := range keys {
+		vr := oracle[kk.seg].V[kk.slot*W+g*D:][:D]
+		for e := range o {
+			o[e] += sc[i] / sum * float64(vr[e])
+		}
+	}
+	for e := range o {
+		out[h*D+e] = float32(o[e])
+	}
+	return sum, pr
+}
+
 // naiveDecodeQ8 is the oracle of one query at qpos taking the integer Q8 route: naiveAttend's
 // float64 softmax, Q8 segments scored with quantizedQuery (others with the float query), values
 // as the encodings stand for (oracle), and the P·V rounding bound of every output element.
@@ -56,8 +82,7 @@ func naiveDecodeQ8(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 	bound = make([]float64, H*D)
 	for h := range H {
 		g := h / G
-		type key struct{ seg, slot int }
-		var keys []key
+		var keys []oracleKey
 		var sc []float64
 		mx := math.Inf(-1)
 		for si, s := range oracle {
@@ -77,7 +102,7 @@ func naiveDecodeQ8(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 					}
 					d *= scale
 				}
-				keys = append(keys, key{si, j})
+				keys = append(keys, oracleKey{si, j})
 				sc = append(sc, d)
 				mx = math.Max(mx, d)
 			}
@@ -86,23 +111,7 @@ func naiveDecodeQ8(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 			lse[h] = float32(math.Inf(-1))
 			continue
 		}
-		var sum float64
-		pr := make(map[key]float64, len(keys))
-		for i := range sc {
-			sc[i] = math.Exp(sc[i] - mx)
-			sum += sc[i]
-			pr[keys[i]] = sc[i]
-		}
-		o := make([]float64, D)
-		for i, kk := range keys {
-			vr := oracle[kk.seg].V[kk.slot*W+g*D:][:D]
-			for e := range o {
-				o[e] += sc[i] / sum * float64(vr[e])
-			}
-		}
-		for e := range o {
-			out[h*D+e] = float32(o[e])
-		}
+		sum, pr := softmaxPV(out, sc, mx, keys, oracle, g, h, D, W)
 		lse[h] = float32(mx + math.Log(sum))
 		// The route's exponential is off by a relative expQ8Tol at most, in the weights and
 		// in their sum alike: an output element by at most 2·expQ8Tol·Σ p|v| / Σ p.
@@ -121,12 +130,12 @@ func naiveDecodeQ8(q []float32, qpos int32, qkv qSegments, oracle Segments, m ma
 				for gi := range ng {
 					var wmax float64
 					for j := k0; j < k1; j++ {
-						wmax = math.Max(wmax, pr[key{si, j}]*float64(s.vs[j*KVH*ng+g*ng+gi]))
+						wmax = math.Max(wmax, pr[oracleKey{si, j}]*float64(s.vs[j*KVH*ng+g*ng+gi]))
 					}
 					for e := gi * 32; e < gi*32+32; e++ {
 						var a float64
 						for j := k0; j < k1; j++ {
-							if pr[key{si, j}] > 0 {
+							if pr[oracleKey{si, j}] > 0 {
 								a += math.Abs(float64(int8(s.v[j*W+g*D+e])))
 							}
 						}
