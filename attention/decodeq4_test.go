@@ -343,28 +343,7 @@ func TestQ4IntRoute(t *testing.T) {
 // relative to the output's RMS, for flat and peaked softmaxes. The storage error itself (Q4
 // against float32 keys and values) is printed beside it for scale.
 func TestQ4IntRouteError(t *testing.T) {
-	for _, amp := range []float32{1, 4, 16} {
-		c := attCase{kvh: 2, ratio: 7, d: 64, cache: 4096, n: 1, nseg: 129, qamp: amp}
-		dt := makeData(c, 78)
-		qkv, oracle := quantize(dt.kv, ElemQ4, c.d)
-		float, _ := naiveAttend(dt.q, dt.qpos, oracle, c.mask, dt.p)
-		exact, _ := naiveAttend(dt.q, dt.qpos, dt.kv, c.mask, dt.p)
-		out := make([]float32, len(dt.q))
-		Decode(out, dt.q, dt.qpos[0], qkv, 0, 0, dt.p)
-		rel := func(a, b []float32) float64 {
-			var e, n float64
-			for i := range a {
-				e += (float64(a[i]) - float64(b[i])) * (float64(a[i]) - float64(b[i]))
-				n += float64(b[i]) * float64(b[i])
-			}
-			return math.Sqrt(e / n)
-		}
-		qround, _, _ := naiveDecodeQ4(dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p)
-		route, storage := rel(out, float), rel(float, exact)
-		t.Logf("query amplitude %g: integer route %.4f%% (query rounding %.4f%%, weight rounding %.4f%%), Q4 storage %.4f%% (RMS relative)",
-			amp, 100*route, 100*rel(qround, float), 100*rel(out, qround), 100*storage)
-		require.Less(t, route, 0.03, "amplitude %g", amp)
-	}
+	checkIntRouteError(t, ElemQ4, 129, 78, naiveDecodeQ4, 0.03)
 }
 
 // BenchmarkQ4IKernels times the integer Q4 kernels on one 32-token Q4 block of a Qwen2.5-0.5B

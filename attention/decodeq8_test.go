@@ -432,26 +432,39 @@ func BenchmarkQ8IKernels(b *testing.B) {
 // the rest the 7-bit weights); int8 queries gave 0.47%, 1.43%, 1.04%; storage 0.40%, 0.63%,
 // 1.10%.
 func TestQ8IntRouteError(t *testing.T) {
+	checkIntRouteError(t, ElemQ8, 16, 77, naiveDecodeQ8, 0.02)
+}
+
+// naiveIntDecoder is the signature of naiveDecodeQ8 and naiveDecodeQ4.
+type naiveIntDecoder func(q []float32, qpos int32, qkv qSegments, oracle Segments, m mask, p Params) (out, lse []float32, bound []float64)
+
+// checkIntRouteError runs one integer route's error measurement (TestQ8IntRouteError,
+// TestQ4IntRouteError): 4096 keys of the Qwen2.5-0.5B head layout in nseg segments, query
+// amplitudes 1, 4 and 16, the route's RMS error relative to the output's RMS against the
+// float64 oracle over the same encoded keys and values (unrounded query), below limit; the
+// shares of the query rounding (naive, which applies it) and the weight rounding are logged
+// beside the storage error itself.
+func checkIntRouteError(t *testing.T, elem, nseg int, seed uint64, naive naiveIntDecoder, limit float64) {
+	rel := func(a, b []float32) float64 {
+		var e, n float64
+		for i := range a {
+			e += (float64(a[i]) - float64(b[i])) * (float64(a[i]) - float64(b[i]))
+			n += float64(b[i]) * float64(b[i])
+		}
+		return math.Sqrt(e / n)
+	}
 	for _, amp := range []float32{1, 4, 16} {
-		c := attCase{kvh: 2, ratio: 7, d: 64, cache: 4096, n: 1, nseg: 16, qamp: amp}
-		dt := makeData(c, 77)
-		qkv, oracle := quantize(dt.kv, ElemQ8, c.d)
+		c := attCase{kvh: 2, ratio: 7, d: 64, cache: 4096, n: 1, nseg: nseg, qamp: amp}
+		dt := makeData(c, seed)
+		qkv, oracle := quantize(dt.kv, elem, c.d)
 		float, _ := naiveAttend(dt.q, dt.qpos, oracle, c.mask, dt.p)
 		exact, _ := naiveAttend(dt.q, dt.qpos, dt.kv, c.mask, dt.p)
 		out := make([]float32, len(dt.q))
 		Decode(out, dt.q, dt.qpos[0], qkv, 0, 0, dt.p)
-		rel := func(a, b []float32) float64 {
-			var e, n float64
-			for i := range a {
-				e += (float64(a[i]) - float64(b[i])) * (float64(a[i]) - float64(b[i]))
-				n += float64(b[i]) * float64(b[i])
-			}
-			return math.Sqrt(e / n)
-		}
-		qround, _, _ := naiveDecodeQ8(dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p)
+		qround, _, _ := naive(dt.q, dt.qpos[0], qkv, oracle, c.mask, dt.p)
 		route, storage := rel(out, float), rel(float, exact)
-		t.Logf("query amplitude %g: integer route %.4f%% (query rounding %.4f%%, weight rounding %.4f%%), Q8 storage %.4f%% (RMS relative)",
+		t.Logf("query amplitude %g: integer route %.4f%% (query rounding %.4f%%, weight rounding %.4f%%), storage %.4f%% (RMS relative)",
 			amp, 100*route, 100*rel(qround, float), 100*rel(out, qround), 100*storage)
-		require.Less(t, route, 0.02, "amplitude %g", amp)
+		require.Less(t, route, limit, "amplitude %g", amp)
 	}
 }
