@@ -20,7 +20,12 @@
 //
 // -eval FILE (a JSON array of token ids, BOS first) prints the mean NLL of tokens N.. given
 // the ones before, with the streaming mask on every row of the lazy layers (fixed_nll) and
-// with full attention (full_nll).
+// with full attention (full_nll). -eval takes a comma-separated list too, a directory standing
+// for its *.json files; with several texts, or with -base DIR (the checkpoint the model was
+// trained from, scored the same way), it prints a line per text and their mean, with -base
+// also the share of the base model's fixed-mode gap each recovers:
+//
+//	go run ./examples/finetune -eval testdata/train-stories260K/stories -model ft -base testdata/stories260K -lazy 2,4 -sink 4 -window 16 -prompt-len 128
 package main
 
 import (
@@ -53,6 +58,7 @@ func main() {
 
 type flags struct {
 	dir, out, lazy, data, exclude, evalFile, resume, lossName string
+	base                                                      string
 	params                                                    string
 	watch                                                     string
 	maxTime                                                   time.Duration
@@ -103,7 +109,8 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.watch, "watch", "", "comma-separated JSON token files whose fixed-mask NLL (tokens -prompt-len..) each validation pass reports; never trained on")
 	fs.DurationVar(&f.maxTime, "max-time", 7*time.Minute, "stop training after this long, keeping the best weights (0: no limit)")
 	fs.IntVar(&f.threads, "threads", 0, "threads of the teacher and sampler (0: all CPUs)")
-	fs.StringVar(&f.evalFile, "eval", "", "evaluate the NLL of this JSON token `file` instead of training")
+	fs.StringVar(&f.evalFile, "eval", "", "evaluate the NLL of these comma-separated JSON token `files` (a directory: every *.json in it) instead of training")
+	fs.StringVar(&f.base, "base", "", "with -eval: the checkpoint `directory` trained from; also prints its NLLs and the share of its fixed-mode gap recovered")
 	fs.IntVar(&f.promptLen, "prompt-len", 0, "with -eval: tokens of context before the scored ones")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON object")
 	if err := fs.Parse(args); err != nil {
@@ -152,28 +159,128 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fineTune(ctx, m, f, mask, stdout, stderr)
 }
 
+// textScore is one evaluated text: the NLLs of the model (fixed mode, full attention) and,
+// with -base, of the checkpoint it was trained from.
+type textScore struct {
+	File      string   `json:"file"`
+	Fixed     float64  `json:"fixed_nll"`
+	Full      float64  `json:"full_nll"`
+	BaseFixed *float64 `json:"base_fixed_nll,omitempty"`
+	BaseFull  *float64 `json:"base_full_nll,omitempty"`
+	Recovered *float64 `json:"recovered,omitempty"` // (base fixed − fixed) / (base fixed − base full)
+}
+
 func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, stdout io.Writer) error {
-	toks, err := readTokens(f.evalFile)
-	if err != nil {
-		return err
-	}
 	if len(lazy(mask)) == 0 {
 		return errors.New("-eval needs -lazy")
 	}
-	fixed, err := train.NLL(ctx, m, toks, f.promptLen, mask)
+	files, err := evalFiles(f.evalFile)
 	if err != nil {
-		return fmt.Errorf("%s: %w", f.evalFile, err)
+		return err
 	}
-	full, err := train.NLL(ctx, m, toks, f.promptLen, train.Mask{})
-	if err != nil {
-		return fmt.Errorf("%s: %w", f.evalFile, err)
+	var base *model.Model
+	if f.base != "" {
+		if base, err = model.Load(ctx, f.base, model.WithLogger(slog.New(slog.DiscardHandler))); err != nil {
+			return err
+		}
+		defer base.Close()
+	}
+	score := func(m *model.Model, toks []int32, path string) (fixed, full float64, err error) {
+		if fixed, err = train.NLL(ctx, m, toks, f.promptLen, mask); err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", path, err)
+		}
+		if full, err = train.NLL(ctx, m, toks, f.promptLen, train.Mask{}); err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", path, err)
+		}
+		return fixed, full, nil
+	}
+	var texts []textScore
+	for _, p := range files {
+		toks, err := readTokens(p)
+		if err != nil {
+			return err
+		}
+		ts := textScore{File: p}
+		if ts.Fixed, ts.Full, err = score(m, toks, p); err != nil {
+			return err
+		}
+		if base != nil {
+			bf, bu, err := score(base, toks, p)
+			if err != nil {
+				return err
+			}
+			r := recovered(bf, ts.Fixed, bu)
+			ts.BaseFixed, ts.BaseFull, ts.Recovered = &bf, &bu, &r
+		}
+		texts = append(texts, ts)
+	}
+	if len(texts) == 1 && base == nil { // one text: the two numbers, as before
+		t := texts[0]
+		if f.asJSON {
+			return json.NewEncoder(stdout).Encode(map[string]float64{"fixed_nll": t.Fixed, "full_nll": t.Full})
+		}
+		_, err = fmt.Fprintf(stdout, "fixed_nll %.4f full_nll %.4f (tokens %d.., lazy %v, sink %d, window %d)\n",
+			t.Fixed, t.Full, f.promptLen, mask.Lazy, mask.Sink, mask.Window)
+		return err
+	}
+	mean := textScore{File: "mean"}
+	var bf, bu float64
+	for _, t := range texts {
+		mean.Fixed += t.Fixed / float64(len(texts))
+		mean.Full += t.Full / float64(len(texts))
+		if base != nil {
+			bf += *t.BaseFixed / float64(len(texts))
+			bu += *t.BaseFull / float64(len(texts))
+		}
+	}
+	if base != nil {
+		r := recovered(bf, mean.Fixed, bu)
+		mean.BaseFixed, mean.BaseFull, mean.Recovered = &bf, &bu, &r
 	}
 	if f.asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]float64{"fixed_nll": fixed, "full_nll": full})
+		return json.NewEncoder(stdout).Encode(struct {
+			Texts []textScore `json:"texts"`
+			Mean  textScore   `json:"mean"`
+		}{texts, mean})
 	}
-	_, err = fmt.Fprintf(stdout, "fixed_nll %.4f full_nll %.4f (tokens %d.., lazy %v, sink %d, window %d)\n",
-		fixed, full, f.promptLen, mask.Lazy, mask.Sink, mask.Window)
-	return err
+	for _, t := range append(texts, mean) {
+		line := fmt.Sprintf("%s fixed_nll %.4f full_nll %.4f", t.File, t.Fixed, t.Full)
+		if t.Recovered != nil {
+			line += fmt.Sprintf(" base_fixed_nll %.4f base_full_nll %.4f recovered %.1f%%", *t.BaseFixed, *t.BaseFull, 100**t.Recovered)
+		}
+		if _, err := fmt.Fprintln(stdout, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recovered is the share of the base model's fixed-mode gap (before − full) that after closes.
+func recovered(before, after, full float64) float64 { return (before - after) / (before - full) }
+
+// evalFiles expands -eval's comma-separated list: files as given, directories to their *.json
+// files in name order.
+func evalFiles(list string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(list, ",") {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		fs, err := filepath.Glob(filepath.Join(p, "*.json"))
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == 0 {
+			return nil, fmt.Errorf("%s: no *.json token files", p)
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
 }
 
 func lazy(m train.Mask) []int { return m.Lazy }

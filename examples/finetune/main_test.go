@@ -32,6 +32,61 @@ func TestEval(t *testing.T) {
 	require.InDelta(t, 0.4239, r["full_nll"], 1e-4)
 }
 
+// TestEvalSet scores a directory of texts and a single file against a base checkpoint: with
+// the model as its own base every text recovers exactly nothing, the mean is the mean of the
+// texts, and greedy256 keeps the numbers TestEval checks.
+func TestEvalSet(t *testing.T) {
+	var out, errb bytes.Buffer
+	dir := "../../testdata/train-stories260K/stories-test"
+	require.NoError(t, run(context.Background(), []string{"-eval", dir + "," + greedy, "-model", stories, "-base", stories,
+		"-lazy", "2,4", "-sink", "4", "-window", "16", "-prompt-len", "128", "-json"}, &out, &errb))
+	var r struct {
+		Texts []textScore
+		Mean  textScore
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String())
+	require.Len(t, r.Texts, 7) // six stories, then greedy256
+	var fixed float64
+	for _, x := range r.Texts {
+		require.NotNil(t, x.Recovered, x.File)
+		require.Zero(t, *x.Recovered, x.File)
+		require.Equal(t, x.Fixed, *x.BaseFixed, x.File)
+		require.Greater(t, x.Fixed, x.Full, x.File) // the streaming mask costs every text something
+		fixed += x.Fixed / 7
+	}
+	require.InDelta(t, fixed, r.Mean.Fixed, 1e-12)
+	require.Equal(t, greedy, r.Texts[6].File)
+	require.InDelta(t, 0.6103, r.Texts[6].Fixed, 1e-4)
+	require.InDelta(t, 0.4239, r.Texts[6].Full, 1e-4)
+
+	empty := t.TempDir()
+	err := run(context.Background(), []string{"-eval", empty, "-model", stories, "-lazy", "2,4", "-prompt-len", "128"}, &out, &errb)
+	require.ErrorContains(t, err, "no *.json token files")
+	err = run(context.Background(), []string{"-eval", filepath.Join(empty, "missing.json"), "-model", stories, "-lazy", "2,4", "-prompt-len", "128"}, &out, &errb)
+	require.ErrorContains(t, err, "missing.json")
+}
+
+// TestStoryTokens: every story's token file is its text encoded by stories260K's tokenizer
+// (BOS first, surrounding whitespace trimmed), so the texts and the scored ids cannot drift apart.
+func TestStoryTokens(t *testing.T) {
+	m, err := model.Load(context.Background(), stories, model.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer m.Close()
+	txts, err := filepath.Glob("../../testdata/train-stories260K/stories-*/*.txt")
+	require.NoError(t, err)
+	require.Len(t, txts, 18)
+	for _, p := range txts {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		want, err := m.Tokenizer().Encode(strings.TrimSpace(string(b)), true)
+		require.NoError(t, err)
+		got, err := readTokens(strings.TrimSuffix(p, ".txt") + ".json")
+		require.NoError(t, err)
+		require.Equal(t, want, got, p)
+		require.Greater(t, len(got), 256, p) // long enough for rows 128.. to reach past the window
+	}
+}
+
 // TestSmoke trains a few steps on a handful of sampled sequences and checks the written
 // checkpoint opens in fixed mode and scores no worse than NaN; the progress lines name
 // step, loss, tokens/s and ETA.
