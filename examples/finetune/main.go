@@ -25,7 +25,7 @@
 // trained from, scored the same way), it prints a line per text and their mean, with -base
 // also the share of the base model's fixed-mode gap each recovers:
 //
-//	go run ./examples/finetune -eval testdata/train-stories260K/stories -model ft -base testdata/stories260K -lazy 2,4 -sink 4 -window 16 -prompt-len 128
+//	go run ./examples/finetune -eval testdata/train-stories260K/stories-dev -model ft -base testdata/stories260K -lazy 2,4 -sink 4 -window 16 -prompt-len 128
 package main
 
 import (
@@ -167,7 +167,7 @@ type textScore struct {
 	Full      float64  `json:"full_nll"`
 	BaseFixed *float64 `json:"base_fixed_nll,omitempty"`
 	BaseFull  *float64 `json:"base_full_nll,omitempty"`
-	Recovered *float64 `json:"recovered,omitempty"` // (base fixed − fixed) / (base fixed − base full)
+	Recovered *float64 `json:"recovered,omitempty"` // (base fixed − fixed) / (base fixed − base full); absent when the base has no gap
 }
 
 func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, stdout io.Writer) error {
@@ -209,8 +209,7 @@ func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 			if err != nil {
 				return err
 			}
-			r := recovered(bf, ts.Fixed, bu)
-			ts.BaseFixed, ts.BaseFull, ts.Recovered = &bf, &bu, &r
+			ts.BaseFixed, ts.BaseFull, ts.Recovered = &bf, &bu, recovered(bf, ts.Fixed, bu)
 		}
 		texts = append(texts, ts)
 	}
@@ -234,8 +233,7 @@ func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 		}
 	}
 	if base != nil {
-		r := recovered(bf, mean.Fixed, bu)
-		mean.BaseFixed, mean.BaseFull, mean.Recovered = &bf, &bu, &r
+		mean.BaseFixed, mean.BaseFull, mean.Recovered = &bf, &bu, recovered(bf, mean.Fixed, bu)
 	}
 	if f.asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
@@ -245,8 +243,11 @@ func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	}
 	for _, t := range append(texts, mean) {
 		line := fmt.Sprintf("%s fixed_nll %.4f full_nll %.4f", t.File, t.Fixed, t.Full)
+		if t.BaseFixed != nil {
+			line += fmt.Sprintf(" base_fixed_nll %.4f base_full_nll %.4f", *t.BaseFixed, *t.BaseFull)
+		}
 		if t.Recovered != nil {
-			line += fmt.Sprintf(" base_fixed_nll %.4f base_full_nll %.4f recovered %.1f%%", *t.BaseFixed, *t.BaseFull, 100**t.Recovered)
+			line += fmt.Sprintf(" recovered %.1f%%", 100**t.Recovered)
 		}
 		if _, err := fmt.Fprintln(stdout, line); err != nil {
 			return err
@@ -255,8 +256,15 @@ func evaluate(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	return nil
 }
 
-// recovered is the share of the base model's fixed-mode gap (before − full) that after closes.
-func recovered(before, after, full float64) float64 { return (before - after) / (before - full) }
+// recovered is the share of the base model's fixed-mode gap (before − full) that after
+// closes; nil when there is no gap (the streaming mask costs the base nothing on that text).
+func recovered(before, after, full float64) *float64 {
+	if before == full {
+		return nil
+	}
+	r := (before - after) / (before - full)
+	return &r
+}
 
 // evalFiles expands -eval's comma-separated list: files as given, directories to their *.json
 // files in name order.

@@ -59,8 +59,22 @@ func TestEvalSet(t *testing.T) {
 	require.InDelta(t, 0.6103, r.Texts[6].Fixed, 1e-4)
 	require.InDelta(t, 0.4239, r.Texts[6].Full, 1e-4)
 
+	// A text the window covers whole costs the base nothing: no share is printed, no NaN.
+	short := filepath.Join(t.TempDir(), "short.json")
+	require.NoError(t, os.WriteFile(short, []byte("[1, 403, 261, 270, 304, 285]"), 0o644))
+	out.Reset()
+	require.NoError(t, run(context.Background(), []string{"-eval", short, "-model", stories, "-base", stories,
+		"-lazy", "2,4", "-sink", "4", "-window", "16", "-prompt-len", "2", "-json"}, &out, &errb))
+	require.NotContains(t, out.String(), "recovered", out.String())
+
+	// Token ids outside the vocabulary are an error naming the file.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte("[1, 99999, 3]"), 0o644))
+	err := run(context.Background(), []string{"-eval", bad, "-model", stories, "-lazy", "2,4", "-prompt-len", "1"}, &out, &errb)
+	require.ErrorContains(t, err, "bad.json")
+
 	empty := t.TempDir()
-	err := run(context.Background(), []string{"-eval", empty, "-model", stories, "-lazy", "2,4", "-prompt-len", "128"}, &out, &errb)
+	err = run(context.Background(), []string{"-eval", empty, "-model", stories, "-lazy", "2,4", "-prompt-len", "128"}, &out, &errb)
 	require.ErrorContains(t, err, "no *.json token files")
 	err = run(context.Background(), []string{"-eval", filepath.Join(empty, "missing.json"), "-model", stories, "-lazy", "2,4", "-prompt-len", "128"}, &out, &errb)
 	require.ErrorContains(t, err, "missing.json")
