@@ -572,6 +572,24 @@ func (c *teacherCache) probs(ctx context.Context, m *model.Model, seqs []Sequenc
 	return c.batch, nil
 }
 
+// AttachTeacher sets the Teacher of each sequence of seqs that has none to the full-attention
+// model m's next-token probabilities of its rows ([len(Tokens)][V], 4·len(Tokens)·V bytes
+// each), so that distillation computes them once however often a sequence is trained on:
+// copies of a Sequence share the slice. An error wraps the failing forward's.
+func AttachTeacher(ctx context.Context, m *model.Model, seqs []Sequence) error {
+	for i := range seqs {
+		if seqs[i].Teacher != nil {
+			continue
+		}
+		p, err := teacherProbs(ctx, m, seqs[i:i+1])
+		if err != nil {
+			return fmt.Errorf("%w (sequence %d)", err, i)
+		}
+		seqs[i].Teacher = p
+	}
+	return nil
+}
+
 // teacherProbs returns the full-attention model's next-token probabilities for every row of
 // seqs, [len(seqs)·T][V].
 func teacherProbs(ctx context.Context, m *model.Model, seqs []Sequence) ([]float32, error) {

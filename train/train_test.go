@@ -412,3 +412,29 @@ func TestRunEMA(t *testing.T) {
 	_, err = Run(ctx, w0.Clone(), m, seqs, nil, Options{Mask: testMask, Batch: 2, Steps: 1, EMA: 1})
 	require.ErrorIs(t, err, ErrConfig)
 }
+
+// TestAttachTeacher: the probabilities AttachTeacher computes with the model's forward equal
+// those the sampler hands over from its own decoder (two independent float32 paths; 1e-5
+// absolute covers their rounding), except the last row, which predicts nothing and which the
+// sampler leaves zero; a sequence that has probabilities keeps them.
+func TestAttachTeacher(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, stories)
+	const T, V = 40, 512
+	sampled, err := Sample(ctx, storiesWeights(t), SampleOptions{N: 3, T: T, Seed: 11, Teacher: true})
+	require.NoError(t, err)
+	seqs := make([]Sequence, len(sampled))
+	for i, s := range sampled {
+		seqs[i] = Sequence{Tokens: s.Tokens, Targets: s.Targets}
+	}
+	seqs[2].Teacher = sampled[2].Teacher
+	require.NoError(t, AttachTeacher(ctx, m, seqs))
+	for i := range 2 {
+		require.Len(t, seqs[i].Teacher, T*V)
+		require.InDeltaSlice(t, sampled[i].Teacher[:(T-1)*V], seqs[i].Teacher[:(T-1)*V], 1e-5, "sequence %d", i)
+	}
+	require.Same(t, &sampled[2].Teacher[0], &seqs[2].Teacher[0])
+
+	seqs = []Sequence{{Tokens: []int32{1, 600}, Targets: []int32{600, -1}}}
+	require.Error(t, AttachTeacher(ctx, m, seqs), "a token outside the vocabulary")
+}
