@@ -16,7 +16,14 @@
 // any -exclude file, are dropped, so evaluation texts never become training data.
 //
 // -data is JSONL with one {"text"}, {"prompt","completion"} or {"messages"} object per line,
-// packed to -seq-len tokens. Progress goes to stderr, one line per step.
+// packed to -seq-len tokens (a comma-separated list of files; -truncate cuts texts longer
+// than -seq-len instead of refusing them). With -data and -samples N both, it trains on N
+// sampled sequences and the data together, each data sequence -data-repeat times, holding out
+// a share of the samples:
+//
+//	go run ./examples/finetune -model DIR -lazy 2,4 -sink 4 -window 16 -out DIR -samples 4800 -data testdata/train-stories260K/stories-train.jsonl -truncate -data-repeat 4
+//
+// Progress goes to stderr, one line per step.
 //
 // -eval FILE (a JSON array of token ids, BOS first) prints the mean NLL of tokens N.. given
 // the ones before, with the streaming mask on every row of the lazy layers (fixed_nll) and
@@ -64,12 +71,12 @@ type flags struct {
 	maxTime                                                   time.Duration
 	sink, window, seqLen, batch, accum, steps, warmup         int
 	samples, evalEvery, patience, saveEvery, promptLen        int
-	span                                                      int
+	span, dataRepeat                                          int
 	scoreFrom                                                 int
 	threads                                                   int
 	lr, wd, clip, valFrac, repeat, sampleTemp, ema, beta2     float64
 	seed                                                      uint64
-	asJSON                                                    bool
+	asJSON, truncate, samplesSet                              bool
 }
 
 func parse(args []string, stderr io.Writer) (*flags, error) {
@@ -81,9 +88,11 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.lazy, "lazy", "", "comma-separated streaming layers, e.g. 2,4")
 	fs.IntVar(&f.sink, "sink", model.DefaultSink, "attention-sink tokens of the streaming layers")
 	fs.IntVar(&f.window, "window", model.DefaultWindow, "recent window of the streaming layers, the query's own token included")
-	fs.StringVar(&f.data, "data", "", "JSONL training data (default: sequences sampled from the model)")
+	fs.StringVar(&f.data, "data", "", "comma-separated JSONL training `files` (default: sequences sampled from the model)")
 	fs.StringVar(&f.exclude, "exclude", "", "comma-separated JSON token files kept out of the sampled data")
-	fs.IntVar(&f.samples, "samples", 4800, "sequences to sample when there is no -data")
+	fs.IntVar(&f.samples, "samples", 4800, "sequences to sample from the model (with -data: none unless set, then mixed with the data)")
+	fs.IntVar(&f.dataRepeat, "data-repeat", 1, "times each -data sequence appears in the training set (weighs data against samples)")
+	fs.BoolVar(&f.truncate, "truncate", false, "cut -data texts longer than -seq-len to their first -seq-len tokens (default: an error)")
 	fs.Float64Var(&f.repeat, "repeat", 0.5, "fraction of sampled sequences that continue from a repeated span of their first half (long-range copying)")
 	fs.IntVar(&f.span, "span", 24, "tokens of each repeated span (-repeat; sequences whose first half cannot hold one are not repeated)")
 	fs.Float64Var(&f.sampleTemp, "sample-temp", 1, "temperature of the sampled sequences")
@@ -116,6 +125,7 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	fs.Visit(func(fl *flag.Flag) { f.samplesSet = f.samplesSet || fl.Name == "samples" })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -313,24 +323,44 @@ func fineTune(ctx context.Context, m *model.Model, f *flags, mask train.Mask, st
 	if f.valFrac < 0 || f.valFrac >= 1 {
 		return fmt.Errorf("%w: -val-frac %v: want [0, 1)", train.ErrConfig, f.valFrac)
 	}
+	if f.samples < 0 || f.dataRepeat < 1 {
+		return fmt.Errorf("%w: -samples %d, -data-repeat %d: want >= 0 and >= 1", train.ErrConfig, f.samples, f.dataRepeat)
+	}
 	w, err := train.LoadWeights(f.dir)
 	if err != nil {
 		return err
 	}
-	seqs, err := loadData(ctx, m, w, f, stderr)
+	sampled, data, err := loadData(ctx, m, w, f, stderr)
 	if err != nil {
 		return err
 	}
-	for _, s := range seqs { // -score-from: rows predicting tokens before it are not scored
-		for j := 0; j+1 < f.scoreFrom && j < len(s.Targets); j++ {
-			s.Targets[j] = -1
+	for _, set := range [][]train.Sequence{sampled, data} { // -score-from: rows predicting tokens before it are not scored
+		for _, s := range set {
+			for j := 0; j+1 < f.scoreFrom && j < len(s.Targets); j++ {
+				s.Targets[j] = -1
+			}
 		}
 	}
-	nVal := int(math.Round(f.valFrac * float64(len(seqs))))
-	if f.valFrac > 0 && nVal == 0 && len(seqs) > 1 {
+	// The held-out share comes from the sampled sequences when there are any (the data's
+	// repeats would otherwise train on it), else from the data before it is repeated.
+	held := sampled
+	if len(held) == 0 {
+		held = data
+	}
+	nVal := int(math.Round(f.valFrac * float64(len(held))))
+	if f.valFrac > 0 && nVal == 0 && len(held) > 1 {
 		nVal = 1
 	}
-	trainSeqs, val := seqs[nVal:], seqs[:nVal]
+	val := held[:nVal]
+	if len(sampled) > 0 {
+		sampled = sampled[nVal:]
+	} else {
+		data = data[nVal:]
+	}
+	trainSeqs := sampled
+	for range f.dataRepeat {
+		trainSeqs = append(trainSeqs, data...)
+	}
 	opts := train.Options{Mask: mask, Loss: loss, Params: params, Batch: f.batch, Accum: f.accum, Steps: f.steps,
 		AdamW: train.AdamW{LR: f.lr, Beta2: f.beta2, WeightDecay: orNone(f.wd)}, Warmup: f.warmup, ClipNorm: orNone(f.clip),
 		Seed: f.seed, EvalEvery: f.evalEvery, Patience: orNever(f.patience)}
@@ -406,28 +436,22 @@ func orNever(n int) int {
 	return n
 }
 
-// loadData returns the training sequences: -data packed, or sequences sampled from the
-// checkpoint (w; m gives the greedy continuation kept out of them).
-func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, stderr io.Writer) ([]train.Sequence, error) {
+// loadData returns the training sequences: those sampled from the checkpoint (w; m gives
+// the greedy continuation kept out of them), -samples of them (with -data, none unless
+// -samples is set), and those of the -data files, packed (texts longer than -seq-len cut with
+// -truncate). With distillation the data's teacher probabilities are computed here, once.
+func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, stderr io.Writer) (sampled, data []train.Sequence, err error) {
 	if f.data != "" {
-		tok := m.Tokenizer()
-		if tok == nil {
-			return nil, fmt.Errorf("-data needs the checkpoint's tokenizer.json")
+		if data, err = readData(ctx, m, f); err != nil {
+			return nil, nil, err
 		}
-		r, err := os.Open(f.data)
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		recs, err := train.ParseJSONL(r, f.data)
-		if err != nil {
-			return nil, err
-		}
-		exs, err := train.Tokenize(recs, tok, f.data)
-		if err != nil {
-			return nil, err
-		}
-		return train.Pack(exs, f.seqLen, f.data)
+	}
+	n := f.samples
+	if f.data != "" && !f.samplesSet {
+		n = 0
+	}
+	if n == 0 {
+		return nil, data, nil
 	}
 	bos := int32(1)
 	if b := m.Config().BOS; len(b) > 0 {
@@ -436,27 +460,70 @@ func loadData(ctx context.Context, m *model.Model, w *train.Weights, f *flags, s
 	// The model's greedy continuation of BOS is its natural evaluation text: keep it out.
 	g, err := m.GenerateTokens(ctx, []int32{bos}, model.WithMaxTokens(f.seqLen-1), model.WithIgnoreEOS())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	texts := [][]int32{append([]int32{bos}, g.Tokens...)}
 	if f.exclude != "" {
 		for _, p := range strings.Split(f.exclude, ",") {
 			t, err := readTokens(p)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			texts = append(texts, t)
 		}
 	}
 	start := time.Now()
-	seqs, err := train.Sample(ctx, w, train.SampleOptions{N: f.samples, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003, Threads: f.threads,
+	sampled, err = train.Sample(ctx, w, train.SampleOptions{N: n, T: f.seqLen, BOS: bos, Seed: f.seed * 1_000_003, Threads: f.threads,
 		Teacher: f.lossName == "distill",
 		Exclude: train.NewNGrams(32, texts...), Repeat: f.repeat, Span: f.span, Temperature: f.sampleTemp, Progress: func(done int) {
-			if done%64 == 0 || done == f.samples {
-				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, f.samples, time.Since(start).Round(time.Second))
+			if done%64 == 0 || done == n {
+				fmt.Fprintf(stderr, "sampled %d/%d sequences (%s)\n", done, n, time.Since(start).Round(time.Second))
 			}
 		}})
-	return seqs, err
+	return sampled, data, err
+}
+
+// readData parses, tokenizes and packs the comma-separated -data files.
+func readData(ctx context.Context, m *model.Model, f *flags) ([]train.Sequence, error) {
+	tok := m.Tokenizer()
+	if tok == nil {
+		return nil, fmt.Errorf("-data needs the checkpoint's tokenizer.json")
+	}
+	var out []train.Sequence
+	for _, p := range strings.Split(f.data, ",") {
+		r, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := train.ParseJSONL(r, p)
+		r.Close()
+		if err != nil {
+			return nil, err
+		}
+		exs, err := train.Tokenize(recs, tok, p)
+		if err != nil {
+			return nil, err
+		}
+		if f.truncate {
+			for i := range exs {
+				exs[i].Tokens = exs[i].Tokens[:min(len(exs[i].Tokens), f.seqLen)]
+			}
+		}
+		seqs, err := train.Pack(exs, f.seqLen, p)
+		if err != nil {
+			if errors.Is(err, train.ErrData) && !f.truncate {
+				err = fmt.Errorf("%w (-truncate cuts such texts to -seq-len)", err)
+			}
+			return nil, err
+		}
+		out = append(out, seqs...)
+	}
+	if f.lossName == "distill" {
+		if err := train.AttachTeacher(ctx, m, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func readTokens(path string) ([]int32, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lighttransfer/lighttransfer-go/model"
+	"github.com/lighttransfer/lighttransfer-go/train"
 )
 
 const (
@@ -135,6 +136,41 @@ func TestSmoke(t *testing.T) {
 	require.NotContains(t, stderr.String(), "step 2/4 ")
 }
 
+// TestMixData: -data with -samples trains on both, each data sequence -data-repeat times;
+// the held-out share comes from the samples (or, without them, from the data before it is
+// repeated, so no copy of a held-out sequence is trained on); -truncate cuts long texts.
+func TestMixData(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	long := strings.Repeat("Once upon a time there was a cat. ", 8)
+	require.NoError(t, os.WriteFile(data, []byte(`{"text": "`+long+`"}`+"\n"+`{"text": "The dog ran home."}`+"\n"+`{"text": "`+long+`"}`+"\n"), 0o644))
+	base := []string{"-model", stories, "-lazy", "2,4", "-sink", "4", "-window", "16", "-seq-len", "48", "-batch", "2",
+		"-steps", "1", "-warmup", "0", "-data", data, "-data-repeat", "2", "-truncate"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// 4 samples, 1 held out; 3 data sequences (the short text packed after a long one
+		// does not fit: each long text fills its own) twice.
+		{[]string{"-samples", "4"}, "training 9 sequences of 48 tokens (1 held out)"},
+		// no samples: 1 of the 3 data sequences held out, the other 2 twice.
+		{nil, "training 4 sequences of 48 tokens (1 held out)"},
+		{[]string{"-loss", "ce", "-samples", "2", "-data-repeat", "3"}, "training 10 sequences of 48 tokens (1 held out)"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append(append(append([]string{}, base...), tc.args...), "-out", filepath.Join(t.TempDir(), "ft"))
+		require.NoError(t, run(context.Background(), args, &stdout, &stderr), "%v: %s", tc.args, stderr.String())
+		require.Contains(t, stderr.String(), tc.want, "%v", tc.args)
+		require.NotContains(t, stderr.String(), "sampled 0/", "%v", tc.args)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-model", stories, "-lazy", "2", "-seq-len", "48", "-steps", "1", "-data", data,
+		"-out", filepath.Join(dir, "out")}, &stdout, &stderr)
+	require.ErrorContains(t, err, "d.jsonl:1: ")
+	require.ErrorContains(t, err, "-truncate")
+	require.ErrorIs(t, err, train.ErrData)
+}
+
 // TestBadInput: each misuse is an error naming what is wrong, and no checkpoint is written.
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
@@ -159,6 +195,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-lazy", "2", "-seq-len", "600"}, "-seq-len 600: want 2..512"},
 		{[]string{"-lazy", "2", "-lr", "1e9", "-clip", "0", "-warmup", "0", "-loss", "ce", "-steps", "30"}, "non-finite loss at step "},
 		{[]string{"-lazy", "2", "-loss", "mse"}, `-loss "mse"`},
+		{[]string{"-lazy", "2", "-data-repeat", "0"}, "-data-repeat 0: want"},
+		{[]string{"-lazy", "2", "-data", jsonl("ok.jsonl", `{"text": "a b c"}`) + ",missing.jsonl"}, "missing.jsonl"},
 	} {
 		out := filepath.Join(dir, "out")
 		args := append(append(append([]string{}, base...), tc.args...), "-out", out)
