@@ -89,7 +89,7 @@ func TestStoryTokens(t *testing.T) {
 	defer m.Close()
 	txts, err := filepath.Glob("../../testdata/train-stories260K/stories-*/*.txt")
 	require.NoError(t, err)
-	require.Len(t, txts, 18)
+	require.Len(t, txts, 64)
 	for _, p := range txts {
 		b, err := os.ReadFile(p)
 		require.NoError(t, err)
@@ -99,6 +99,44 @@ func TestStoryTokens(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, got, p)
 		require.Greater(t, len(got), 256, p) // long enough for rows 128.. to reach past the window
+	}
+}
+
+// TestStoryCorpus: the training stories parse, and none shares a run of 16 tokens with an
+// evaluation text (the development, held-back and held-out stories, the unseen story, the
+// self-samples, greedy256), so training on them never trains on what is scored.
+func TestStoryCorpus(t *testing.T) {
+	m, err := model.Load(context.Background(), stories, model.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer m.Close()
+	const corpus = "../../testdata/train-stories260K/stories-train.jsonl"
+	f, err := os.Open(corpus)
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := train.ParseJSONL(f, corpus)
+	require.NoError(t, err)
+	require.Len(t, recs, 609)
+	exs, err := train.Tokenize(recs, m.Tokenizer(), corpus)
+	require.NoError(t, err)
+	evals, err := filepath.Glob("../../testdata/train-stories260K/*.json")
+	require.NoError(t, err)
+	more, err := filepath.Glob("../../testdata/train-stories260K/stories-*/*.json")
+	require.NoError(t, err)
+	evals = append(evals, more...)
+	require.GreaterOrEqual(t, len(evals), 68)
+	var texts [][]int32
+	for _, p := range evals {
+		if filepath.Base(p) == "train_step.json" {
+			continue
+		}
+		toks, err := readTokens(p)
+		require.NoError(t, err, p)
+		texts = append(texts, toks)
+	}
+	ng := train.NewNGrams(16, texts...)
+	for i, e := range exs {
+		require.Greater(t, len(e.Tokens), 256, "story %d", i+1) // -truncate keeps rows past the window
+		require.False(t, ng.Overlaps(e.Tokens), "story %d shares 16 tokens with an evaluation text", i+1)
 	}
 }
 
